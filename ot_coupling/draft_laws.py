@@ -1,0 +1,124 @@
+"""Laws of the draft tuple ``(X_1, ..., X_k)`` given the draft distribution ``q``.
+
+A draft law answers two questions: how to sample a draft tuple, and (for small vocabularies) the
+exact probability of every ordered tuple. The second is what makes exact verification possible:
+an algorithm's output law is ``sum_t Q(t) K(. | t)`` over all tuples ``t``.
+
+Registered laws (see :data:`DRAFT_LAWS`):
+
+``"iid"``
+    ``k`` independent draws from ``q`` (with replacement): ``Q(t) = prod_i q(t_i)``.
+``"without_replacement"``
+    successive sampling from ``q`` renormalised over unseen tokens (equivalently Gumbel-top-k):
+    ``Q(t) = prod_i q(t_i) / (1 - sum_{j<i} q(t_j))`` over ordered tuples of distinct tokens.
+    Needs ``k <= |supp q|``.
+
+Algorithm-specific laws (SpecHub's ``"hub"`` pairs, ``"greedy"`` top-(k-1) + 1) are defined in this
+module too, so that the solvers can compute the optimum of any selector's own draft law.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import permutations, product
+from typing import Callable
+
+import numpy as np
+
+from .validation import validate_distribution, validate_k
+
+EnumerateFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+SampleFn = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class DraftLaw:
+    """A named law of draft tuples.
+
+    ``enumerate(q, k) -> (tuples [n, k] int64, probs [n] float64)`` lists every ordered tuple of
+    positive probability; ``sample(q, k, rng) -> [k] int64`` draws one tuple.
+    """
+
+    name: str
+    enumerate: EnumerateFn
+    sample: SampleFn
+    description: str = ""
+
+
+def _enumerate_iid(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    support = np.flatnonzero(q > 0)
+    tuples = np.array(list(product(support, repeat=k)), dtype=np.int64).reshape(-1, k)
+    probs = np.prod(q[tuples], axis=1)
+    return tuples, probs
+
+
+def _sample_iid(q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.choice(q.size, size=k, replace=True, p=q).astype(np.int64)
+
+
+def _enumerate_wor(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    support = np.flatnonzero(q > 0)
+    if k > support.size:
+        raise ValueError(f"k={k} drafts without replacement need at least k tokens with q > 0, "
+                         f"q has {support.size}")
+    tuples = np.array(list(permutations(support, k)), dtype=np.int64).reshape(-1, k)
+    qt = q[tuples]
+    remaining = 1.0 - np.concatenate([np.zeros((len(tuples), 1)), np.cumsum(qt, axis=1)[:, :-1]], axis=1)
+    probs = np.prod(qt / remaining, axis=1)
+    return tuples, probs
+
+
+def _sample_wor(q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Gumbel-top-k: the k largest ``log q + G`` are successive sampling without replacement."""
+    support = np.flatnonzero(q > 0)
+    if k > support.size:
+        raise ValueError(f"k={k} drafts without replacement need at least k tokens with q > 0, "
+                         f"q has {support.size}")
+    keys = np.log(q[support]) + rng.gumbel(size=support.size)
+    order = np.argsort(-keys, kind="stable")[:k]
+    return support[order].astype(np.int64)
+
+
+DRAFT_LAWS: dict[str, DraftLaw] = {}
+
+
+def register_draft_law(law: DraftLaw) -> DraftLaw:
+    """Add ``law`` to :data:`DRAFT_LAWS` (idempotent for the same object)."""
+    existing = DRAFT_LAWS.get(law.name)
+    if existing is not None and existing is not law:
+        raise ValueError(f"draft law {law.name!r} is already registered")
+    DRAFT_LAWS[law.name] = law
+    return law
+
+
+register_draft_law(DraftLaw("iid", _enumerate_iid, _sample_iid, "k independent draws from q"))
+register_draft_law(DraftLaw("without_replacement", _enumerate_wor, _sample_wor,
+                            "successive sampling without replacement (Gumbel-top-k)"))
+
+
+def get_draft_law(name: str) -> DraftLaw:
+    """Look up a draft law by name; ``ValueError`` listing the known names otherwise."""
+    try:
+        return DRAFT_LAWS[name]
+    except KeyError:
+        raise ValueError(f"unknown draft law {name!r}; known: {', '.join(sorted(DRAFT_LAWS))}") from None
+
+
+def enumerate_drafts(q, k: int, drafts: str = "iid") -> tuple[np.ndarray, np.ndarray]:
+    """All ordered draft tuples of positive probability and their probabilities (small V only)."""
+    q_arr = validate_distribution(q, "q")
+    k = validate_k(k)
+    return get_draft_law(drafts).enumerate(q_arr, k)
+
+
+def set_law(tuples: np.ndarray, probs: np.ndarray) -> dict[frozenset, float]:
+    """Aggregate an ordered-tuple law into the law of the *set* of distinct drafted tokens.
+
+    Membership cost depends on the tuple only through its set ``S(t)``, which is the symmetry
+    reduction used by the exact LP (a tuple law on V^k collapses to at most 2^V sets).
+    """
+    out: dict[frozenset, float] = {}
+    for t, w in zip(tuples.tolist(), probs.tolist()):
+        key = frozenset(t)
+        out[key] = out.get(key, 0.0) + w
+    return out
