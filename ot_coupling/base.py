@@ -77,6 +77,17 @@ class Selector(ABC):
         token, accepted = self.verify(p_arr, q_arr, drafts, gen)
         return token, accepted, drafts
 
+    def verify_batch(self, p: np.ndarray, q: np.ndarray, drafts: np.ndarray,
+                     rng: SeedLike = None) -> tuple[np.ndarray, np.ndarray]:
+        """Verify one draft tuple per row: ``p, q`` are ``[B, V]``, ``drafts`` ``[B, k]``.
+
+        Returns ``(tokens [B], accepted [B])``. Inputs are assumed valid (this is the simulator's
+        hot path). The default loops over rows; subclasses vectorise it.
+        """
+        gen = as_generator(rng)
+        out = [self.verify(p[b], q[b], drafts[b], gen) for b in range(p.shape[0])]
+        return (np.array([t for t, _ in out], dtype=np.int64), np.array([a for _, a in out], dtype=bool))
+
     def draft_tuples(self, q, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Every draft tuple of positive probability under :attr:`draft_law`, with probabilities."""
         q_arr, _ = validate_pair(q, q, "q", "q")

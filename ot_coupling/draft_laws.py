@@ -29,6 +29,7 @@ from .validation import validate_distribution, validate_k
 
 EnumerateFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 SampleFn = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+SampleBatchFn = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,22 @@ class DraftLaw:
     """A named law of draft tuples.
 
     ``enumerate(q, k) -> (tuples [n, k] int64, probs [n] float64)`` lists every ordered tuple of
-    positive probability; ``sample(q, k, rng) -> [k] int64`` draws one tuple.
+    positive probability; ``sample(q, k, rng) -> [k] int64`` draws one tuple;
+    ``sample_batch(Q [B, V], k, rng) -> [B, k] int64`` draws one tuple per row (vectorised; the
+    default loops over rows with ``sample``).
     """
 
     name: str
     enumerate: EnumerateFn
     sample: SampleFn
     description: str = ""
+    sample_batch_fn: SampleBatchFn | None = None
+
+    def sample_batch(self, q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        """One draft tuple per row of the ``[B, V]`` row-stochastic matrix ``q``."""
+        if self.sample_batch_fn is not None:
+            return self.sample_batch_fn(q, k, rng)
+        return np.stack([self.sample(row, k, rng) for row in q]).astype(np.int64)
 
 
 def _enumerate_iid(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +64,18 @@ def _enumerate_iid(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _sample_iid(q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(q.size, size=k, replace=True, p=q).astype(np.int64)
+
+
+def _sample_iid_batch(q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Inverse-CDF sampling of ``k`` tokens per row; never returns a token of zero mass."""
+    cdf = np.cumsum(q, axis=1)
+    u = rng.random((q.shape[0], k)) * cdf[:, -1:]
+    idx = np.empty((q.shape[0], k), dtype=np.int64)
+    for j in range(k):  # k is small; each step is vectorised over rows
+        idx[:, j] = (cdf <= u[:, j : j + 1]).sum(axis=1)
+    # round-off at the top of the CDF: clamp to the last token with positive mass
+    last = q.shape[1] - 1 - np.argmax(q[:, ::-1] > 0, axis=1)
+    return np.minimum(idx, last[:, None])
 
 
 def _enumerate_wor(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +101,15 @@ def _sample_wor(q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return support[order].astype(np.int64)
 
 
+def _sample_wor_batch(q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Gumbel-top-k per row (tokens with q = 0 get key -inf and are never drawn)."""
+    if k > int((q > 0).sum(axis=1).min()):
+        raise ValueError(f"k={k} drafts without replacement need at least k tokens with q > 0 in every row")
+    with np.errstate(divide="ignore"):
+        keys = np.log(q) + rng.gumbel(size=q.shape)
+    return np.argsort(-keys, axis=1, kind="stable")[:, :k].astype(np.int64)
+
+
 DRAFT_LAWS: dict[str, DraftLaw] = {}
 
 
@@ -91,9 +122,10 @@ def register_draft_law(law: DraftLaw) -> DraftLaw:
     return law
 
 
-register_draft_law(DraftLaw("iid", _enumerate_iid, _sample_iid, "k independent draws from q"))
+register_draft_law(DraftLaw("iid", _enumerate_iid, _sample_iid, "k independent draws from q",
+                            _sample_iid_batch))
 register_draft_law(DraftLaw("without_replacement", _enumerate_wor, _sample_wor,
-                            "successive sampling without replacement (Gumbel-top-k)"))
+                            "successive sampling without replacement (Gumbel-top-k)", _sample_wor_batch))
 
 
 def get_draft_law(name: str) -> DraftLaw:

@@ -1,0 +1,67 @@
+"""Turning user tensors (probabilities or logits, any float dtype, any device) into checked
+``[B, V]`` probability matrices in a compute dtype (float64 stays float64; everything else is
+computed in float32)."""
+
+from __future__ import annotations
+
+import torch
+
+#: tolerance on |row sum - 1| for probability inputs, per compute dtype
+SUM_TOL = {torch.float64: 1e-9, torch.float32: 1e-4}
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; fp32/fp16/bf16 are computed in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def prepare_probs(x, name: str = "p", *, logits: bool = False) -> torch.Tensor:
+    """Validate ``x`` and return row-stochastic ``[B, V]`` probabilities in the compute dtype.
+
+    ``logits=True``: ``x`` are logits (``-inf`` allowed, masked tokens); a row with NaN, ``+inf`` or
+    all ``-inf`` raises. Otherwise ``x`` are probabilities: finite, >= 0, rows summing to 1 within
+    :data:`SUM_TOL`; rows are renormalised. 1-D input is treated as one row.
+    """
+    t = torch.as_tensor(x)
+    if not t.dtype.is_floating_point:
+        t = t.to(torch.float64)
+    if t.ndim == 1:
+        t = t.unsqueeze(0)
+    if t.ndim != 2 or t.shape[1] == 0:
+        raise ValueError(f"{name} must have shape [B, V] or [V], got {tuple(torch.as_tensor(x).shape)}")
+    t = t.to(compute_dtype(t.dtype))
+    if torch.isnan(t).any():
+        row = int(torch.isnan(t).any(dim=1).nonzero()[0])
+        raise ValueError(f"{name} contains NaN in row {row}")
+    if logits:
+        if torch.isposinf(t).any():
+            raise ValueError(f"{name} logits contain +inf")
+        dead = torch.isneginf(t).all(dim=1)
+        if dead.any():
+            raise ValueError(f"{name} logits are all -inf in row {int(dead.nonzero()[0])}")
+        return torch.softmax(t, dim=1)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains inf")
+    if (t < 0).any():
+        row = int((t < 0).any(dim=1).nonzero()[0])
+        raise ValueError(f"{name} has negative mass in row {row}")
+    sums = t.sum(dim=1, keepdim=True)
+    bad = (sums - 1).abs() > SUM_TOL[t.dtype]
+    if bad.any():
+        row = int(bad.squeeze(1).nonzero()[0])
+        raise ValueError(f"{name} row {row} must sum to 1, sums to {float(sums[row]):.10g}")
+    return t / sums
+
+
+def prepare_pair(p, q, *, logits: bool = False, names: tuple[str, str] = ("p", "q")
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a target/draft pair: same shape, same device, a common compute dtype."""
+    p_t = prepare_probs(p, names[0], logits=logits)
+    q_t = prepare_probs(q, names[1], logits=logits)
+    if p_t.shape != q_t.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got "
+                         f"{tuple(p_t.shape)} and {tuple(q_t.shape)}")
+    if p_t.device != q_t.device:
+        raise ValueError(f"{names[0]} and {names[1]} are on different devices ({p_t.device}, {q_t.device})")
+    dtype = torch.promote_types(p_t.dtype, q_t.dtype)
+    return p_t.to(dtype), q_t.to(dtype)
