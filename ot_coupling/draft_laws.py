@@ -110,6 +110,72 @@ def _sample_wor_batch(q: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
     return np.argsort(-keys, axis=1, kind="stable")[:, :k].astype(np.int64)
 
 
+def hub_token(q: np.ndarray) -> int:
+    """SpecHub's hub ``a = argmax q`` (lowest index among ties)."""
+    return int(np.argmax(q))
+
+
+def _enumerate_hub(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """SpecHub hub pairs (Sun et al., EMNLP 2024; multidraft.md 3.5), k = 2 only.
+
+    ``a = argmax q``; first draft ``i ~ q``; if ``i != a`` the pair is ``(i, a)``, else a second
+    draft ``j ~ q(. | j != a)`` gives ``(a, j)``: ``Q(i, a) = q(i)``, ``Q(a, j) = q(a) q(j) / (1 - q(a))``.
+    """
+    _check_hub(q, k)
+    a = hub_token(q)
+    others = np.flatnonzero((q > 0) & (np.arange(q.size) != a))
+    tuples = np.concatenate([np.stack([others, np.full_like(others, a)], 1),
+                             np.stack([np.full_like(others, a), others], 1)]).astype(np.int64)
+    probs = np.concatenate([q[others], q[a] * q[others] / (1.0 - q[a])])
+    return tuples, probs
+
+
+def _check_hub(q: np.ndarray, k: int) -> None:
+    if k != 2:
+        raise ValueError(f"hub-pair drafts need k=2, got k={k}")
+    if int((q > 0).sum()) < 2:
+        raise ValueError("hub-pair drafts need at least 2 tokens with q > 0")
+
+
+def _sample_hub(q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    _check_hub(q, k)
+    a = hub_token(q)
+    i = int(rng.choice(q.size, p=q))
+    if i != a:
+        return np.array([i, a], dtype=np.int64)
+    rest = q.copy()
+    rest[a] = 0.0
+    return np.array([a, int(rng.choice(q.size, p=rest / rest.sum()))], dtype=np.int64)
+
+
+def greedy_top(q: np.ndarray, k: int) -> np.ndarray:
+    """The ``k - 1`` most probable draft tokens (stable order: ties go to the lower index)."""
+    return np.argsort(-q, kind="stable")[: k - 1].astype(np.int64)
+
+
+def _greedy_rest(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if int((q > 0).sum()) < k:
+        raise ValueError(f"greedy drafts need at least k={k} tokens with q > 0")
+    top = greedy_top(q, k)
+    rest = q.copy()
+    rest[top] = 0.0
+    return top, rest / rest.sum()
+
+
+def _enumerate_greedy(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy drafts (Hu et al., ICLR 2025; multidraft.md 2.5): the top-(k-1) tokens of ``q``
+    (deterministic) followed by one draw from ``q`` restricted to the other tokens, renormalised."""
+    top, rest = _greedy_rest(q, k)
+    last = np.flatnonzero(rest > 0)
+    tuples = np.concatenate([np.tile(top, (last.size, 1)), last[:, None]], axis=1).astype(np.int64)
+    return tuples, rest[last]
+
+
+def _sample_greedy(q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    top, rest = _greedy_rest(q, k)
+    return np.append(top, int(rng.choice(q.size, p=rest))).astype(np.int64)
+
+
 DRAFT_LAWS: dict[str, DraftLaw] = {}
 
 
@@ -126,6 +192,9 @@ register_draft_law(DraftLaw("iid", _enumerate_iid, _sample_iid, "k independent d
                             _sample_iid_batch))
 register_draft_law(DraftLaw("without_replacement", _enumerate_wor, _sample_wor,
                             "successive sampling without replacement (Gumbel-top-k)", _sample_wor_batch))
+register_draft_law(DraftLaw("hub", _enumerate_hub, _sample_hub, "SpecHub hub pairs around argmax q (k=2)"))
+register_draft_law(DraftLaw("greedy", _enumerate_greedy, _sample_greedy,
+                            "top-(k-1) tokens of q plus one draw from the rest"))
 
 
 def get_draft_law(name: str) -> DraftLaw:
