@@ -8,6 +8,7 @@ scored by its acceptance ``P(Y in {X_1..X_k})``. Here ``p`` is the target and ``
 from .base import Selector
 from .draft_laws import DRAFT_LAWS, DraftLaw, enumerate_drafts, get_draft_law, set_law
 from .registry import SELECTORS, get_selector
+from .sequence import verify_block, verify_tree
 from .validation import (
     as_generator,
     validate_distribution,
@@ -32,4 +33,6 @@ __all__ = [
     "validate_drafts",
     "validate_k",
     "validate_pair",
+    "verify_block",
+    "verify_tree",
 ]

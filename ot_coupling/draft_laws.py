@@ -84,9 +84,13 @@ def _enumerate_wor(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"k={k} drafts without replacement need at least k tokens with q > 0, "
                          f"q has {support.size}")
     tuples = np.array(list(permutations(support, k)), dtype=np.int64).reshape(-1, k)
-    qt = q[tuples]
-    remaining = 1.0 - np.concatenate([np.zeros((len(tuples), 1)), np.cumsum(qt, axis=1)[:, :-1]], axis=1)
-    probs = np.prod(qt / remaining, axis=1)
+    # the unseen mass is summed directly (not 1 - cumsum), which keeps tiny q exact
+    unseen = np.ones((len(tuples), q.size), dtype=bool)
+    probs = np.ones(len(tuples))
+    rows = np.arange(len(tuples))
+    for i in range(k):
+        probs *= q[tuples[:, i]] / (q * unseen).sum(axis=1)
+        unseen[rows, tuples[:, i]] = False
     return tuples, probs
 
 
@@ -126,7 +130,7 @@ def _enumerate_hub(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     others = np.flatnonzero((q > 0) & (np.arange(q.size) != a))
     tuples = np.concatenate([np.stack([others, np.full_like(others, a)], 1),
                              np.stack([np.full_like(others, a), others], 1)]).astype(np.int64)
-    probs = np.concatenate([q[others], q[a] * q[others] / (1.0 - q[a])])
+    probs = np.concatenate([q[others], q[a] * q[others] / q[others].sum()])
     return tuples, probs
 
 

@@ -13,10 +13,12 @@ _EXPORTS = {
     "CutResult": "closed_form",
     "solve_membership_ot": "membership_lp",
     "MembershipOT": "membership_lp",
+    "MembershipPlan": "membership_lp",
     "optimal_selection_law": "selection_law",
     "OptimalVerifier": "optimal_verifier",
     "LPPlanSelector": "plan_selector",
     "pareto_front": "pareto",
+    "ParetoFront": "pareto",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

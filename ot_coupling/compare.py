@@ -1,0 +1,184 @@
+"""Exact acceptance of every verification algorithm against the optimum of its own draft law.
+
+:func:`compare_selectors` is the computation behind ``specot compare`` and the reproduce pipeline:
+for each draft law and each ``k`` it lists each algorithm's exact acceptance (no sampling), the
+exact optimum of membership-cost transport for that law (``solvers.optimal_acceptance``, the
+min-cut formula of multidraft.md 2.1-2.3) and their ratio. :func:`compare_random` does it over
+random Dirichlet pairs; :func:`plot_comparison` draws the two summary figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .registry import get_selector
+from .validation import validate_k, validate_pair
+
+#: draft law -> [(algorithm label, registry name, constructor kwargs, allowed k or None)]
+ALGORITHMS: dict[str, list[tuple[str, str, dict, tuple | None]]] = {
+    "iid": [("speculative", "speculative", {}, (1,)), ("naive", "naive", {}, None),
+            ("kseq", "kseq", {}, None), ("rrs", "rrs", {}, None), ("optimal", "optimal", {}, None)],
+    "without_replacement": [("naive_wor", "naive", {"drafts": "without_replacement"}, None),
+                            ("rrs_wor", "rrs_wor", {}, None), ("gumbel", "gumbel", {}, None)],
+    "hub": [("spechub", "spechub", {}, (2,))],
+    "greedy": [("greedy", "greedy", {}, None)],
+}
+
+RECORD_FIELDS = ("law", "algorithm", "k", "acceptance", "optimum", "ratio", "note")
+
+
+def _optimum(p, q, k: int, law: str) -> tuple[float, str]:
+    try:
+        from solvers import optimal_acceptance
+    except ImportError as exc:  # solvers not installed / not built yet
+        return math.nan, f"optimum unavailable ({exc})"
+    try:
+        return float(optimal_acceptance(p, q, k, drafts=law)), ""
+    except (ValueError, NotImplementedError) as exc:
+        return math.nan, str(exc)
+
+
+def _selector(name: str, kwargs: dict):
+    try:
+        return get_selector(name, **kwargs), ""
+    except ImportError as exc:
+        return None, f"{name} unavailable ({exc})"
+
+
+def compare_selectors(p, q, ks: Iterable[int], laws: Sequence[str] | None = None) -> list[dict]:
+    """Records ``{law, algorithm, k, acceptance, optimum, ratio, note}`` for every algorithm of every
+    draft law in ``laws`` (default: all of :data:`ALGORITHMS`) and every ``k`` it supports.
+
+    Acceptances are exact; an algorithm that cannot run a case (``k`` above the support, a missing
+    optional selector, an exact method over budget) gets ``nan`` and the reason in ``note``.
+    """
+    p, q = validate_pair(p, q)
+    ks = [validate_k(k) for k in ks]
+    laws = list(ALGORITHMS) if laws is None else list(laws)
+    for law in laws:
+        if law not in ALGORITHMS:
+            raise ValueError(f"unknown draft law {law!r}; known: {', '.join(ALGORITHMS)}")
+    records = []
+    for law in laws:
+        for k in ks:
+            algos = [a for a in ALGORITHMS[law] if a[3] is None or k in a[3]]
+            if not algos:
+                continue
+            optimum, opt_note = _optimum(p, q, k, law)
+            for label, name, kwargs, _ in algos:
+                sel, note = _selector(name, kwargs)
+                acc = math.nan
+                if sel is not None:
+                    try:
+                        acc = float(sel.acceptance(p, q, k))
+                    except ValueError as exc:
+                        note = str(exc)
+                ratio = acc / optimum if optimum > 0 else math.nan
+                records.append({"law": law, "algorithm": label, "k": k, "acceptance": acc,
+                                "optimum": optimum, "ratio": ratio, "note": note or opt_note})
+    return records
+
+
+def compare_random(n: int, vocab: int, ks: Iterable[int], concentration: float = 1.0, seed: int = 0,
+                   laws: Sequence[str] | None = None) -> list[dict]:
+    """:func:`compare_selectors` over ``n`` random Dirichlet(``concentration``) pairs of size
+    ``vocab`` (deterministic given ``seed``); each record also carries its ``case`` index."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if vocab < 2:
+        raise ValueError(f"vocab must be >= 2, got {vocab}")
+    if not concentration > 0:
+        raise ValueError(f"concentration must be > 0, got {concentration}")
+    rng = np.random.default_rng(seed)
+    ks = list(ks)
+    records = []
+    for case in range(n):
+        p = rng.dirichlet(np.full(vocab, concentration))
+        q = rng.dirichlet(np.full(vocab, concentration))
+        records += [{"case": case, **r} for r in compare_selectors(p, q, ks, laws)]
+    return records
+
+
+def _mean_curve(rows: list[dict], field: str) -> list[tuple[int, float]]:
+    """``(k, mean of field over finite values)`` for every k with at least one finite value."""
+    curve = []
+    for k in sorted({r["k"] for r in rows}):
+        vals = [r[field] for r in rows if r["k"] == k and math.isfinite(r[field])]
+        if vals:
+            curve.append((k, float(np.mean(vals))))
+    return curve
+
+
+def plot_comparison(records: list[dict], out_prefix: str) -> list[str]:
+    """Write ``<out_prefix>_acceptance.{png,svg}`` (one panel per draft law: mean acceptance vs k
+    per algorithm, dashed: mean optimum of the law) and ``<out_prefix>_ratio.{png,svg}`` (histogram of
+    acceptance / optimum with the 1 - 1/e line). Returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    laws = list(dict.fromkeys(r["law"] for r in records))
+    ncols = min(2, len(laws))
+    nrows = -(-len(laws) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4 * nrows), squeeze=False)
+    for ax, law in zip(axes.ravel(), laws):
+        rows = [r for r in records if r["law"] == law]
+        opt = _mean_curve(rows, "optimum")
+        if opt:
+            ax.plot(*zip(*opt), "k--", marker="x", label="optimum", zorder=5)
+        for algo in dict.fromkeys(r["algorithm"] for r in rows):
+            pts = _mean_curve([r for r in rows if r["algorithm"] == algo], "acceptance")
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=algo)
+        ks = sorted({r["k"] for r in rows})
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("number of drafts k")
+        ax.set_ylabel("mean acceptance P(Y in drafts)")
+        ax.set_title(f"draft law: {law}")
+        ax.legend(fontsize=8)
+    for ax in axes.ravel()[len(laws):]:
+        ax.set_visible(False)
+    fig.suptitle("Exact acceptance vs k (dashed: optimum of the draft law)")
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(f"{out_prefix}_acceptance.{ext}")
+        paths.append(f"{out_prefix}_acceptance.{ext}")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    algos = list(dict.fromkeys(r["algorithm"] for r in records))
+    data = [[r["ratio"] for r in records if r["algorithm"] == a and np.isfinite(r["ratio"])] for a in algos]
+    kept = [(a, d) for a, d in zip(algos, data) if d]
+    if kept:
+        colors = plt.get_cmap("tab20")(np.linspace(0, 1, len(kept)))
+        ax.hist([d for _, d in kept], bins=30, range=(0.0, 1.0), label=[a for a, _ in kept], histtype="step",
+                color=colors)
+    ax.axvline(1 - 1 / math.e, color="k", linestyle=":", label="1 - 1/e")
+    ax.set_xlabel("acceptance / optimum of the same draft law")
+    ax.set_ylabel("count (cases x k)")
+    ax.set_title("Ratio to the optimum")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(f"{out_prefix}_ratio.{ext}")
+        paths.append(f"{out_prefix}_ratio.{ext}")
+    plt.close(fig)
+    return paths
+
+
+def write_csv(records: list[dict], path: str) -> None:
+    """Write records as CSV (columns: ``case`` if present, then :data:`RECORD_FIELDS`)."""
+    import csv
+
+    fields = (["case"] if records and "case" in records[0] else []) + list(RECORD_FIELDS)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for r in records:
+            writer.writerow({f: r.get(f) for f in fields})
