@@ -15,6 +15,9 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from ot_coupling.validation import validate_k
+
+from .drafting import sample_drafts
 from .validation import prepare_pair
 
 Noise = dict[str, torch.Tensor]
@@ -69,22 +72,47 @@ class TorchSelector(ABC):
         if noise is None:
             noise = self.draw_noise(p_t.shape[0], p_t.shape[1], d.shape[1], generator=generator,
                                     device=p_t.device, dtype=p_t.dtype)
+        else:
+            noise = self._check_noise(noise, p_t, d.shape[1])
         return self._verify(p_t, q_t, d, noise)
+
+    def _prepare(self, p, q, k: int, *, logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Validate ``(p, q, k)`` for :meth:`acceptance`: checked ``[B, V]`` tensors and ``int`` k."""
+        p_t, q_t = prepare_pair(p, q, logits=logits)
+        k = validate_k(k)
+        if self.max_k is not None and k > self.max_k:
+            raise ValueError(f"selector {self.name!r} supports k <= {self.max_k}, got k={k}")
+        return p_t, q_t, k
+
+    def _check_noise(self, noise: Noise, p: torch.Tensor, k: int) -> Noise:
+        """Injected noise: every entry of :meth:`noise_shapes` present, of that shape, on p's device,
+        cast to p's compute dtype."""
+        if not isinstance(noise, dict):
+            raise ValueError(f"noise must be a dict of tensors, got {type(noise).__name__}")  # noqa: TRY004
+        out: Noise = {}
+        for key, (shape, _) in self.noise_shapes(p.shape[0], p.shape[1], k).items():
+            if key not in noise:
+                raise ValueError(f"noise is missing {key!r} (needs {sorted(self.noise_shapes(1, 1, k))})")
+            t = torch.as_tensor(noise[key], device=p.device, dtype=p.dtype)
+            if tuple(t.shape) != tuple(shape):
+                raise ValueError(f"noise[{key!r}] must have shape {tuple(shape)}, got {tuple(t.shape)}")
+            out[key] = t
+        return out
 
     def draft(self, q, k: int, generator: torch.Generator | None = None, *,
               logits: bool = False) -> torch.Tensor:
         """Sample ``[B, k]`` drafts from this rule's draft law."""
-        from .drafting import sample_drafts
-
         _, q_t = prepare_pair(q, q, logits=logits, names=("q", "q"))
         return sample_drafts(q_t, k, self.draft_law, generator=generator)
 
     def sample(self, p, q, k: int, generator: torch.Generator | None = None, *,
                logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draft then verify: ``(tokens [B], accepted [B], drafts [B, k])``."""
-        p_t, q_t = prepare_pair(p, q, logits=logits)
-        drafts = self.draft(q_t, k, generator)
-        tokens, accepted = self.verify(p_t, q_t, drafts, generator)
+        p_t, q_t, k = self._prepare(p, q, k, logits=logits)
+        drafts = sample_drafts(q_t, k, self.draft_law, generator=generator)
+        noise = self.draw_noise(p_t.shape[0], p_t.shape[1], k, generator=generator,
+                                device=p_t.device, dtype=p_t.dtype)
+        tokens, accepted = self._verify(p_t, q_t, drafts, noise)
         return tokens, accepted, drafts
 
     def __repr__(self) -> str:

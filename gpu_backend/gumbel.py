@@ -1,0 +1,98 @@
+"""Shared-Gumbel coupling in torch (GumbelSpec, T. Shen; Daliri, Musco & Suresh, arXiv 2408.07978;
+research/theory.md 4.1-4.2), batched.
+
+One exponential (Gumbel) noise vector ``F_x ~ Exp(1)`` drives both models: the drafts are the
+first ``k`` arrivals of the race ``F_x / q_x`` (Gumbel-top-k of ``q``, i.e. the
+``"without_replacement"`` law) and the target token is ``Y = argmin F_x / p_x`` (exactly ``p``,
+whatever the drafter). :meth:`TorchGumbel.sample` draws the noise once.
+
+Verification from the drafts alone (:meth:`TorchGumbel.verify`): the noise is sampled conditionally
+on the ordered drafts being the first ``k`` arrivals. By memorylessness the arrival times are
+``T_i = T_{i-1} + G_i / (1 - q(X_1..X_{i-1}))`` (``G_i ~ Exp(1)``, ``T_0 = 0``), so
+``F_{X_i} = q(X_i) T_i``, and every other token has ``F_x = q_x T_k + F'_x`` with a fresh
+``F'_x ~ Exp(1)`` (also right for ``q_x = 0``). Then ``Y = argmin F_x / p_x``. This is the exact law
+of ``Y`` given the ordered drafts, so draft-then-verify has the coupling's joint law (the numpy
+reference :class:`ot_coupling.gumbel.GumbelCoupling` conditions on the draft *set* instead; both
+are exact and have the same acceptance).
+
+Exact acceptance ``alpha = sum_y p_y int_0^inf e^{-w} P(N_y(w) <= k - 1) dw`` with ``N_y(w)`` a
+Poisson-binomial of probabilities ``1 - exp(-c_x w)``, ``c_x = (q_x p_y / q_y - p_x)^+``. For
+``k = 1`` it is ``sum_y p_y / (1 + sum_x c_x)`` (= theory.md 4.2's
+``sum_x 1 / sum_j max(p_j/p_x, q_j/q_x)``), ``O(V log V)`` by sorting ``p/q``; for ``k > 1`` the
+race integral of :func:`gpu_backend.ops.race_integral`, ``O(V^2 k n_nodes)`` (ValueError past
+:data:`MAX_PAIRS`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Noise, TorchSelector
+from .drafting import require_support
+from .ops import membership, race_integral, race_sample, take
+
+#: largest B * V^2 handled by the exact acceptance for k > 1
+MAX_PAIRS = 2_000_000
+
+
+def gumbel_acceptance(p: torch.Tensor, q: torch.Tensor, k: int) -> torch.Tensor:
+    """Exact ``P(Y in drafts)`` per row of the shared-Gumbel coupling (see the module docstring)."""
+    live = (p > 0) & (q > 0)
+    ratio = torch.where(live, p / torch.where(live, q, 1), 0)  # r_y; dead y contribute 0
+    if k == 1:
+        # sum_x (r_y q_x - p_x)^+ = r_y Q(r < r_y) - P(r < r_y) over tokens with q_x > 0
+        r_all = torch.where(q > 0, p / torch.where(q > 0, q, 1), torch.inf)
+        r_sorted, order = torch.sort(r_all, dim=1, stable=True)
+        zero = torch.zeros_like(p[:, :1])
+        q_cum = torch.cat([zero, torch.cumsum(take(q, order), dim=1)], dim=1)
+        p_cum = torch.cat([zero, torch.cumsum(take(p, order), dim=1)], dim=1)
+        below = torch.searchsorted(r_sorted.contiguous(), ratio.contiguous(), side="left")
+        excess = (ratio * q_cum.gather(1, below) - p_cum.gather(1, below)).clamp_min(0)
+        return torch.where(live, p / (1 + excess), 0).sum(dim=1)
+    batch, vocab = p.shape
+    if batch * vocab * vocab > MAX_PAIRS:
+        raise ValueError(f"exact gumbel acceptance for k={k} costs O(B V^2); B*V^2 = "
+                         f"{batch * vocab * vocab} exceeds {MAX_PAIRS} (use k=1 or fewer rows)")
+    rates = (ratio.unsqueeze(2) * q.unsqueeze(1) - p.unsqueeze(1)).clamp_min(0)  # [B, y, x]
+    return (torch.where(live, p, 0) * race_integral(rates, k)).sum(dim=1)
+
+
+class TorchGumbel(TorchSelector):
+    """Batched shared-Gumbel coupling; numpy reference :class:`ot_coupling.gumbel.GumbelCoupling`."""
+
+    name = "gumbel"
+    draft_law = "without_replacement"
+
+    def acceptance(self, p, q, k: int, *, logits: bool = False) -> torch.Tensor:
+        """Exact acceptance per row, see :func:`gumbel_acceptance`."""
+        p_t, q_t, k = self._prepare(p, q, k, logits=logits)
+        require_support(q_t, k, "drafts without replacement")
+        return gumbel_acceptance(p_t, q_t, k)
+
+    def noise_shapes(self, batch: int, vocab: int, k: int) -> dict[str, tuple[tuple[int, ...], str]]:
+        """``gaps [B, k]`` exponential inter-arrival times of the drafts and ``race [B, V]``
+        exponentials for the other tokens."""
+        return {"gaps": ((batch, k), "exponential"), "race": ((batch, vocab), "exponential")}
+
+    def _verify(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor,
+                noise: Noise) -> tuple[torch.Tensor, torch.Tensor]:
+        qd = take(q, drafts)
+        if (qd <= 0).any() or (drafts.sort(dim=1).values.diff(dim=1) == 0).any():
+            raise ValueError("drafts must be distinct tokens with q > 0 (Gumbel-top-k)")
+        seen = torch.cumsum(qd, dim=1) - qd                     # q(X_1..X_{i-1})
+        times = torch.cumsum(noise["gaps"] / (1 - seen).clamp_min(torch.finfo(q.dtype).tiny), dim=1)
+        race = q * times[:, -1:] + noise["race"]
+        race = race.scatter(1, drafts, qd * times)
+        tokens = race_sample(p, race)
+        return tokens, membership(tokens, drafts)
+
+    def sample(self, p, q, k: int, generator: torch.Generator | None = None, *,
+               logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draw ``F ~ Exp(1)^V`` once: drafts = first ``k`` arrivals of ``F / q``, ``Y = argmin F / p``."""
+        p_t, q_t, k = self._prepare(p, q, k, logits=logits)
+        require_support(q_t, k, "drafts without replacement")
+        race = self.draw_noise(p_t.shape[0], p_t.shape[1], 1, generator=generator,
+                               device=p_t.device, dtype=p_t.dtype)["race"]
+        drafts = torch.topk(torch.log(q_t) - torch.log(race), k, dim=1).indices
+        tokens = race_sample(p_t, race)
+        return tokens, membership(tokens, drafts), drafts

@@ -1,0 +1,132 @@
+"""Shared tensor kernels of the torch selectors: the exponential race, coins, membership, stable
+top-k and numerically careful closed forms. Every function is batched over rows ``[B, ...]``.
+
+The *exponential race* (Gumbel-max in disguise) samples ``Y ~ w / sum(w)`` from unnormalised
+weights ``w >= 0`` as ``argmax_x w(x) / E_x`` with ``E_x ~ Exp(1)`` i.i.d.: ``E_x / w(x)`` is
+``Exp(w(x))``, and the first arrival of independent exponential clocks is token ``x`` with
+probability ``w(x) / sum(w)``. It needs no normalisation, so a residual of zero mass is never
+divided (vLLM V1 ``sample_recovered_tokens``; research/peers.md 1.1 and takeaway 3). We evaluate it
+as ``argmax(log w - log E)``: tokens with ``w = 0`` get key ``-inf`` and can never win against a
+positive weight, even when ``w / E`` would underflow.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ot_coupling.race import gumbel_nodes
+
+
+def race_sample(weights: torch.Tensor, exponentials: torch.Tensor,
+                fallback: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample one token per row of the unnormalised ``[B, V]`` weights by the exponential race.
+
+    ``exponentials`` are i.i.d. ``Exp(1)`` of the same shape. Rows whose weights are all zero
+    (a residual of zero mass: in exact arithmetic a branch of probability 0) race on ``fallback``
+    instead (the target ``p``), so a token of zero weight is never returned when any weight is
+    positive, and no NaN ever appears. Returns ``[B]`` int64 token ids in ``[0, V)``.
+    """
+    w = weights.clamp_min(0)
+    if fallback is not None:
+        w = torch.where((w > 0).any(dim=1, keepdim=True), w, fallback)
+    keys = torch.log(w) - torch.log(exponentials)
+    return keys.argmax(dim=1)
+
+
+def take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[b, idx[b, ...]]`` per row: ``idx`` is ``[B]`` or ``[B, m]``; the result has its shape."""
+    if idx.ndim == 1:
+        return x.gather(1, idx.unsqueeze(1)).squeeze(1)
+    return x.gather(1, idx)
+
+
+def coin(u: torch.Tensor, target: torch.Tensor, proposal: torch.Tensor) -> torch.Tensor:
+    """Accept with probability ``min(1, target / proposal)`` given a uniform ``u`` in ``[0, 1)``.
+
+    Written ``u * proposal < target`` (strict): a token with ``target = 0`` is never accepted,
+    even with a coin of exactly 0, and ``proposal = 0`` accepts iff ``target > 0``; no division.
+    """
+    return u * proposal < target
+
+
+def membership(tokens: torch.Tensor, drafts: torch.Tensor) -> torch.Tensor:
+    """``accepted[b] = tokens[b] in drafts[b, :]`` (membership acceptance)."""
+    return (drafts == tokens.unsqueeze(1)).any(dim=1)
+
+
+def one_minus_power(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``1 - (1 - x)^k`` without cancellation for small ``x`` (``-expm1(k log1p(-x))``)."""
+    return -torch.expm1(k * torch.log1p(-x.clamp(0, 1)))
+
+
+def stable_topk(x: torch.Tensor, m: int) -> torch.Tensor:
+    """Indices ``[B, m]`` of the ``m`` largest entries per row, in descending order, ties going to
+    the lower index (the order of ``numpy.argsort(-x, kind="stable")[:m]``).
+
+    ``torch.topk`` finds the threshold value; which tied tokens enter is then fixed by index, so
+    the selected set does not depend on the kernel's tie handling.
+    """
+    if m == 0:
+        return torch.empty(x.shape[0], 0, dtype=torch.long, device=x.device)
+    thr = torch.topk(x, m, dim=1).values[:, -1:]
+    above = x > thr
+    ties = x == thr
+    need = m - above.sum(dim=1, keepdim=True)
+    chosen = above | (ties & (torch.cumsum(ties.long(), dim=1) <= need))
+    idx = chosen.nonzero()[:, 1].reshape(x.shape[0], m)  # ascending index within each row
+    order = torch.sort(take(x, idx), dim=1, descending=True, stable=True).indices
+    return idx.gather(1, order)
+
+
+def zero_at(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """A copy of ``x`` with ``x[b, idx[b, :]] = 0``."""
+    return x.scatter(1, idx, 0.0)
+
+
+def normalise(w: torch.Tensor) -> torch.Tensor:
+    """``w / sum(w)`` per row; rows of zero mass stay zero (never NaN)."""
+    s = w.sum(dim=1, keepdim=True)
+    return torch.where(s > 0, w / torch.where(s > 0, s, 1), 0)
+
+
+def poisson_binomial_below(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """``P(N <= k - 1)`` for ``N = sum_j Bernoulli(probs[..., j])``, over the last axis.
+
+    The generating polynomials ``(1 - pi_j) + pi_j z``, truncated at degree ``k - 1``, are
+    multiplied pairwise in a balanced tree: ``log2(M)`` vectorised levels, all coefficients stay
+    probabilities (no cancellation). Same quantity as :func:`ot_coupling.race.poisson_binomial_below`.
+    """
+    poly = torch.zeros(probs.shape + (k,), dtype=probs.dtype, device=probs.device)
+    poly[..., 0] = 1 - probs
+    if k > 1:
+        poly[..., 1] = probs
+    while poly.shape[-2] > 1:
+        if poly.shape[-2] % 2:
+            one = torch.zeros_like(poly[..., :1, :])
+            one[..., 0] = 1
+            poly = torch.cat([poly, one], dim=-2)
+        a, b = poly[..., 0::2, :], poly[..., 1::2, :]
+        poly = torch.stack([sum(a[..., i] * b[..., j - i] for i in range(j + 1)) for j in range(k)], dim=-1)
+    return poly[..., 0, :].sum(dim=-1)
+
+
+def race_integral(rates: torch.Tensor, k: int, *, max_entries: int = 20_000_000) -> torch.Tensor:
+    """``int_0^inf e^{-w} P(#{z : E_z < w} <= k - 1) dw`` over the last axis of ``rates``, with
+    independent ``E_z ~ Exp(rates_z)`` (zero rates never arrive).
+
+    ``k = 1``: ``1 / (1 + sum rates)``. ``k > 1``: the trapezoidal rule in the Gumbel variable with
+    the nodes of :func:`ot_coupling.race.gumbel_nodes` (error < 1e-13, stated there), processed in
+    chunks of nodes so that at most ``max_entries`` probabilities are held at once.
+    """
+    if k == 1:
+        return 1 / (1 + rates.sum(dim=-1))
+    w_np, weight_np = gumbel_nodes()
+    w = torch.as_tensor(w_np, dtype=rates.dtype, device=rates.device)
+    weight = torch.as_tensor(weight_np, dtype=rates.dtype, device=rates.device)
+    chunk = max(1, max_entries // max(1, rates.numel() * k))
+    total = torch.zeros(rates.shape[:-1], dtype=rates.dtype, device=rates.device)
+    for s in range(0, w.numel(), chunk):
+        wc = w[s:s + chunk].reshape((-1,) + (1,) * rates.ndim)
+        below = poisson_binomial_below(-torch.expm1(-wc * rates), k)
+        total = total + torch.tensordot(weight[s:s + chunk], below, dims=1)
+    return total
