@@ -1,0 +1,29 @@
+"""What every notebook in ``notebooks/`` does after its introduction: run one experiment (quick mode
+unless ``SPECOT_QUICK=0``) and display its figures, captions, notes and claims table."""
+
+from __future__ import annotations
+
+import os
+
+from .core import Context, ExperimentResult
+from .plotting import figure_png
+from .report import claims_table
+from .runner import run_experiment
+
+
+def run_and_show(name: str, seed: int = 0) -> ExperimentResult:
+    """Run experiment ``name`` and display it in the notebook; returns the result for further work."""
+    from IPython.display import Image, Markdown, display
+
+    quick = os.environ.get("SPECOT_QUICK", "1") != "0"
+    result = run_experiment(name, Context(quick=quick, seed=seed, workers=1, progress=False))
+    display(Markdown("## Figures"))
+    for fig_name, fig in result.figures.items():
+        display(Image(data=figure_png(fig)))
+        display(Markdown(f"*{fig_name}*: {result.captions[fig_name]}"))
+    display(Markdown("## Claims: the paper's number, ours, and whether it holds"))
+    for note in result.notes:
+        display(Markdown(f"- {note}"))
+    display(Markdown(claims_table(result.claims)))
+    print(f"{sum(c.holds for c in result.claims)}/{len(result.claims)} claims hold")
+    return result

@@ -1,0 +1,91 @@
+"""Run experiments, save their figures, and write ``report.md`` (and ``report.json``)."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .core import (
+    TITLES,
+    Context,
+    ExperimentResult,
+    MissingPiece,
+    experiment_function,
+    missing_pieces,
+    validate_names,
+)
+from .plotting import save_figure
+
+
+@dataclass
+class ExperimentRun:
+    """One experiment's outcome: ``status`` is ``"ok"``, ``"skipped"`` (a library piece is
+    missing; ``message`` names it) or ``"error"`` (an exception; ``message`` has its last line)."""
+
+    name: str
+    status: str
+    seconds: float
+    result: ExperimentResult | None = None
+    message: str = ""
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def n_claims(self) -> int:
+        return len(self.result.claims) if self.result else 0
+
+    @property
+    def n_hold(self) -> int:
+        return sum(c.holds for c in self.result.claims) if self.result else 0
+
+
+def run_experiment(name: str, ctx: Context | None = None) -> ExperimentResult:
+    """Run one experiment (by registry name) and return its result; nothing is written."""
+    return experiment_function(name)(ctx or Context())
+
+
+def reproduce(names: list[str] | None = None, ctx: Context | None = None,
+              out: str | Path = "specot-out") -> list[ExperimentRun]:
+    """Run the named experiments (all by default), write ``<out>/<name>/<figure>.png|.svg``,
+    ``<out>/report.md`` and ``<out>/report.json``; return the runs.
+
+    An experiment whose library pieces are missing is reported as skipped; an experiment that
+    raises is reported as an error (with its traceback on stderr) and the others still run.
+    """
+    ctx = ctx or Context()
+    names = validate_names(names)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs: list[ExperimentRun] = []
+    start = time.perf_counter()
+    for name in names:
+        t0 = time.perf_counter()
+        missing = missing_pieces(name)
+        if missing:
+            runs.append(ExperimentRun(name, "skipped", 0.0, message=f"needs {', '.join(missing)}"))
+            continue
+        try:
+            result = experiment_function(name)(ctx)
+        except MissingPiece as exc:
+            runs.append(ExperimentRun(name, "skipped", time.perf_counter() - t0, message=f"needs {exc}"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one experiment's failure must not stop the others
+            traceback.print_exc()
+            runs.append(ExperimentRun(name, "error", time.perf_counter() - t0,
+                                      message=f"{type(exc).__name__}: {exc}"))
+            continue
+        files = []
+        for fig_name, fig in result.figures.items():
+            files += save_figure(fig, out / name, fig_name)
+        seconds = time.perf_counter() - t0  # computing and writing the figures
+        runs.append(ExperimentRun(name, "ok", seconds, result, files=files))
+    total = time.perf_counter() - start
+    from .report import write_json, write_markdown
+
+    write_markdown(runs, ctx, out / "report.md", total)
+    write_json(runs, ctx, out / "report.json", total)
+    return runs
+
+
+__all__ = ["TITLES", "ExperimentRun", "reproduce", "run_experiment"]
