@@ -15,6 +15,8 @@ _EXPORTS = {
     "MembershipOT": "membership_lp",
     "MembershipPlan": "membership_lp",
     "optimal_selection_law": "selection_law",
+    "selection_law_violation": "selection_law",
+    "is_feasible_selection_law": "selection_law",
     "OptimalVerifier": "optimal_verifier",
     "LPPlanSelector": "plan_selector",
     "pareto_front": "pareto",

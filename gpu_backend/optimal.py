@@ -1,0 +1,329 @@
+"""The optimal k-draft verifier (i.i.d. drafts) in torch: two-level importance sampling, batched.
+
+research/optimal_verifier.md secs. 3 and 5; numpy reference
+:class:`solvers.optimal_verifier.OptimalVerifier` (``method="importance"``, same algorithm and
+quadrature, :mod:`solvers.importance_weights`). Per row of ``[B, V]`` inputs:
+
+1. sort by ``p/q``, the minimising prefix ``H`` of ``alpha* = min_H p(H) + 1 - q(H)^k`` and the
+   thresholds of ``r* = q clip(p/q, theta_B, theta_A)`` by prefix scans (sec. 3);
+2. per level (``A = V \\ H`` and ``H``) the target ratios (``r*/q``, or the coarse targets of
+   :func:`solvers.importance_weights.coarse_ratios`, computed on the host), their groups, and a
+   damped Newton fit of ``log lam`` on the convex dual, the Hessian ``D - A W A^T`` inverted by
+   Woodbury on ``[P, G, N]`` arrays (``N`` quadrature nodes), batched over the rows on CUDA (row by
+   row on a CPU, where padding costs more than batching saves; repeated rows are fitted once);
+3. the rule's own marginal ``r(lam) = q phi`` (quadrature error bound of
+   :func:`solvers.importance_weights.quadrature_bound`, ~1e-14).
+
+Verification: among the drafts in ``A`` (or all drafts if none is in ``A``) pick one with
+probability proportional to ``lam`` (one uniform per row, inverse CDF over the ``k`` drafts), then
+speculative sampling against ``p`` with ``r(lam)``: coin ``u r_Z < p_Z``, residual ``(p - r)^+`` by
+the exponential race. Acceptance ``sum min(r(lam), p)`` = ``alpha*`` up to the fit tolerance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from solvers.importance_weights import MIN_LOG_WEIGHT, N_HEAD, N_PANEL, TAIL, coarse_ratios, quadrature_bound
+
+from .base import Noise, TorchSelector
+from .ops import coin, membership, race_sample, take
+from .validation import prepare_pair
+
+#: cap on the entries of one ``[P, G, N]`` array (levels are fitted in chunks below it)
+MAX_ENTRIES = 30_000_000
+
+
+@dataclass
+class TorchImportancePlan:
+    """Fitted rule per row: ``weights``, ``top`` (level ``A``), ``marginal`` ``r(lam)`` (all ``[B, V]``),
+    ``fit_error [B]`` (``||r(lam) - target||_1``), ``quad_error [B]`` (bound on ``||r_computed - r(lam)||_1``),
+    ``iterations`` (Newton steps of the slowest chunk)."""
+
+    weights: torch.Tensor
+    top: torch.Tensor
+    marginal: torch.Tensor
+    fit_error: torch.Tensor
+    quad_error: torch.Tensor
+    iterations: int
+
+
+def selection_thresholds(p: torch.Tensor, q: torch.Tensor, k: int):
+    """Sorted order, cut sizes ``j``, target ratios ``r*/q`` (sorted) and ``q(H)`` per row.
+
+    Same scans as :func:`solvers.selection_law.selection_law` (research/optimal_verifier.md sec. 3).
+    """
+    B, V = p.shape
+    ratio = torch.where(q > 0, p / torch.where(q > 0, q, 1), torch.full_like(p, torch.inf))
+    pis, order = torch.sort(ratio, dim=1, stable=True)
+    ps, qs = take(p, order), take(q, order)
+    zero = torch.zeros(B, 1, dtype=p.dtype, device=p.device)
+    Pc = torch.cat([zero, torch.cumsum(ps, 1)], 1)
+    Qc = torch.cat([zero, torch.cumsum(qs, 1)], 1).clamp(max=1)
+    Ps = torch.cat([torch.flip(torch.cumsum(torch.flip(ps, [1]), 1), [1]), zero], 1)
+    Qs = torch.cat([torch.flip(torch.cumsum(torch.flip(qs, [1]), 1), [1]), zero], 1).clamp(max=1)
+    cover = -torch.expm1(k * torch.log1p(-Qs))
+    j = torch.argmin(Pc + cover, dim=1)            # first minimiser (ties: the smallest H)
+    rows = torch.arange(B, device=p.device)
+    idx = torch.arange(V, device=p.device).unsqueeze(0)
+    finite = qs > 0
+    jj = j.unsqueeze(1)
+    in_h = idx < jj
+    # theta_A
+    target_a = cover[rows, j].unsqueeze(1)
+    PsJ = Ps[rows, j].unsqueeze(1)
+    in_a = (idx >= jj) & finite
+    pis_f = torch.where(finite, pis, torch.zeros_like(pis))
+    f_at = torch.where(in_a, (PsJ - Ps[:, 1:]) + pis_f * Qs[:, 1:], torch.full_like(pis, torch.inf))
+    f_at = torch.where(in_h, torch.full_like(pis, -torch.inf), f_at)
+    reached = f_at >= target_a
+    ia = torch.argmax(reached.to(torch.uint8), dim=1)
+    denom = Qs[rows, ia]
+    ok = reached.any(1) & finite[rows, ia] & (denom > 0)
+    th_a = torch.where(ok, (target_a[:, 0] - (PsJ[:, 0] - Ps[rows, ia])) / torch.where(ok, denom, 1),
+                       torch.full_like(denom, torch.inf))
+    # theta_B
+    target_b = Qc[rows, j].unsqueeze(1) ** k
+    g_at = torch.where(in_h, pis_f * Qc[:, 1:] + (Pc[rows, j].unsqueeze(1) - Pc[:, 1:]),
+                       torch.full_like(pis, torch.inf))
+    ib = ((g_at <= target_b).sum(1) - 1).clamp(min=0)
+    th_b = (target_b[:, 0] - Pc[rows, j] + Pc[rows, ib + 1]) / Qc[rows, ib + 1].clamp(min=torch.finfo(p.dtype).tiny)
+    th_b = torch.where(j > 0, th_b, torch.zeros_like(th_b))
+    rs = torch.where(in_h, torch.maximum(pis_f, th_b.unsqueeze(1)), torch.minimum(pis_f, th_a.unsqueeze(1)))
+    rs = torch.where(finite, rs, torch.zeros_like(rs))
+    return order, j, rs, qs, Qc[rows, j]
+
+
+def _groups(rs: torch.Tensor, qs: torch.Tensor, level: torch.Tensor):
+    """Groups of one level per row: runs of equal target ratio along the sorted order (equal
+    ratios in different runs make separate groups with equal weights). Returns ``(group id per
+    sorted token [-1 outside the level], mass [B, G], ratio [B, G])``, zero-mass padding."""
+    member = level & (qs > 0)
+    prev = torch.cat([torch.full_like(rs[:, :1], -1.0), rs[:, :-1]], 1)
+    first = member & ((rs != prev) | ~torch.cat([torch.zeros_like(member[:, :1]), member[:, :-1]], 1))
+    gid = torch.cumsum(first.long(), 1) - 1
+    G = max(1, int(first.sum(1).max()))
+    gid = torch.where(member, gid, torch.full_like(gid, -1))
+    safe = gid.clamp(min=0)
+    mass = torch.zeros(rs.shape[0], G, dtype=rs.dtype, device=rs.device)
+    mass.scatter_add_(1, safe, torch.where(member, qs, torch.zeros_like(qs)))
+    ratio = torch.ones(rs.shape[0], G + 1, dtype=rs.dtype, device=rs.device)  # last column: discard
+    ratio.scatter_(1, torch.where(first, safe, torch.full_like(safe, G)), rs)
+    ratio = ratio[:, :G]
+    return gid, mass, torch.where(mass > 0, ratio, torch.ones_like(ratio))
+
+
+def _nodes(l_min: torch.Tensor, k: int, panels: int):
+    """Nodes ``t [P, N]`` and weights ``w [P, N]`` of :func:`solvers.importance_weights.quadrature_nodes`
+    (``l_max = 1``)."""
+    dt, dev = l_min.dtype, l_min.device
+    x0, w0 = (torch.as_tensor(a, dtype=dt, device=dev) for a in np.polynomial.legendre.leggauss(N_HEAD))
+    x1, w1 = (torch.as_tensor(a, dtype=dt, device=dev) for a in np.polynomial.legendre.leggauss(N_PANEL))
+    t1 = torch.full_like(l_min, 1.0 / k)
+    head_t = t1.unsqueeze(1) * (1 + x0) / 2
+    head_w = t1.unsqueeze(1) * w0 / 2
+    lo, hi = torch.log(t1), torch.log(TAIL / l_min)
+    h = (hi - lo) / panels
+    starts = lo.unsqueeze(1) + h.unsqueeze(1) * torch.arange(panels, dtype=dt, device=dev)
+    u = starts.unsqueeze(2) + (h.view(-1, 1, 1) / 2) * (1 + x1)
+    tu = torch.exp(u)
+    wu = tu * (h.view(-1, 1, 1) / 2) * w1
+    P = l_min.shape[0]
+    return torch.cat([head_t, tu.reshape(P, -1)], 1), torch.cat([head_w, wu.reshape(P, -1)], 1)
+
+
+def fit_levels(mass: torch.Tensor, ratio: torch.Tensor, floor: torch.Tensor, k: int, *,
+               tol: float = 1e-12, max_iter: int = 60):
+    """Batched :func:`solvers.importance_weights.fit_levels`: ``(lam, phi, l1_error, quad_bound,
+    iterations)`` for ``[P, G]`` level problems."""
+    valid = mass > 0
+    ratio = torch.maximum(ratio, (k * floor ** (k - 1)).unsqueeze(1) * (1 + 1e-12))
+    z = torch.where(valid, torch.log(torch.where(valid, ratio, torch.ones_like(ratio))), torch.zeros_like(ratio))
+    m0 = mass.sum(1) + floor
+    neg_inf = torch.full_like(z, -torch.inf)
+    it = 0
+    best_z, best_err = z.clone(), torch.full_like(m0, torch.inf)
+    stall = torch.zeros_like(m0, dtype=torch.long)
+    final = False
+    while True:
+        z = torch.where(valid, z - torch.where(valid, z, neg_inf).amax(1, keepdim=True), torch.zeros_like(z))
+        lam = torch.exp(z)
+        l_min = torch.where(valid, lam, torch.full_like(lam, torch.inf)).amin(1)
+        l_min = torch.where(torch.isfinite(l_min), l_min, torch.ones_like(l_min))
+        panels = max(1, int(np.ceil(float(torch.log(TAIL * k / l_min).max()))))
+        t, w = _nodes(l_min, k, panels)
+        E = torch.exp(-lam.unsqueeze(2) * t.unsqueeze(1))
+        M = torch.einsum("pg,pgn->pn", mass, E) + floor.unsqueeze(1)
+        phi = k * lam * torch.einsum("pgn,pn->pg", E, w * M ** (k - 1))
+        err = (mass * (phi - ratio).abs()).sum(1)
+        if not final and k > 1:  # stopping rule and best iterate as in the numpy fit
+            unreachable = (mass * (phi - ratio)).sum(1).abs()
+            stall = torch.where(err < 0.5 * best_err, torch.zeros_like(stall), stall + 1)
+            best_z = torch.where((err < best_err).unsqueeze(1), z, best_z)
+            best_err = torch.minimum(err, best_err)
+            done = (err <= tol + 2 * unreachable) | (stall >= 4)
+            if bool(done.all()) or it >= max_iter:
+                final = True
+                if bool((err > best_err).any()):
+                    z = best_z
+                    continue
+        if final or k == 1:
+            width = torch.log(TAIL * k / l_min) / panels
+            bound = quadrature_bound(k, m0.cpu().numpy(), width.cpu().numpy(), panels)
+            return lam * valid, phi * valid, err, torch.as_tensor(bound, dtype=mass.dtype, device=mass.device), it
+        step = _newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
+        big = step.abs().amax(1, keepdim=True)
+        step = step * torch.clamp(2.0 / big.clamp_min(1e-300), max=1.0)
+        z = (z + torch.where(done.unsqueeze(1), torch.zeros_like(step), step)).clamp_min(-MIN_LOG_WEIGHT)
+        it += 1
+
+
+def _newton_step(lam, mass, grad, E, M, k, t, w):
+    """Woodbury solve of the Laplacian Newton system (see :mod:`solvers.importance_weights`)."""
+    Wn = w * t * k * (k - 1) * M ** (k - 2)
+    At = (mass * lam).unsqueeze(2) * E * torch.sqrt(Wn).unsqueeze(1)
+    d = torch.einsum("pgn,pn->pg", At, At.sum(1))
+    valid = (mass > 0) & (d > 0)
+    dinv = torch.where(valid, 1 / torch.where(valid, d, torch.ones_like(d)), torch.zeros_like(d))
+    b = -grad * valid
+    # C = I - A^T D^-1 A is singular along v = A^T 1 (constants are the gauge of log lam); adding
+    # v v^T / |v|^2 makes it invertible and only adds a constant to the step
+    v = At.sum(1)
+    v = v / v.norm(dim=1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
+    N = t.shape[1]
+    C = (torch.eye(N, dtype=t.dtype, device=t.device) - At.transpose(1, 2) @ (dinv.unsqueeze(2) * At)
+         + v.unsqueeze(2) * v.unsqueeze(1))
+    y = torch.linalg.solve(C, torch.einsum("pgn,pg->pn", At, dinv * b))
+    step = dinv * b + dinv * torch.einsum("pgn,pn->pg", At, y)
+    return torch.where(torch.isfinite(step), step, dinv * b)
+
+
+def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e-12,
+                    max_iter: int = 60, resolution: float | None = 1e-2) -> TorchImportancePlan:
+    """Fit the two-level importance rule on prepared ``[B, V]`` rows (float64 or float32 inputs;
+    the fit runs in float64 and the results are cast back).
+
+    ``resolution``: the levels aim at :func:`solvers.importance_weights.coarse_ratios` when reachable
+    (computed per row with numpy on the host: a few ``O(V log V)`` sorts per row).
+    """
+    dtype = p.dtype
+    p64, q64 = p.to(torch.float64), q.to(torch.float64)
+    p64, q64 = p64 / p64.sum(1, keepdim=True), q64 / q64.sum(1, keepdim=True)  # exact in float64
+    uniq, inverse = torch.unique(torch.cat([p64, q64], 1), dim=0, return_inverse=True)
+    if uniq.shape[0] < p64.shape[0]:  # repeated rows are fitted once
+        plan = importance_plan(uniq[:, : p.shape[1]].to(dtype), uniq[:, p.shape[1]:].to(dtype), k,
+                               tol=tol, max_iter=max_iter, resolution=resolution)
+        return TorchImportancePlan(plan.weights[inverse], plan.top[inverse], plan.marginal[inverse],
+                                   plan.fit_error[inverse], plan.quad_error[inverse], plan.iterations)
+    if p.device.type == "cpu" and p.shape[0] > 1:
+        # on a CPU, padding every row to the largest group count and node count of the batch costs
+        # more than it saves: fit row by row (identical results, the rows are independent)
+        plans = [importance_plan(p[b:b + 1], q[b:b + 1], k, tol=tol, max_iter=max_iter, resolution=resolution)
+                 for b in range(p.shape[0])]
+        return TorchImportancePlan(*(torch.cat([getattr(pl, f) for pl in plans]) for f in
+                                     ("weights", "top", "marginal", "fit_error", "quad_error")),
+                                   max(pl.iterations for pl in plans))
+    B, V = p64.shape
+    order, j, rs, qs, q_h = selection_thresholds(p64, q64, k)
+    idx = torch.arange(V, device=p64.device).unsqueeze(0)
+    in_h = idx < j.unsqueeze(1)
+    if resolution is not None and k > 1:
+        ps_np, qs_np, rs_np = take(p64, order).cpu().numpy(), qs.cpu().numpy(), rs.cpu().numpy().copy()
+        for b, jb in enumerate(j.tolist()):
+            for top, span in ((False, slice(0, jb)), (True, slice(jb, V))):
+                ids = np.flatnonzero(qs_np[b, span] > 0) + span.start
+                if ids.size:
+                    rs_np[b, ids] = coarse_ratios(ps_np[b, ids], qs_np[b, ids], k, top, resolution, rs_np[b, ids])
+        rs = torch.as_tensor(rs_np, device=p64.device)
+    weights_s = torch.zeros_like(p64)
+    phi_s = torch.zeros_like(p64)
+    fit_err = torch.zeros(B, dtype=torch.float64, device=p64.device)  # L1, summed over the levels
+    quad = torch.zeros_like(fit_err)
+    iterations = 0
+    for level, floor in ((~in_h, q_h), (in_h, torch.zeros_like(q_h))):
+        gid, mass, ratio = _groups(rs, qs, level)
+        lam = torch.zeros_like(mass)
+        phi = torch.zeros_like(mass)
+        rows = max(1, MAX_ENTRIES // (mass.shape[1] * (N_HEAD + N_PANEL * 24)))
+        for s in range(0, B, rows):
+            sl = slice(s, s + rows)
+            lam[sl], phi[sl], err, bound, it = fit_levels(mass[sl], ratio[sl], floor[sl], k, tol=tol,
+                                                          max_iter=max_iter)
+            fit_err[sl] += err
+            quad[sl] += mass[sl].sum(1) * bound
+            iterations = max(iterations, it)
+        safe = gid.clamp(min=0)
+        member = gid >= 0
+        weights_s = torch.where(member, lam.gather(1, safe), weights_s)
+        phi_s = torch.where(member, phi.gather(1, safe), phi_s)
+    inv = torch.argsort(order, dim=1)
+    weights = take(weights_s, inv)
+    top = take(~in_h & (qs > 0), inv)
+    marginal = q64 * take(phi_s, inv)
+    return TorchImportancePlan(weights.to(dtype), top, marginal.to(dtype), fit_err, quad, iterations)
+
+
+class TorchOptimal(TorchSelector):
+    """Batched optimal verifier (two-level importance sampling); registered as ``"optimal"``.
+
+    Parameters
+    ----------
+    tol, max_iter: Newton tolerance on ``||r(lam) - target||_1`` per level and iteration cap.
+    """
+
+    name = "optimal"
+    draft_law = "iid"
+
+    def __init__(self, *, tol: float = 1e-12, max_iter: int = 60):
+        self.tol = float(tol)
+        self.max_iter = int(max_iter)
+        self._cache: tuple[torch.Tensor, torch.Tensor, int, TorchImportancePlan] | None = None
+
+    def plan(self, p, q, k: int, *, logits: bool = False) -> TorchImportancePlan:
+        """The fitted rule per row (cached for the last ``(p, q, k)``)."""
+        p_t, q_t = prepare_pair(p, q, logits=logits)
+        return self._plan(p_t, q_t, _check_k(k))
+
+    def _plan(self, p: torch.Tensor, q: torch.Tensor, k: int) -> TorchImportancePlan:
+        c = self._cache
+        if (c is None or c[2] != k or c[0].shape != p.shape or c[0].dtype != p.dtype
+                or c[0].device != p.device or not torch.equal(c[0], p) or not torch.equal(c[1], q)):
+            self._cache = (p.clone(), q.clone(), k,
+                           importance_plan(p, q, k, tol=self.tol, max_iter=self.max_iter))
+        return self._cache[3]
+
+    def acceptance(self, p, q, k: int, *, logits: bool = False) -> torch.Tensor:
+        """``sum_y min(r(lam)_y, p_y)`` per row (``alpha*`` up to the fit tolerance)."""
+        p_t, q_t = prepare_pair(p, q, logits=logits)
+        plan = self._plan(p_t, q_t, _check_k(k))
+        return torch.minimum(plan.marginal, p_t).sum(1)
+
+    def noise_shapes(self, batch: int, vocab: int, k: int) -> dict[str, tuple[tuple[int, ...], str]]:
+        """``select [B]`` (the weighted pick), ``coins [B]`` (accept) uniforms, ``race [B, V]`` exponentials."""
+        return {"select": ((batch,), "uniform"), "coins": ((batch,), "uniform"),
+                "race": ((batch, vocab), "exponential")}
+
+    def _verify(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor,
+                noise: Noise) -> tuple[torch.Tensor, torch.Tensor]:
+        plan = self._plan(p, q, drafts.shape[1])
+        lam = take(plan.weights, drafts)
+        top = take(plan.top, drafts)
+        w = torch.where(top.any(1, keepdim=True), lam * top, lam)
+        cum = torch.cumsum(w, 1)
+        u = noise["select"].to(w.dtype) * cum[:, -1]
+        pick = (cum <= u.unsqueeze(1)).sum(1).clamp(max=drafts.shape[1] - 1)
+        z = take(drafts, pick)
+        r = plan.marginal
+        accept = coin(noise["coins"].to(p.dtype), take(p, z), take(r, z))
+        residual = race_sample(p - r, noise["race"].to(p.dtype), fallback=p)
+        tokens = torch.where(accept, z, residual)
+        return tokens, membership(tokens, drafts)
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    return int(k)

@@ -1,0 +1,193 @@
+"""The optimal selection law of k i.i.d. drafts, and the feasibility test of any selection law.
+
+A *selection rule* picks one draft ``Z`` among ``X_1..X_k ~ q`` (i.i.d.); single-draft speculative
+sampling of ``Z`` against ``p`` then outputs exactly ``p`` and accepts with ``sum_y min(r_y, p_y)``,
+where ``r`` is the law of ``Z`` (research/optimal_verifier.md sec. 2; Khisti et al., ICLR 2025,
+arXiv 2410.18234, the canonical decomposition). The reachable ``r`` form the base polytope of the
+coverage function ``f(A) = g(q(A))`` with ``g(s) = 1 - (1 - s)^k``.
+
+This module gives the closed-form optimal law of research/optimal_verifier.md sec. 3::
+
+    r*_y = q_y * clip(p_y / q_y, theta_B, theta_A)
+
+with ``H`` the minimising prefix of ``alpha* = min_H p(H) + 1 - q(H)^k`` (multidraft.md 2.2, tokens
+sorted by ascending ``p/q``; :func:`solvers.closed_form.optimal_cut`), ``theta_A`` solving ``sum_{y not in H} min(p_y, theta_A q_y) = g(q(V\\H))``
+and ``theta_B`` solving ``sum_{y in H} max(p_y, theta_B q_y) = q(H)^k``. Both scalar equations are
+piecewise linear and monotone, solved exactly by a sort and a prefix scan; everything is vectorised
+over the rows of ``[B, V]`` inputs. ``sum_y min(r*_y, p_y) = alpha*``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ot_coupling.validation import validate_distribution, validate_k
+
+from .closed_form import optimal_cut
+
+
+def coverage(s, k: int):
+    """``g(s) = 1 - (1 - s)^k``: probability that one of ``k`` i.i.d. drafts falls in a set of mass ``s``."""
+    return 1.0 - (1.0 - np.asarray(s, dtype=np.float64)) ** k
+
+
+@dataclass(frozen=True)
+class SelectionLaw:
+    """The optimal selection law and its certificate pieces (rows of a ``[B, V]`` problem, or one row).
+
+    Attributes
+    ----------
+    r : ndarray
+        the selection law ``r*`` (same shape as the input).
+    ratio : ndarray
+        ``r*/q`` = ``clip(p/q, theta_B, theta_A)`` on tokens with ``q > 0``; 0 where ``q = 0``.
+    in_cut : ndarray of bool
+        membership in the minimising prefix ``H`` (the low ``p/q`` tokens, "over-drafted").
+    theta_a, theta_b : ndarray or float
+        the thresholds (``inf`` for ``theta_a`` when no cap binds; ``theta_b`` is 0 when ``H`` is empty).
+    alpha : ndarray or float
+        ``alpha* = p(H) + 1 - q(H)^k``, equal to ``sum min(r*, p)``.
+    """
+
+    r: np.ndarray
+    ratio: np.ndarray
+    in_cut: np.ndarray
+    theta_a: np.ndarray | float
+    theta_b: np.ndarray | float
+    alpha: np.ndarray | float
+
+
+def _as_rows(x, name: str) -> tuple[np.ndarray, bool]:
+    """Validate a ``[V]`` or ``[B, V]`` stack of distributions; return ``[B, V]`` and whether it was 1-D."""
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 1:
+        return validate_distribution(arr, name)[None, :], True
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape [V] or [B, V], got {arr.shape}")
+    return np.stack([validate_distribution(row, f"{name}[{b}]") for b, row in enumerate(arr)]), False
+
+
+def selection_law(p, q, k: int) -> SelectionLaw:
+    """The optimal selection law ``r*`` with thresholds and cut (research/optimal_verifier.md sec. 3).
+
+    ``p, q``: ``[V]`` or ``[B, V]`` (rows solved independently). Cost ``O(V log V)`` per row.
+    """
+    k = validate_k(k)
+    P, one_p = _as_rows(p, "p")
+    Q, one_q = _as_rows(q, "q")
+    if P.shape != Q.shape:
+        raise ValueError(f"p and q must have the same shape, got {P.shape} and {Q.shape}")
+    law = _selection_law_rows(P, Q, k)
+    if one_p and one_q:
+        return SelectionLaw(law.r[0], law.ratio[0], law.in_cut[0], float(law.theta_a[0]),
+                            float(law.theta_b[0]), float(law.alpha[0]))
+    return law
+
+
+def optimal_selection_law(p, q, k: int) -> np.ndarray:
+    """``r* = q * clip(p/q, theta_B, theta_A)``: an optimal law of the selected draft (``[V]`` or ``[B, V]``).
+
+    Single-draft speculative sampling of a draft selected with law ``r*`` reaches the optimal
+    acceptance ``alpha* = min_H p(H) + 1 - q(H)^k`` (research/optimal_verifier.md sec. 3).
+    """
+    return selection_law(p, q, k).r
+
+
+def _selection_law_rows(p: np.ndarray, q: np.ndarray, k: int) -> SelectionLaw:
+    """Core of :func:`selection_law` on validated ``[B, V]`` rows."""
+    B, V = p.shape
+    cuts = [optimal_cut(p[b], q[b], k) for b in range(B)]  # H = sorted[:j], tokens by ascending p/q
+    order = np.stack([c.order for c in cuts])
+    j = np.array([c.cut.size for c in cuts])
+    alpha = np.array([c.value for c in cuts])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pi = np.where(q > 0, p / q, np.inf)
+    ps = np.take_along_axis(p, order, 1)
+    qs = np.take_along_axis(q, order, 1)
+    pis = np.take_along_axis(pi, order, 1)
+    zero = np.zeros((B, 1))
+    Pc = np.concatenate([zero, np.cumsum(ps, 1)], 1)  # Pc[:, j] = p(first j tokens)
+    Qc = np.minimum(np.concatenate([zero, np.cumsum(qs, 1)], 1), 1.0)
+    # suffix sums keep the tiny masses of the high-ratio tail exact
+    Ps = np.concatenate([np.cumsum(ps[:, ::-1], 1)[:, ::-1], zero], 1)  # Ps[:, j] = p(sorted[j:])
+    Qs = np.minimum(np.concatenate([np.cumsum(qs[:, ::-1], 1)[:, ::-1], zero], 1), 1.0)
+    with np.errstate(divide="ignore"):
+        cover = -np.expm1(k * np.log1p(-Qs))  # g(q(sorted[j:])), exact for tiny tails
+    rows = np.arange(B)
+    Pj = Pc[rows, j][:, None]
+    idx = np.arange(V)[None, :]
+    finite = qs > 0
+
+    # theta_A: F(th) = sum_{i >= j, q_i > 0} min(p_i, th q_i) = g(q(V \ H)), F piecewise linear.
+    target_a = cover[rows, j][:, None]
+    PsJ = Ps[rows, j][:, None]
+    in_a = (idx >= j[:, None]) & finite
+    with np.errstate(invalid="ignore"):
+        f_at = np.where(in_a, (PsJ - Ps[:, 1:]) + pis * Qs[:, 1:], np.inf)
+    f_at = np.where(idx < j[:, None], -np.inf, f_at)
+    reached = f_at >= target_a
+    ia = np.argmax(reached, axis=1)  # first breakpoint reaching the target
+    denom = Qs[rows, ia]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        th_a = np.where(finite[rows, ia] & (denom > 0),
+                        (target_a[:, 0] - (PsJ[:, 0] - Ps[rows, ia])) / denom, np.inf)
+    th_a = np.where(reached.any(1), th_a, np.inf)  # not reached (round-off): no cap binds
+
+    # theta_B: G(th) = sum_{i < j} max(p_i, th q_i) = q(H)^k, G piecewise linear increasing.
+    target_b = Qc[rows, j][:, None] ** k
+    in_h = idx < j[:, None]
+    g_at = np.where(in_h, pis * Qc[:, 1:] + (Pj - Pc[:, 1:]), np.inf)
+    ib = np.maximum((g_at <= target_b).sum(1) - 1, 0)  # last breakpoint not above the target
+    with np.errstate(divide="ignore", invalid="ignore"):
+        th_b = (target_b[:, 0] - Pj[:, 0] + Pc[rows, ib + 1]) / Qc[rows, ib + 1]
+    th_b = np.where(j > 0, th_b, 0.0)
+
+    with np.errstate(invalid="ignore"):
+        ratio_s = np.where(in_h, np.maximum(pis, th_b[:, None]), np.minimum(pis, th_a[:, None]))
+    ratio_s = np.where(finite, ratio_s, 0.0)
+    with np.errstate(invalid="ignore"):
+        r_s = np.where(in_h, np.maximum(ps, th_b[:, None] * qs), np.minimum(ps, th_a[:, None] * qs))
+    r_s = np.where(finite, r_s, 0.0)
+    inv = np.argsort(order, axis=1)
+    return SelectionLaw(
+        r=np.take_along_axis(r_s, inv, 1),
+        ratio=np.take_along_axis(ratio_s, inv, 1),
+        in_cut=np.take_along_axis(in_h, inv, 1),
+        theta_a=th_a,
+        theta_b=th_b,
+        alpha=alpha,
+    )
+
+
+def selection_law_violation(r, q, k: int) -> float:
+    """Largest violation of the base-polytope constraints ``r(A) <= g(q(A))``, ``r(V) = 1``.
+
+    Because ``g`` is concave, the worst set of each ``q``-mass is a prefix in descending ``r/q``
+    (fractional knapsack), and the gap between a piecewise-linear and a concave function is
+    largest at a breakpoint, so checking the ``V`` prefixes is exact (research/optimal_verifier.md
+    sec. 2). Returns ``max(max_j R_j - g(Q_j), |sum r - 1|)`` (<= 0 up to round-off when feasible;
+    ``inf`` if ``r`` puts mass on a token with ``q = 0``).
+    """
+    k = validate_k(k)
+    r_arr = np.asarray(r, dtype=np.float64)
+    q_arr = validate_distribution(q, "q")
+    if r_arr.shape != q_arr.shape:
+        raise ValueError(f"r and q must have the same shape, got {r_arr.shape} and {q_arr.shape}")
+    if not np.isfinite(r_arr).all() or (r_arr < 0).any():
+        raise ValueError("r must be finite and non-negative")
+    if (r_arr[q_arr == 0] > 0).any():
+        return float("inf")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(q_arr > 0, r_arr / q_arr, -np.inf)
+    order = np.argsort(-ratio, kind="stable")
+    R = np.cumsum(r_arr[order])
+    Qs = np.minimum(np.cumsum(q_arr[order]), 1.0)
+    return float(max(np.max(R - coverage(Qs, k)), abs(r_arr.sum() - 1.0)))
+
+
+def is_feasible_selection_law(r, q, k: int, atol: float = 1e-12) -> bool:
+    """Whether some rule selecting one of ``k`` i.i.d. drafts from ``q`` has selection law ``r``."""
+    return selection_law_violation(r, q, k) <= atol
+
