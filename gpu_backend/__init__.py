@@ -11,8 +11,14 @@ _EXPORTS = {
     "get_selector": "registry",
     "SELECTORS": "registry",
     "TorchSelector": "base",
+    "kseq_rho": "kseq",
+    "sample_drafts": "drafting",
     "SpeculativeDecoder": "engine",
+    "Sampling": "engine",
     "verify_real_models": "harness",
+    "block_efficiency_sweep": "harness",
+    "load_pair": "models",
+    "ModelPair": "models",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)
