@@ -125,7 +125,7 @@ def _enumerate_hub(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     ``a = argmax q``; first draft ``i ~ q``; if ``i != a`` the pair is ``(i, a)``, else a second
     draft ``j ~ q(. | j != a)`` gives ``(a, j)``: ``Q(i, a) = q(i)``, ``Q(a, j) = q(a) q(j) / (1 - q(a))``.
     """
-    _check_hub(q, k)
+    check_hub(q, k)
     a = hub_token(q)
     others = np.flatnonzero((q > 0) & (np.arange(q.size) != a))
     tuples = np.concatenate([np.stack([others, np.full_like(others, a)], 1),
@@ -134,7 +134,8 @@ def _enumerate_hub(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return tuples, probs
 
 
-def _check_hub(q: np.ndarray, k: int) -> None:
+def check_hub(q: np.ndarray, k: int) -> None:
+    """Hub-pair drafts exist only for k = 2 and at least two tokens with q > 0."""
     if k != 2:
         raise ValueError(f"hub-pair drafts need k=2, got k={k}")
     if int((q > 0).sum()) < 2:
@@ -142,7 +143,7 @@ def _check_hub(q: np.ndarray, k: int) -> None:
 
 
 def _sample_hub(q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    _check_hub(q, k)
+    check_hub(q, k)
     a = hub_token(q)
     i = int(rng.choice(q.size, p=q))
     if i != a:
@@ -157,7 +158,8 @@ def greedy_top(q: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-q, kind="stable")[: k - 1].astype(np.int64)
 
 
-def _greedy_rest(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def greedy_split(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, q')``: the top-(k-1) tokens and ``q`` restricted to the other tokens, renormalised."""
     if int((q > 0).sum()) < k:
         raise ValueError(f"greedy drafts need at least k={k} tokens with q > 0")
     top = greedy_top(q, k)
@@ -169,14 +171,14 @@ def _greedy_rest(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def _enumerate_greedy(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Greedy drafts (Hu et al., ICLR 2025; multidraft.md 2.5): the top-(k-1) tokens of ``q``
     (deterministic) followed by one draw from ``q`` restricted to the other tokens, renormalised."""
-    top, rest = _greedy_rest(q, k)
+    top, rest = greedy_split(q, k)
     last = np.flatnonzero(rest > 0)
     tuples = np.concatenate([np.tile(top, (last.size, 1)), last[:, None]], axis=1).astype(np.int64)
     return tuples, rest[last]
 
 
 def _sample_greedy(q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    top, rest = _greedy_rest(q, k)
+    top, rest = greedy_split(q, k)
     return np.append(top, int(rng.choice(q.size, p=rest))).astype(np.int64)
 
 

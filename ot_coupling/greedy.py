@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .draft_laws import greedy_top
+from .draft_laws import greedy_split
 from .rejection import SequentialRejection, normalise_rows, ratio_coin
 
 
@@ -39,12 +39,7 @@ class GreedyDrafts(SequentialRejection):
 
     def acceptance(self, p, q, k: int) -> float:
         p, q, k = self._check(p, q, k)
-        if int((q > 0).sum()) < k:
-            raise ValueError(f"greedy drafts need at least k={k} tokens with q > 0")
-        top = greedy_top(q, k)
-        rest = q.copy()
-        rest[top] = 0.0
-        rest /= rest.sum()
+        top, rest = greedy_split(q, k)
         return float(p[top].sum() + np.minimum(np.delete(rest, top), np.delete(p, top)).sum())
 
     def plan(self, p, q, drafts):

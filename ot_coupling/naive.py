@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .draft_laws import get_draft_law, greedy_top, hub_token
+from .draft_laws import get_draft_law, greedy_split, hub_token
 from .race import inclusion_wor
 from .rejection import SequentialRejection
 
@@ -29,10 +29,7 @@ def inclusion_probabilities(q: np.ndarray, k: int, drafts: str) -> np.ndarray:
         out[a] = 1.0
         return out
     if drafts == "greedy":
-        top = greedy_top(q, k)
-        rest = q.copy()
-        rest[top] = 0.0
-        out = rest / rest.sum()
+        top, out = greedy_split(q, k)
         out[top] = 1.0
         return out
     tuples, probs = get_draft_law(drafts).enumerate(q, k)

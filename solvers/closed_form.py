@@ -107,7 +107,7 @@ from math import lgamma
 
 import numpy as np
 
-from ot_coupling.draft_laws import greedy_top, hub_token
+from ot_coupling.draft_laws import check_hub, greedy_split, hub_token
 from ot_coupling.validation import validate_k, validate_pair
 
 #: draft laws with a closed form here
@@ -261,12 +261,7 @@ def _cut_wor(p, q, k) -> CutResult:
 
 
 def _cut_greedy(p, q, k) -> CutResult:
-    if int((q > 0).sum()) < k:
-        raise ValueError(f"greedy drafts need at least k={k} tokens with q > 0")
-    top = greedy_top(q, k)
-    rest = q.copy()
-    rest[top] = 0.0
-    rest /= rest.sum()
+    top, rest = greedy_split(q, k)
     mask = np.zeros(q.size, dtype=bool)
     mask[top] = True
     others = ~mask
@@ -278,10 +273,7 @@ def _cut_greedy(p, q, k) -> CutResult:
 
 
 def _cut_hub(p, q, k) -> CutResult:
-    if k != 2:
-        raise ValueError(f"hub-pair drafts need k=2, got k={k}")
-    if int((q > 0).sum()) < 2:
-        raise ValueError("hub-pair drafts need at least 2 tokens with q > 0")
+    check_hub(q, k)
     a = hub_token(q)
     pair = q.copy()
     pair[a] = 0.0

@@ -49,7 +49,7 @@ from math import comb, factorial
 import numpy as np
 from scipy import sparse
 
-from ot_coupling.draft_laws import get_draft_law, greedy_top, hub_token
+from ot_coupling.draft_laws import check_hub, get_draft_law, greedy_split, hub_token
 from ot_coupling.validation import (
     SeedLike,
     as_generator,
@@ -137,26 +137,19 @@ def _wor_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _hub_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """SpecHub pairs ``{a, j}``, ``a = argmax q``: ``Q({a, j}) = q_j / q(Omega - a)`` (multidraft.md 3.5)."""
-    if k != 2:
-        raise ValueError(f"hub-pair drafts need k=2, got k={k}")
+    check_hub(q, k)
     a = hub_token(q)
     others = np.flatnonzero((q > 0) & (np.arange(q.size) != a))
-    if others.size == 0:
-        raise ValueError("hub-pair drafts need at least 2 tokens with q > 0")
     sets = np.sort(np.stack([np.full_like(others, a), others], axis=1), axis=1)
     return sets.astype(np.int64), q[others] / q[others].sum()
 
 
 def _greedy_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Greedy drafts: top-(k-1) tokens ``T`` plus ``x ~ q`` restricted to the rest (multidraft.md 2.5)."""
-    if int((q > 0).sum()) < k:
-        raise ValueError(f"greedy drafts need at least k={k} tokens with q > 0")
-    top = greedy_top(q, k)
-    mask = q > 0
-    mask[top] = False
-    last = np.flatnonzero(mask)
+    top, rest = greedy_split(q, k)
+    last = np.flatnonzero(rest > 0)
     sets = np.sort(np.concatenate([np.tile(top, (last.size, 1)), last[:, None]], axis=1), axis=1)
-    return sets.astype(np.int64), q[last] / q[last].sum()
+    return sets.astype(np.int64), rest[last]
 
 
 _SET_BUILDERS = {"iid": _iid_sets, "without_replacement": _wor_sets, "hub": _hub_sets, "greedy": _greedy_sets}

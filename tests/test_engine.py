@@ -18,14 +18,7 @@ from oracles import gof_pvalue
 
 from gpu_backend.engine import CachedLM, Sampling, SpeculativeDecoder
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (intra-op threads only add overhead on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_llama(seed: int, vocab: int = 5, init: float = 0.6):
