@@ -182,16 +182,18 @@ def load_smollm2_target(*, use_cache: bool = True):
 
 def _load_smollm2(name: str) -> ModelPair:
     variant = name[len("smollm2"):].lstrip("-") or "q4"
+    quantised = variant in ("q4", "q3", "q2")
+    skipped = variant.startswith("l") and variant[1:].isdigit()
+    if not (quantised or skipped):  # checked before the (slow) weight loading
+        raise ValueError(f"unknown smollm2 variant {variant!r}; use smollm2, smollm2-q3 or smollm2-l<m>")
     target, tokenizer = load_smollm2_target()
-    if variant in ("q4", "q3", "q2"):
+    if quantised:
         bits = int(variant[1])
         draft = quantize_linear_weights(target, bits, 32)
         how = f"re-quantised to {bits} bits, groups of 32 (symmetric RTN)"
-    elif variant.startswith("l") and variant[1:].isdigit():
+    else:
         draft = truncate_layers(target, int(variant[1:]))
         how = f"first {variant[1:]} of {target.config.num_hidden_layers} blocks (layer skip)"
-    else:
-        raise ValueError(f"unknown smollm2 variant {variant!r}; use smollm2, smollm2-q3 or smollm2-l<m>")
     return ModelPair(
         name=name, target=target, draft=draft.eval(), vocab_size=len(tokenizer),
         encode=lambda text: tokenizer(text).input_ids, decode=tokenizer.decode,

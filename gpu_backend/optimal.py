@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from solvers.importance_weights import MIN_LOG_WEIGHT, N_HEAD, N_PANEL, TAIL, coarse_ratios, quadrature_bound
+from solvers.importance_weights import (MIN_LOG_WEIGHT, N_HEAD, N_PANEL, PANEL_WIDTH, TAIL, coarse_ratios,
+                                        gauss_legendre, quadrature_bound)
 
 from .base import Noise, TorchSelector
 from .ops import coin, membership, race_sample, take
@@ -120,8 +121,8 @@ def _nodes(l_min: torch.Tensor, k: int, panels: int):
     """Nodes ``t [P, N]`` and weights ``w [P, N]`` of :func:`solvers.importance_weights.quadrature_nodes`
     (``l_max = 1``)."""
     dt, dev = l_min.dtype, l_min.device
-    x0, w0 = (torch.as_tensor(a, dtype=dt, device=dev) for a in np.polynomial.legendre.leggauss(N_HEAD))
-    x1, w1 = (torch.as_tensor(a, dtype=dt, device=dev) for a in np.polynomial.legendre.leggauss(N_PANEL))
+    x0, w0 = (torch.tensor(a, dtype=dt, device=dev) for a in gauss_legendre(N_HEAD))
+    x1, w1 = (torch.tensor(a, dtype=dt, device=dev) for a in gauss_legendre(N_PANEL))
     t1 = torch.full_like(l_min, 1.0 / k)
     head_t = t1.unsqueeze(1) * (1 + x0) / 2
     head_w = t1.unsqueeze(1) * w0 / 2
@@ -153,7 +154,7 @@ def fit_levels(mass: torch.Tensor, ratio: torch.Tensor, floor: torch.Tensor, k: 
         lam = torch.exp(z)
         l_min = torch.where(valid, lam, torch.full_like(lam, torch.inf)).amin(1)
         l_min = torch.where(torch.isfinite(l_min), l_min, torch.ones_like(l_min))
-        panels = max(1, int(np.ceil(float(torch.log(TAIL * k / l_min).max()))))
+        panels = max(1, int(np.ceil(float(torch.log(TAIL * k / l_min).max()) / PANEL_WIDTH)))
         t, w = _nodes(l_min, k, panels)
         E = torch.exp(-lam.unsqueeze(2) * t.unsqueeze(1))
         M = torch.einsum("pg,pgn->pn", mass, E) + floor.unsqueeze(1)
@@ -182,13 +183,24 @@ def fit_levels(mass: torch.Tensor, ratio: torch.Tensor, floor: torch.Tensor, k: 
 
 
 def _newton_step(lam, mass, grad, E, M, k, t, w):
-    """Woodbury solve of the Laplacian Newton system (see :mod:`solvers.importance_weights`)."""
+    """Solve of the Laplacian Newton system: Woodbury when ``G > N``, else the ``G x G`` normalised
+    Laplacian (see :func:`solvers.importance_weights._newton_step`)."""
     Wn = w * t * k * (k - 1) * M ** (k - 2)
     At = (mass * lam).unsqueeze(2) * E * torch.sqrt(Wn).unsqueeze(1)
     d = torch.einsum("pgn,pn->pg", At, At.sum(1))
     valid = (mass > 0) & (d > 0)
     dinv = torch.where(valid, 1 / torch.where(valid, d, torch.ones_like(d)), torch.zeros_like(d))
     b = -grad * valid
+    G = At.shape[1]
+    if G <= At.shape[2]:
+        sq = torch.sqrt(dinv)
+        S = sq.unsqueeze(2) * At
+        g = torch.sqrt(d) * valid
+        g = g / g.norm(dim=1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
+        C = (torch.eye(G, dtype=At.dtype, device=At.device) - S @ S.transpose(1, 2)
+             + g.unsqueeze(2) * g.unsqueeze(1))
+        step = sq * torch.linalg.solve(C, sq * b)
+        return torch.where(torch.isfinite(step), step, dinv * b)
     # C = I - A^T D^-1 A is singular along v = A^T 1 (constants are the gauge of log lam); adding
     # v v^T / |v|^2 makes it invertible and only adds a constant to the step
     v = At.sum(1)
@@ -247,7 +259,7 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
         gid, mass, ratio = _groups(rs, qs, level)
         lam = torch.zeros_like(mass)
         phi = torch.zeros_like(mass)
-        rows = max(1, MAX_ENTRIES // (mass.shape[1] * (N_HEAD + N_PANEL * 24)))
+        rows = max(1, MAX_ENTRIES // (mass.shape[1] * (N_HEAD + N_PANEL * int(np.ceil(24 / PANEL_WIDTH)))))
         for s in range(0, B, rows):
             sl = slice(s, s + rows)
             lam[sl], phi[sl], err, bound, it = fit_levels(mass[sl], ratio[sl], floor[sl], k, tol=tol,
@@ -259,7 +271,7 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
         member = gid >= 0
         weights_s = torch.where(member, lam.gather(1, safe), weights_s)
         phi_s = torch.where(member, phi.gather(1, safe), phi_s)
-    inv = torch.argsort(order, dim=1)
+    inv = torch.empty_like(order).scatter_(1, order, torch.arange(V, device=order.device).expand(B, V))
     weights = take(weights_s, inv)
     top = take(~in_h & (qs > 0), inv)
     marginal = q64 * take(phi_s, inv)
