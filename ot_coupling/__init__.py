@@ -11,17 +11,17 @@ from .registry import SELECTORS, get_selector
 from .sequence import verify_block, verify_tree
 from .validation import (
     as_generator,
+    tv_distance,
     validate_distribution,
     validate_drafts,
     validate_k,
     validate_pair,
-    tv_distance,
 )
 
 __all__ = [
     "DRAFT_LAWS",
-    "DraftLaw",
     "SELECTORS",
+    "DraftLaw",
     "Selector",
     "as_generator",
     "enumerate_drafts",

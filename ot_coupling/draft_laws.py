@@ -19,9 +19,9 @@ module too, so that the solvers can compute the optimum of any selector's own dr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import permutations, product
-from typing import Callable
 
 import numpy as np
 

@@ -25,7 +25,11 @@ Optimality needs only ``r <= p`` on ``A`` and ``r >= p`` on ``H`` with the level
 (:func:`coarse_ratios`, reachability checked exactly): at ``V = 49152`` this cuts tens of
 thousands of groups to hundreds while the acceptance stays ``alpha*``. The Newton iteration needs
 ``O(G min(G, N)^2)`` per step for ``G`` groups and ``N`` nodes (``N0 = 8`` plus ``n = 22`` per panel
-of width ``<= 3`` in ``log t``, typically 100-150).
+of width ``<= 3`` in ``log t``, typically 100-150). From the start ``lam = r*/q`` the weights of
+the lowest groups drift by ~1 in ``log lam`` per step (their ``phi`` is affine in ``lam`` with an
+offset, so Newton in ``log lam`` undershoots) for 5-8 steps; those steps run on a coarse rule
+(:data:`COARSE_RULE`, ~2.5x fewer nodes), and only the last 2-5 on the fine one, which alone
+determines the result and its error bound.
 
 Quadrature and its error bound
 ------------------------------
@@ -59,15 +63,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
 from .selection_law import selection_law
 
-#: nodes of the Gauss-Legendre rule on ``[0, t_1]`` and per panel in ``log t``; largest panel width
-N_HEAD = 8
-N_PANEL = 22
-PANEL_WIDTH = 3.0
+
+
+class QuadRule(NamedTuple):
+    """Nodes of the Gauss-Legendre rule on ``[0, t_1]`` (``head``) and per panel in ``log t``
+    (``panel``), and the largest panel width (``width``)."""
+
+    head: int
+    panel: int
+    width: float
+
+
+#: the rule of the final fit and of the marginal (error bound ~1e-15, module docstring)
+FINE_RULE = QuadRule(8, 22, 3.0)
+#: the rule of the first Newton phase (bound ~1e-5 relative: it only gives the fine phase its start)
+COARSE_RULE = QuadRule(6, 10, 3.0)
+#: L1 tolerance of the coarse phase
+COARSE_TOL = 1e-8
 #: the integral beyond ``TAIL / l_min`` is dropped (``e^-40 = 4e-18``)
 TAIL = 40.0
 #: weights are kept within ``exp(-MIN_LOG_WEIGHT)`` of the largest one in their level
@@ -114,23 +132,23 @@ def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     return x, w
 
 
-def n_panels(l_min: np.ndarray, l_max: np.ndarray, k: int) -> int:
-    """Number of ``log t`` panels of width ``<= PANEL_WIDTH`` needed for the widest weight range of
+def n_panels(l_min: np.ndarray, l_max: np.ndarray, k: int, rule: QuadRule = FINE_RULE) -> int:
+    """Number of ``log t`` panels of width ``<= rule.width`` needed for the widest weight range of
     the batch."""
     span = np.log(TAIL * k * l_max / l_min)
-    return max(1, int(np.ceil(np.max(span) / PANEL_WIDTH)))
+    return max(1, int(np.ceil(np.max(span) / rule.width)))
 
 
-def quadrature_nodes(l_min: np.ndarray, l_max: np.ndarray, k: int, panels: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def quadrature_nodes(l_min: np.ndarray, l_max: np.ndarray, k: int, panels: int,
+                     rule: QuadRule = FINE_RULE) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``t[P, N]`` and weights ``w[P, N]`` of the rule described in the module docstring."""
-    x0, w0 = gauss_legendre(N_HEAD)
-    x1, w1 = gauss_legendre(N_PANEL)
+    x0, w0 = gauss_legendre(rule.head)
+    x1, w1 = gauss_legendre(rule.panel)
     t1 = 1.0 / (k * l_max)                                        # [P]
     head_t = t1[:, None] * (1.0 + x0) / 2.0
     head_w = t1[:, None] * w0 / 2.0
     lo, hi = np.log(t1), np.log(TAIL / l_min)
-    h = (hi - lo) / panels                                          # [P], <= PANEL_WIDTH
+    h = (hi - lo) / panels                                          # [P], <= rule.width
     starts = lo[:, None] + h[:, None] * np.arange(panels)           # [P, panels]
     u = starts[:, :, None] + (h[:, None, None] / 2.0) * (1.0 + x1)   # [P, panels, n]
     tu = np.exp(u)
@@ -140,18 +158,19 @@ def quadrature_nodes(l_min: np.ndarray, l_max: np.ndarray, k: int, panels: int
             np.concatenate([head_w, wu.reshape(P, -1)], 1))
 
 
-def quadrature_bound(k: int, m0: np.ndarray, panel_width: np.ndarray, panels: int) -> np.ndarray:
+def quadrature_bound(k: int, m0: np.ndarray, panel_width: np.ndarray, panels: int,
+                     rule: QuadRule = FINE_RULE) -> np.ndarray:
     """Bound on ``|phi_computed - phi|`` for every group of a level (module docstring; exact
     arithmetic, to which floating point adds ~``N`` ulps)."""
     m0 = np.asarray(m0, dtype=np.float64)
     scale = k * m0 ** (k - 1)
     rho = np.linspace(1.05, 12.0, 400)
     a = (rho + 1.0 / rho) / 2.0
-    head = np.min(0.5 / k * (64 / 15) * np.exp((a - 1) / 2) * rho ** (-2.0 * N_HEAD) / (rho**2 - 1))
+    head = np.min(0.5 / k * (64 / 15) * np.exp((a - 1) / 2) * rho ** (-2.0 * rule.head) / (rho**2 - 1))
     b = np.linspace(0.05, 1.5, 300)[None, :]
     hw = np.asarray(panel_width, dtype=np.float64).reshape(-1, 1)
     rb = 2 * b / hw + np.sqrt(1 + (2 * b / hw) ** 2)
-    panel = np.min((hw / 2) * (64 / 15) / (np.e * np.cos(b)) * rb ** (-2.0 * N_PANEL) / (rb**2 - 1), axis=1)
+    panel = np.min((hw / 2) * (64 / 15) / (np.e * np.cos(b)) * rb ** (-2.0 * rule.panel) / (rb**2 - 1), axis=1)
     return scale * (head + panels * panel.reshape(m0.shape) + np.exp(-TAIL))
 
 
@@ -203,11 +222,29 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
     ``m_L > 0`` cannot go below ``phi = k m_L^{k-1}`` (a token is picked whenever the other drafts
     are all in ``H``); targets below it (round-off in the cut) are raised to it, and ``log lam``
     is kept above ``-MIN_LOG_WEIGHT``.
+
+    Two phases: Newton from ``log ratio`` with :data:`COARSE_RULE` (about 3x fewer nodes) down to
+    :data:`COARSE_TOL`, which crosses the slow damped phase (weights of the lowest groups drift
+    by ~1 in ``log lam`` per step) cheaply, then Newton with :data:`FINE_RULE` from there (2-3
+    quadratic steps). Only the fine phase determines the result and its error bound.
     """
     mass, ratio, floor, k = problems.mass, problems.ratio, problems.floor, problems.k
     valid = mass > 0
     ratio = np.maximum(ratio, (k * floor ** (k - 1))[:, None] * (1 + 1e-12))
     z = np.where(valid, np.log(np.where(valid, ratio, 1.0)), 0.0)
+    it = 0
+    if k > 1:
+        coarse = _newton(z, mass, ratio, floor, k, COARSE_TOL, max_iter, COARSE_RULE)
+        z = np.where(valid, np.log(np.where(valid, coarse.weights, 1.0)), z)
+        it = coarse.iterations
+    fit = _newton(z, mass, ratio, floor, k, tol, max_iter, FINE_RULE)
+    fit.iterations += it
+    return fit
+
+
+def _newton(z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: QuadRule) -> LevelFit:
+    """Damped Newton on ``log lam`` from ``z`` with the quadrature ``rule`` (targets already raised)."""
+    valid = mass > 0
     m0 = mass.sum(axis=1) + floor
     it = 0
     best_z, best_err = z.copy(), np.full(z.shape[0], np.inf)
@@ -219,8 +256,8 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
         l_min = np.min(np.where(valid, lam, np.inf), axis=1)
         l_min = np.where(np.isfinite(l_min), l_min, 1.0)
         l_max = np.ones_like(l_min)
-        panels = n_panels(l_min, l_max, k)
-        t, w = quadrature_nodes(l_min, l_max, k, panels)
+        panels = n_panels(l_min, l_max, k, rule)
+        t, w = quadrature_nodes(l_min, l_max, k, panels, rule)
         E, M, phi = _evaluate(lam, mass, floor, k, t, w)
         err = np.sum(mass * np.abs(phi - ratio), axis=1)
         if not final and k > 1:
@@ -240,7 +277,7 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
                     continue
         if final or k == 1:
             width = np.log(TAIL * k * l_max / l_min) / panels
-            bound = quadrature_bound(k, m0, width, panels)
+            bound = quadrature_bound(k, m0, width, panels, rule)
             return LevelFit(lam * valid, phi * valid, it, err, bound)
         step = _newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
         big = np.abs(step).max(axis=1, keepdims=True)
@@ -346,6 +383,15 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
     return ratio if np.all(R[:-1] <= cap[:-1]) else None
 
 
+def n_distinct(x: np.ndarray) -> int:
+    """Number of distinct values of ``x`` (linear time when ``x`` is already sorted, as the levels
+    of the torch fast path are)."""
+    d = np.diff(x)
+    if np.all(d >= 0):
+        return int(np.count_nonzero(d)) + min(x.size, 1)
+    return np.unique(x).size
+
+
 def coarse_ratios(p_l: np.ndarray, q_l: np.ndarray, k: int, top: bool, resolution: float,
                   exact: np.ndarray) -> np.ndarray:
     """Coarse targets of a level (:func:`coarse_cap_ratios` on ``A``, :func:`coarse_floor_ratios` on
@@ -355,7 +401,7 @@ def coarse_ratios(p_l: np.ndarray, q_l: np.ndarray, k: int, top: bool, resolutio
     for res in (resolution, resolution / 10, resolution / 100):
         coarse = make(p_l, q_l, k, res)
         if coarse is not None:
-            return coarse if np.unique(coarse).size < np.unique(exact).size else exact
+            return coarse if n_distinct(coarse) < n_distinct(exact) else exact
     return exact
 
 

@@ -12,14 +12,8 @@ from importlib import import_module
 
 from . import __version__
 
-#: subcommand -> module under specot.commands
-COMMANDS = {
-    "solve": "solve",
-    "compare": "compare",
-    "simulate": "simulate",
-    "verify": "verify",
-    "reproduce": "reproduce",
-}
+#: subcommands, each a module under specot.commands
+COMMANDS = ("solve", "compare", "simulate", "verify", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,14 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"specot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module in COMMANDS.items():
-        try:
-            mod = import_module(f"specot.commands.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"specot.commands.{module}":
-                continue  # subcommand not built yet
-            raise
-        mod.add_parser(sub)
+    for name in COMMANDS:
+        import_module(f"specot.commands.{name}").add_parser(sub)
     return parser
 
 

@@ -139,6 +139,66 @@ def test_importance_output_law_within_quadrature_bound():
         assert acc == pytest.approx(opt, abs=1e-9)
 
 
+def test_quadrature_bound_holds_against_a_much_finer_rule():
+    """At the fitted weights of V = 3000 levels, the marginal ratio ``phi`` of the fine rule (the one
+    the verifier uses) against a rule with 4x the nodes per unit of log t: the difference stays
+    within the stated per-group bound (Trefethen, ATAP Thm 19.3, module docstring)."""
+    from solvers.importance_weights import (FINE_RULE, TAIL, QuadRule, n_panels, quadrature_bound,
+                                            quadrature_nodes)
+
+    ref_rule = QuadRule(40, 40, 1.0)
+    rng = np.random.default_rng(31)
+    for conc, k in ((1.0, 8), (0.05, 8), (1.0, 2), (0.3, 16)):
+        p, q = rng.dirichlet(np.full(3000, conc)), rng.dirichlet(np.full(3000, conc))
+        plan = importance_plan(p[None], q[None], k)
+        law = selection_law(p, q, k)
+        for top in (True, False):
+            ids = np.flatnonzero((plan.top[0] if top else law.in_cut) & (q > 0))
+            if ids.size == 0:
+                continue
+            lam, mass = plan.weights[0, ids], q[ids]
+            lam = lam / lam.max()
+            floor = np.array([q[law.in_cut].sum() if top else 0.0])
+            l_min, l_max = np.array([lam.min()]), np.ones(1)
+
+            def phi(rule):
+                panels = n_panels(l_min, l_max, k, rule)
+                t, w = quadrature_nodes(l_min, l_max, k, panels, rule)
+                E = np.exp(-lam[:, None] * t[0][None, :])
+                M = mass @ E + floor[0]
+                return k * lam * (E @ (w[0] * M ** (k - 1))), panels
+
+            fine, panels = phi(FINE_RULE)
+            ref, _ = phi(ref_rule)
+            width = np.log(TAIL * k / l_min) / panels
+            bound = quadrature_bound(k, mass.sum() + floor, width, panels)[0]
+            assert bound <= 1e-13
+            assert np.abs(fine - ref).max() <= bound + 1e-13 * np.abs(ref).max()   # + round-off
+
+
+def test_newton_step_solves_the_laplacian_system():
+    """Both solvers of the Newton system (Woodbury when G > N, the G x G normalised Laplacian when
+    G <= N) return a solution of (D - A W A^T) x = -grad up to a constant (the gauge), checked
+    against a dense least-squares solve."""
+    from solvers.importance_weights import FINE_RULE, _evaluate, _newton_step, quadrature_nodes
+
+    rng = np.random.default_rng(32)
+    k = 4
+    t, w = quadrature_nodes(np.array([1e-3]), np.ones(1), k, 3, FINE_RULE)   # N = 74 nodes
+    for G in (20, 150):                                            # direct, Woodbury
+        mass = rng.dirichlet(np.ones(G))[None]
+        lam = np.exp(rng.uniform(-6, 0, size=(1, G)))
+        grad = rng.normal(size=(1, G)) * 1e-3
+        grad -= grad.mean()                     # sum(grad) = 0 in exact arithmetic (level total)
+        E, M, _ = _evaluate(lam, mass, np.zeros(1), k, t, w)
+        x = _newton_step(lam, mass, grad, E, M, k, t, w)[0]
+        At = (mass * lam)[0][:, None] * E[0] * np.sqrt(w * t * k * (k - 1) * M ** (k - 2))[0][None, :]
+        H = np.diag(At @ At.sum(0)) - At @ At.T
+        ref = np.linalg.lstsq(H, -grad[0], rcond=None)[0]
+        diff = (x - ref) - (x - ref).mean()
+        assert np.abs(diff).max() <= 1e-6 * np.abs(ref - ref.mean()).max()
+
+
 def test_importance_selection_is_lexicographic():
     sel = OptimalVerifier("importance")
     plan = sel.plan(PA, QA, 2)

@@ -102,6 +102,28 @@ def test_batched_fit_matches_numpy_fit():
         assert float(err[i]) <= 1e-12 and ref.l1_error[0] <= 1e-12
 
 
+def test_newton_step_matches_numpy():
+    """The torch Newton solve (used on CUDA) equals the numpy one up to the gauge constant, on both
+    branches (G x G normalised Laplacian for G <= N, Woodbury for G > N)."""
+    from gpu_backend.optimal import _newton_step as torch_step
+    from solvers.importance_weights import FINE_RULE, _evaluate, _newton_step, quadrature_nodes
+
+    rng = np.random.default_rng(33)
+    k = 4
+    t, w = quadrature_nodes(np.array([1e-3]), np.ones(1), k, 3, FINE_RULE)   # N = 74 nodes
+    for G in (20, 150):
+        mass = rng.dirichlet(np.ones(G))[None]
+        lam = np.exp(rng.uniform(-6, 0, size=(1, G)))
+        grad = rng.normal(size=(1, G)) * 1e-3
+        grad -= grad.mean()
+        E, M, _ = _evaluate(lam, mass, np.zeros(1), k, t, w)
+        ref = _newton_step(lam, mass, grad, E, M, k, t, w)[0]
+        got = torch_step(*(torch.tensor(a) for a in (lam, mass, grad, E, M)), k, torch.tensor(t),
+                         torch.tensor(w))[0].numpy()
+        diff = (got - ref) - (got - ref).mean()
+        assert np.abs(diff).max() <= 1e-8 * np.abs(ref - ref.mean()).max()
+
+
 def test_bad_input():
     sel = TorchOptimal()
     with pytest.raises(ValueError, match="p"):

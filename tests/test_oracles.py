@@ -1,8 +1,8 @@
 """The shared oracles must themselves be able to fail."""
 
 import numpy as np
-
 from oracles import assert_law, brute_force_optimum, gof_pvalue
+
 from ot_coupling import enumerate_drafts
 
 
