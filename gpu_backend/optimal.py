@@ -30,8 +30,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from solvers.importance_weights import (COARSE_RULE, COARSE_TOL, FINE_RULE, MIN_LOG_WEIGHT, TAIL, LevelProblems,
-                                        QuadRule, coarse_ratios, gauss_legendre, quadrature_bound)
+from solvers.importance_weights import (
+    COARSE_RULE,
+    COARSE_TOL,
+    FINE_RULE,
+    MIN_LOG_WEIGHT,
+    TAIL,
+    LevelProblems,
+    QuadRule,
+    coarse_ratios,
+    gauss_legendre,
+    quadrature_bound,
+)
 from solvers.importance_weights import fit_levels as np_fit_levels
 
 from .base import Noise, TorchSelector
@@ -235,7 +245,8 @@ def _fit_chunk(mass: torch.Tensor, ratio: torch.Tensor, floor: torch.Tensor, k: 
     lower than torch's on the small ``[G, N]`` arrays of one level (2-3x faster at ``V = 49152``)."""
     if mass.device.type != "cpu":
         return fit_levels(mass, ratio, floor, k, tol=tol, max_iter=max_iter)
-    fit = np_fit_levels(LevelProblems(mass.numpy(), ratio.numpy(), floor.numpy(), k), tol=tol, max_iter=max_iter)
+    fit = np_fit_levels(LevelProblems(mass.numpy(), ratio.numpy(), floor.numpy(), k), tol=tol,
+                        max_iter=max_iter)
     return (torch.from_numpy(fit.weights), torch.from_numpy(fit.phi), torch.from_numpy(fit.l1_error),
             torch.from_numpy(fit.quad_bound), fit.iterations)
 

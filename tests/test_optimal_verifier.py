@@ -139,12 +139,23 @@ def test_importance_output_law_within_quadrature_bound():
         assert acc == pytest.approx(opt, abs=1e-9)
 
 
+def _phi_on_rule(lam, mass, floor, k, rule):
+    """``phi = k lam int e^{-lam t} M(t)^{k-1} dt`` of one level (max weight 1) on ``rule``'s nodes."""
+    from solvers.importance_weights import n_panels, quadrature_nodes
+
+    l_min, l_max = np.array([lam.min()]), np.ones(1)
+    panels = n_panels(l_min, l_max, k, rule)
+    t, w = quadrature_nodes(l_min, l_max, k, panels, rule)
+    E = np.exp(-lam[:, None] * t[0][None, :])
+    M = mass @ E + floor
+    return k * lam * (E @ (w[0] * M ** (k - 1))), panels
+
+
 def test_quadrature_bound_holds_against_a_much_finer_rule():
     """At the fitted weights of V = 3000 levels, the marginal ratio ``phi`` of the fine rule (the one
     the verifier uses) against a rule with 4x the nodes per unit of log t: the difference stays
     within the stated per-group bound (Trefethen, ATAP Thm 19.3, module docstring)."""
-    from solvers.importance_weights import (FINE_RULE, TAIL, QuadRule, n_panels, quadrature_bound,
-                                            quadrature_nodes)
+    from solvers.importance_weights import FINE_RULE, TAIL, QuadRule, quadrature_bound
 
     ref_rule = QuadRule(40, 40, 1.0)
     rng = np.random.default_rng(31)
@@ -159,18 +170,9 @@ def test_quadrature_bound_holds_against_a_much_finer_rule():
             lam, mass = plan.weights[0, ids], q[ids]
             lam = lam / lam.max()
             floor = np.array([q[law.in_cut].sum() if top else 0.0])
-            l_min, l_max = np.array([lam.min()]), np.ones(1)
-
-            def phi(rule):
-                panels = n_panels(l_min, l_max, k, rule)
-                t, w = quadrature_nodes(l_min, l_max, k, panels, rule)
-                E = np.exp(-lam[:, None] * t[0][None, :])
-                M = mass @ E + floor[0]
-                return k * lam * (E @ (w[0] * M ** (k - 1))), panels
-
-            fine, panels = phi(FINE_RULE)
-            ref, _ = phi(ref_rule)
-            width = np.log(TAIL * k / l_min) / panels
+            fine, panels = _phi_on_rule(lam, mass, floor[0], k, FINE_RULE)
+            ref, _ = _phi_on_rule(lam, mass, floor[0], k, ref_rule)
+            width = np.log(TAIL * k / lam.min()) / panels
             bound = quadrature_bound(k, mass.sum() + floor, width, panels)[0]
             assert bound <= 1e-13
             assert np.abs(fine - ref).max() <= bound + 1e-13 * np.abs(ref).max()   # + round-off
