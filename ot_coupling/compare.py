@@ -53,15 +53,18 @@ def compare_selectors(p, q, ks: Iterable[int], laws: Sequence[str] | None = None
     draft law in ``laws`` (default: all of :data:`ALGORITHMS`) and every ``k`` it supports.
 
     Acceptances are exact; an algorithm that cannot run a case (``k`` above the support, a missing
-    optional selector, an exact method over budget) gets ``nan`` and the reason in ``note``.
+    optional selector, an exact method over budget) gets ``nan`` and the reason in ``note``. An exact
+    method's cost grows with ``k`` (RRS-wor enumerates rejection histories, a superset at larger k),
+    so once it refuses at some ``k`` it is not retried at larger ``k``.
     """
     p, q = validate_pair(p, q)
-    ks = [validate_k(k) for k in ks]
+    ks = sorted(validate_k(k) for k in ks)
     laws = list(ALGORITHMS) if laws is None else list(laws)
     for law in laws:
         if law not in ALGORITHMS:
             raise ValueError(f"unknown draft law {law!r}; known: {', '.join(ALGORITHMS)}")
     records = []
+    refused: dict[str, str] = {}  # algorithm label -> why it refused at a smaller k
     for law in laws:
         for k in ks:
             algos = [a for a in ALGORITHMS[law] if a[3] is None or k in a[3]]
@@ -71,11 +74,15 @@ def compare_selectors(p, q, ks: Iterable[int], laws: Sequence[str] | None = None
             for label, name, kwargs, _ in algos:
                 sel, note = _selector(name, kwargs)
                 acc = math.nan
-                if sel is not None:
+                if label in refused:
+                    note = refused[label]
+                elif sel is not None:
                     try:
                         acc = float(sel.acceptance(p, q, k))
                     except ValueError as exc:
                         note = str(exc)
+                        if "budget" in note or "histories" in note:
+                            refused[label] = f"not run: refused at k={k} ({note})"
                 ratio = acc / optimum if optimum > 0 else math.nan
                 records.append({"law": law, "algorithm": label, "k": k, "acceptance": acc,
                                 "optimum": optimum, "ratio": ratio, "note": note or opt_note})

@@ -32,7 +32,7 @@ from .rejection import SequentialRejection, normalise_rows, ratio_coin
 from .validation import validate_k, validate_pair
 
 #: most rejection histories :func:`rrs_wor_acceptance` will enumerate before refusing.
-MAX_HISTORIES = 200_000
+MAX_HISTORIES = 50_000
 
 
 def _z_rows(P: np.ndarray, Q: np.ndarray, t: np.ndarray) -> np.ndarray:
