@@ -90,9 +90,10 @@ def compare_selectors(p, q, ks: Iterable[int], laws: Sequence[str] | None = None
 
 
 def compare_random(n: int, vocab: int, ks: Iterable[int], concentration: float = 1.0, seed: int = 0,
-                   laws: Sequence[str] | None = None) -> list[dict]:
+                   laws: Sequence[str] | None = None, progress: bool = False) -> list[dict]:
     """:func:`compare_selectors` over ``n`` random Dirichlet(``concentration``) pairs of size
-    ``vocab`` (deterministic given ``seed``); each record also carries its ``case`` index."""
+    ``vocab`` (deterministic given ``seed``); each record also carries its ``case`` index.
+    ``progress=True`` shows a tqdm bar on stderr."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if vocab < 2:
@@ -102,7 +103,9 @@ def compare_random(n: int, vocab: int, ks: Iterable[int], concentration: float =
     rng = np.random.default_rng(seed)
     ks = list(ks)
     records = []
-    for case in range(n):
+    from tqdm import tqdm
+
+    for case in tqdm(range(n), desc="random pairs", disable=not progress):
         p = rng.dirichlet(np.full(vocab, concentration))
         q = rng.dirichlet(np.full(vocab, concentration))
         records += [{"case": case, **r} for r in compare_selectors(p, q, ks, laws)]

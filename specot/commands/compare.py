@@ -51,7 +51,8 @@ def run(args) -> int:
     if args.random is not None:
         if args.p is not None or args.q is not None:
             raise ValueError("--random cannot be combined with --p/--q")
-        records = compare_random(args.random, args.vocab, ks, args.concentration, args.seed, laws)
+        records = compare_random(args.random, args.vocab, ks, args.concentration, args.seed, laws,
+                                 progress=not args.json)
         os.makedirs(args.out, exist_ok=True)
         csv_path = os.path.join(args.out, "compare.csv")
         write_csv(records, csv_path)
