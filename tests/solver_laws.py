@@ -1,62 +1,27 @@
-"""Independent, numerically stable draft-set laws for the solver tests (slow Python, small V).
+"""Draft-set laws for the solver tests, in the format of ``oracles.brute_force_optimum``.
 
-They use ``q(unseen tokens)`` summed from positive terms instead of ``1 - q(seen)``, so that they
-stay accurate for the skewed Dirichlet(0.1) cases where the subtraction cancels. Each returns
-``(tuples, probs)`` with one row per draft *set* (padded by repeating a member), the format of
-``oracles.brute_force_optimum``.
+They aggregate the ordered-tuple enumeration of :mod:`ot_coupling.draft_laws` (which sums the unseen
+mass directly, so it stays exact on skewed Dirichlet(0.1) cases) into one row per draft *set*
+(padded by repeating a member). This is independent of the solvers' own set-law code
+(``solvers.membership_lp.draft_set_law``), which it cross-checks.
 """
 
 from __future__ import annotations
 
-from itertools import permutations, product
-
 import numpy as np
 
-from ot_coupling.draft_laws import greedy_top, hub_token
+from ot_coupling.draft_laws import enumerate_drafts, set_law
 
 
-def _as_rows(law: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = [sorted(s) + [min(s)] * (k - len(s)) for s in law]
-    return np.array(rows, dtype=np.int64).reshape(-1, k), np.array(list(law.values()))
+def draft_sets(law: str, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows [n_sets, k], probs [n_sets])`` of the set of drafted tokens under ``law``."""
+    sets = set_law(*enumerate_drafts(q, k, law))
+    rows = [sorted(s) + [min(s)] * (k - len(s)) for s in sets]
+    return np.array(rows, dtype=np.int64).reshape(-1, k), np.array(list(sets.values()))
 
 
-def iid_sets(q: np.ndarray, k: int):
-    law: dict = {}
-    support = np.flatnonzero(q > 0).tolist()
-    for t in product(support, repeat=k):
-        s = frozenset(t)
-        law[s] = law.get(s, 0.0) + float(np.prod(q[list(t)]))
-    return _as_rows(law, k)
-
-
-def wor_sets(q: np.ndarray, k: int):
-    law: dict = {}
-    support = np.flatnonzero(q > 0).tolist()
-    for t in permutations(support, k):
-        w, seen = 1.0, np.zeros(q.size, dtype=bool)
-        for x in t:
-            w *= q[x] / q[~seen].sum()
-            seen[x] = True
-        s = frozenset(t)
-        law[s] = law.get(s, 0.0) + w
-    return _as_rows(law, k)
-
-
-def hub_sets(q: np.ndarray, k: int = 2):
-    a = hub_token(q)
-    others = [j for j in np.flatnonzero(q > 0).tolist() if j != a]
-    rest = q[others].sum()
-    return _as_rows({frozenset((a, j)): q[j] / rest for j in others}, 2)
-
-
-def greedy_sets(q: np.ndarray, k: int):
-    top = greedy_top(q, k).tolist()
-    last = [x for x in np.flatnonzero(q > 0).tolist() if x not in top]
-    rest = q[last].sum()
-    return _as_rows({frozenset(top + [x]): q[x] / rest for x in last}, k)
-
-
-SET_LAWS = {"iid": iid_sets, "without_replacement": wor_sets, "hub": hub_sets, "greedy": greedy_sets}
+SET_LAWS = {law: (lambda q, k, law=law: draft_sets(law, q, k))
+            for law in ("iid", "without_replacement", "hub", "greedy")}
 
 
 def feasible(law: str, q: np.ndarray, k: int) -> bool:
