@@ -21,9 +21,9 @@ import time
 import torch
 
 from gpu_backend import get_selector
-from gpu_backend.registry import _PATHS
+from gpu_backend.registry import SELECTORS
 
-NAMES = [n for n in _PATHS if n != "optimal"]
+NAMES = [n for n in SELECTORS if n != "optimal"]
 
 
 def _sync(device: torch.device) -> None:

@@ -5,7 +5,7 @@ Requires the ``torch`` extra; attributes are imported lazily so ``import gpu_bac
 import torch.
 """
 
-from specot.lazy import lazy_exports
+from ot_coupling.lazy import lazy_exports
 
 _EXPORTS = {
     "get_selector": "registry",

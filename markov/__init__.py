@@ -11,7 +11,7 @@
 Attributes are imported lazily so that ``import markov`` stays cheap.
 """
 
-from specot.lazy import lazy_exports
+from ot_coupling.lazy import lazy_exports
 
 _EXPORTS = {
     "MarkovLM": "model",

@@ -5,7 +5,7 @@ with certificates, the optimal selection law and verifier, and the quality/rejec
 Attributes are imported lazily so that ``import solvers`` stays cheap.
 """
 
-from specot.lazy import lazy_exports
+from ot_coupling.lazy import lazy_exports
 
 _EXPORTS = {
     "optimal_acceptance": "closed_form",
