@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-#: tolerance on |row sum - 1| for probability inputs, per compute dtype
+#: tolerance on ``|row sum - 1|`` for probability inputs, per compute dtype
 SUM_TOL = {torch.float64: 1e-9, torch.float32: 1e-4}
 #: looser tolerance for half-precision inputs (each entry is rounded to 8-11 mantissa bits)
 HALF_SUM_TOL = {torch.float16: 1e-2, torch.bfloat16: 1e-2}

@@ -79,7 +79,7 @@ def inverse_cdf_rows(w: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def plan_law(V: int, candidates: np.ndarray, coins: np.ndarray, residual: np.ndarray) -> np.ndarray:
-    """``K(. | drafts)`` of a plan: first-success over the coins, else the residual."""
+    """``K(y | drafts)`` of a plan: first-success over the coins, else the residual."""
     out = np.zeros(V)
     survive = 1.0
     for c, a in zip(candidates.tolist(), coins.tolist()):

@@ -79,7 +79,7 @@ of ``g(q(B)) - p(B)``). Let ``r_i = p_i / q_i`` and order the tokens so that
 The argument needs ``Q(S \subseteq H)`` to depend on ``H`` only through ``q(H)``.
 
 Without replacement: reduction to an exchange lemma (the lemma is verified, not proved)
--------------------------------------------------------------------------------------
+---------------------------------------------------------------------------------------
 For drafts without replacement ``G(H) = P_wor(all drafts in H)`` depends on the individual
 masses. Write ``Delta_i(H) = G(H + i) - G(H)``.
 

@@ -3,7 +3,7 @@
 Yin et al. (NeurIPS 2024) Theorems 4-5 (research/theory.md 1.5), specot letters (``p`` target,
 ``q`` draft). A rejection-based rule accepts a drafted ``x`` with probability ``b(x)`` and otherwise
 resamples from ``P``; it emits ``A = q b + r P`` with ``r = 1 - sum q b``. With ``a = q b`` and
-``w = r P`` the problem is linear: for a rejection level ``rho``
+``w = r P`` the problem is linear: for a rejection level ``rho``::
 
     minimise    sum_x t(x)                              (= TV(A, p), since A and p both sum to 1)
     subject to  0 <= a <= q,  w >= 0,  sum_x a(x) = 1 - rho,  sum_x w(x) = rho,

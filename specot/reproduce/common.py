@@ -32,7 +32,7 @@ def acceptance(method: str, p: np.ndarray, q: np.ndarray, k: int) -> float:
 
 def acceptance_table(item) -> dict[str, list[float]]:
     """Task: ``item = (p, q, ks, methods)`` -> ``{method: [acceptance at each k]}`` (NaN where a
-    method does not support that k, e.g. without-replacement drafts with k > |supp q|)."""
+    method does not support that k, e.g. without-replacement drafts with ``k > |supp q|``)."""
     p, q, ks, methods = item
     out = {}
     for m in methods:
