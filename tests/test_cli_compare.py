@@ -1,4 +1,4 @@
-"""``specot compare`` and ot_coupling.compare: records, optimum, figures, errors."""
+"""``specot compare`` and specot.compare: records, optimum, figures, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from oracles import brute_force_optimum
 
 from ot_coupling import enumerate_drafts
-from ot_coupling.compare import compare_selectors
+from specot.compare import compare_selectors
 from specot.cli import main
 
 P, Q = "0.5,0.3,0.15,0.05", "0.2,0.2,0.3,0.3"

@@ -44,7 +44,7 @@ def _fmt(x: float) -> str:
 
 
 def run(args) -> int:
-    from ot_coupling.compare import compare_random, compare_selectors, plot_comparison, write_csv
+    from specot.compare import compare_random, compare_selectors, plot_comparison, write_csv
 
     ks = parse_int_list(args.k, "k")
     laws = None if args.laws is None else [s.strip() for s in args.laws.split(",") if s.strip()]

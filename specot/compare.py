@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .registry import get_selector
-from .validation import validate_k, validate_pair
+from ot_coupling.registry import get_selector
+from ot_coupling.validation import validate_k, validate_pair
 
 #: draft law -> [(algorithm label, registry name, constructor kwargs, allowed k or None)]
 ALGORITHMS: dict[str, list[tuple[str, str, dict, tuple | None]]] = {
