@@ -48,6 +48,8 @@ def _copy_notebooks() -> None:
 
 
 _copy_notebooks()
+# autosummary pages are regenerated on every build, so a moved or deleted module leaves no stale page
+shutil.rmtree(DOCS / "api", ignore_errors=True)
 
 nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
 exclude_patterns = ["_build", "conf.py", "**.ipynb_checkpoints", "README.md"]
