@@ -1,6 +1,6 @@
 """The exact optimal k-draft verifier at full vocabulary size: time per row and fit quality.
 
-Measured in one run (research/optimal_verifier.md secs. 4-5):
+Measured in one run (docs/theory/optimal_verifier.md):
 
 1. per-row time at V = 49152, k = 8 on CPU of the torch fast path (``gpu_backend.optimal``, plan +
    acceptance), the numpy importance rule and the numpy min-score layout (the exact reference),

@@ -1,6 +1,6 @@
 """Multi-draft speculative decoding over Hugging Face causal LMs with a KV cache (SpecTr's tree).
 
-One step (SpecTr, Sun et al. NeurIPS 2023, Algorithm "SpecTr" / research/multidraft.md 1.6):
+One step (SpecTr, Sun et al. NeurIPS 2023, Algorithm "SpecTr" / docs/theory/token_verifiers.md#trees-of-drafts):
 
 1. Draft: ``k`` sequences of length ``gamma`` from the draft model. The first tokens follow the
    selector's draft law (``selector.draft(q_1, k)``); each branch then continues independently,
@@ -18,7 +18,7 @@ One step (SpecTr, Sun et al. NeurIPS 2023, Algorithm "SpecTr" / research/multidr
    the single-draft rule (``"speculative"``) is used there.
 
 Exactness hinges on the draft law in the ratio being the law actually sampled from (the DeepSpec #31
-and dflash #74 bugs, research/peers.md 1.7). Here both ``p`` and ``q`` go through the single
+and dflash #74 bugs). Here both ``p`` and ``q`` go through the single
 :class:`Sampling` transform (temperature, top-k, top-p) and the engine samples every draft token from
 the very tensor it later hands to the selector: branches sharing a prefix share one ``q`` row.
 """

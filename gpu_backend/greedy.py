@@ -1,5 +1,5 @@
 """Greedy multi-draft verification in torch (Hu et al., ICLR 2025, arXiv 2502.18779; reconstruction
-in research/multidraft.md 2.5).
+in docs/theory/membership_ot.md#greedy-drafts).
 
 Draft law ``"greedy"``: ``T`` = the top-(k-1) tokens of ``q`` (deterministic, ties to the lower
 index) plus ``X ~ q' = q`` restricted to the other tokens, renormalised. Verification is

@@ -1,5 +1,5 @@
 """Shared-Gumbel coupling in torch (GumbelSpec, T. Shen; Daliri, Musco & Suresh, arXiv 2408.07978;
-research/theory.md 4.1-4.2), batched.
+docs/theory/token_verifiers.md#gumbel-coupling), batched.
 
 One exponential (Gumbel) noise vector ``F_x ~ Exp(1)`` drives both models: the drafts are the
 first ``k`` arrivals of the race ``F_x / q_x`` (Gumbel-top-k of ``q``, i.e. the
@@ -17,7 +17,7 @@ are exact and have the same acceptance).
 
 Exact acceptance ``alpha = sum_y p_y int_0^inf e^{-w} P(N_y(w) <= k - 1) dw`` with ``N_y(w)`` a
 Poisson-binomial of probabilities ``1 - exp(-c_x w)``, ``c_x = (q_x p_y / q_y - p_x)^+``. For
-``k = 1`` it is ``sum_y p_y / (1 + sum_x c_x)`` (= theory.md 4.2's
+``k = 1`` it is ``sum_y p_y / (1 + sum_x c_x)`` (= docs/theory/token_verifiers.md#gumbel-coupling's
 ``sum_x 1 / sum_j max(p_j/p_x, q_j/q_x)``), ``O(V log V)`` by sorting ``p/q``; for ``k > 1`` the
 race integral of :func:`gpu_backend.ops.race_integral`, ``O(V^2 k n_nodes)`` (ValueError past
 :data:`MAX_PAIRS`).

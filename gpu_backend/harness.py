@@ -7,7 +7,7 @@ transform) and records, for every ``k``:
 
 * the exact optimum ``alpha*(p, q, k)`` of membership-cost transport (Sun et al., SpecTr, NeurIPS
   2023, eq. (OTM)), from the min-cut prefix closed form at the full vocabulary
-  (research/multidraft.md 2.1-2.3; :func:`solvers.optimal_acceptance`) for each draft law in use;
+  (docs/theory/membership_ot.md#optimal-acceptance-by-min-cut; :func:`solvers.optimal_acceptance`) for each draft law in use;
 * the exact LP (:func:`solvers.solve_membership_ot`) on a truncated support (the ``lp_support``
   tokens of largest ``p + q`` plus one "other" bucket holding the rest), next to the closed form on
   the same truncated pair: the two must agree to solver tolerance. Merging tokens can only help
@@ -15,7 +15,7 @@ transform) and records, for every ``k``:
   merged);
 * each selector's exact acceptance (``TorchSelector.acceptance``), its ratio to the optimum of its
   own draft law (SpecTr's K-SEQ guarantees ``>= 1 - 1/e`` against the i.i.d. optimum,
-  multidraft.md 1.5), and its empirical acceptance over ``n_samples`` sampled draft sets.
+  docs/theory/token_verifiers.md#approximation-guarantee), and its empirical acceptance over ``n_samples`` sampled draft sets.
 
 :func:`block_efficiency_sweep` runs the full engine (:class:`~gpu_backend.engine.SpeculativeDecoder`)
 over a grid of selectors, ``k`` and ``gamma``.

@@ -1,4 +1,4 @@
-"""SpecTr's K-SEQ in torch (Sun et al., NeurIPS 2023, Algorithm "K-SEQ"; research/multidraft.md 1.4),
+"""SpecTr's K-SEQ in torch (Sun et al., NeurIPS 2023, Algorithm "K-SEQ"; docs/theory/token_verifiers.md#k-seq),
 with the optimal division factor ``rho*`` computed per row, vectorised.
 
 With ``beta(rho) = sum_x min(q(x), p(x)/rho)``: accept draft ``X_i`` (i = 1..k, first success

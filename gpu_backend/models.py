@@ -1,6 +1,6 @@
 """Target/draft pairs of real causal language models that load offline.
 
-Three kinds of pair (DESIGN.md "Real models offline"; research/peers.md 2.3-2.4):
+Three kinds of pair, all loaded offline:
 
 ``"smollm2"``
     Target: SmolLM2-135M-Instruct, read from the GGUF file shipped in the PyPI wheel

@@ -1,4 +1,4 @@
-"""Naive multi-draft verification ("target-only", MCNS) in torch (research/multidraft.md 3.1).
+"""Naive multi-draft verification ("target-only", MCNS) in torch (docs/theory/token_verifiers.md#naive-sampling).
 
 Sample ``Y ~ p`` (exponential race) independently of the drafts and accept iff ``Y`` is one of
 them. Valid for any draft law; the acceptance is ``sum_x p(x) P(x in S)``, with inclusion

@@ -5,7 +5,7 @@ The *exponential race* (Gumbel-max in disguise) samples ``Y ~ w / sum(w)`` from 
 weights ``w >= 0`` as ``argmax_x w(x) / E_x`` with ``E_x ~ Exp(1)`` i.i.d.: ``E_x / w(x)`` is
 ``Exp(w(x))``, and the first arrival of independent exponential clocks is token ``x`` with
 probability ``w(x) / sum(w)``. It needs no normalisation, so a residual of zero mass is never
-divided (vLLM V1 ``sample_recovered_tokens``; research/peers.md 1.1 and takeaway 3). We evaluate it
+divided (as vLLM V1's ``sample_recovered_tokens`` does). We evaluate it
 as ``argmax(log w - log E)``: tokens with ``w = 0`` get key ``-inf`` and can never win against a
 positive weight, even when ``w / E`` would underflow.
 """

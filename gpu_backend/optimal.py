@@ -1,6 +1,6 @@
 """The optimal k-draft verifier (i.i.d. drafts) in torch: two-level importance sampling, batched.
 
-research/optimal_verifier.md secs. 3 and 5; numpy reference
+docs/theory/optimal_verifier.md; numpy reference
 :class:`solvers.optimal_verifier.OptimalVerifier` (``method="importance"``, same algorithm and
 quadrature, :mod:`solvers.importance_weights`). Per row of ``[B, V]`` inputs:
 
@@ -69,7 +69,7 @@ class TorchImportancePlan:
 def selection_thresholds(p: torch.Tensor, q: torch.Tensor, k: int):
     """Sorted order, cut sizes ``j``, target ratios ``r*/q`` (sorted) and ``q(H)`` per row.
 
-    Same scans as :func:`solvers.selection_law.selection_law` (research/optimal_verifier.md sec. 3).
+    Same scans as :func:`solvers.selection_law.selection_law` (docs/theory/optimal_verifier.md#the-optimal-selection-law).
     """
     B, V = p.shape
     ratio = torch.where(q > 0, p / torch.where(q > 0, q, 1), torch.full_like(p, torch.inf))

@@ -1,4 +1,4 @@
-"""SpecHub in torch (Sun, Zhou, Chen, Sun, EMNLP 2024, arXiv 2411.05289; research/multidraft.md 3.5):
+"""SpecHub in torch (Sun, Zhou, Chen, Sun, EMNLP 2024, arXiv 2411.05289; docs/theory/token_verifiers.md#spechub):
 k = 2 drafts drawn as "hub pairs" around ``a = argmax q`` and verified by the sparse OT plan.
 
 Draft law ``"hub"``: ``i ~ q``; the pair is ``(i, a)`` if ``i != a`` else ``(a, j)`` with

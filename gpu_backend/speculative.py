@@ -3,7 +3,7 @@ al., arXiv 2302.01318): the maximal coupling of ``q`` and ``p``.
 
 Accept the draft ``X ~ q`` when ``u q(X) < p(X)`` (probability ``min(1, p(X)/q(X))``); otherwise
 output ``Y ~ (p - q)^+ / TV(p, q)``, sampled by the exponential race on the unnormalised residual.
-Acceptance ``alpha = sum_x min(p(x), q(x)) = 1 - TV(p, q)`` (research/theory.md 2.1).
+Acceptance ``alpha = sum_x min(p(x), q(x)) = 1 - TV(p, q)`` (docs/theory/markov.md#speedup-model).
 """
 
 from __future__ import annotations

@@ -7,14 +7,14 @@ For a selector verifying ``kk`` drafts at one node of the SpecTr tree, the exact
 
 Closed forms (vectorised over states):
 
-* speculative sampling and recursive rejection with i.i.d. drafts (SpecInfer; research/multidraft.md
-  3.2): the ``i``-th draft is accepted with probability ``min(1, r_i(x) / q(x))`` where the residual
+* speculative sampling and recursive rejection with i.i.d. drafts (SpecInfer;
+  docs/theory/token_verifiers.md#recursive-rejection-with-replacement): the ``i``-th draft is accepted with probability ``min(1, r_i(x) / q(x))`` where the residual
   chain ``r_1 = p, r_{i+1} = (r_i - q)^+ / TV(r_i, q)`` does not depend on the draws, so the count
   of ``y`` among the drafts has a product generating function; a rejected token has ``r_i < q``,
   hence zero residual afterwards, so a residual output is never a drafted token;
-* K-SEQ at ``rho*`` (SpecTr; multidraft.md 1.4): the same scan with the constant coin
+* K-SEQ at ``rho*`` (SpecTr; docs/theory/token_verifiers.md#k-seq): the same scan with the constant coin
   ``min(1, p / (rho* q))``;
-* naive sampling (multidraft.md 3.1): ``Y ~ p`` independent of the ``Binomial(kk, q(y))`` count.
+* naive sampling (docs/theory/token_verifiers.md#naive-sampling): ``Y ~ p`` independent of the ``Binomial(kk, q(y))`` count.
 
 Any other selector: exact enumeration of draft tuples with ``selector.conditional_law`` (small V).
 """
@@ -81,7 +81,7 @@ def _rrs_branch(P: np.ndarray, Q: np.ndarray, kk: int) -> np.ndarray:
 
 
 def _kseq_branch(P: np.ndarray, Q: np.ndarray, kk: int) -> np.ndarray:
-    """K-SEQ at ``rho*`` (multidraft.md 1.4): coin ``min(1, p / (rho* q))`` for every draft; its
+    """K-SEQ at ``rho*`` (docs/theory/token_verifiers.md#k-seq): coin ``min(1, p / (rho* q))`` for every draft; its
     residual ``(p - rho* q)^+`` vanishes on every token whose coin is below 1."""
     rho = kseq_rho_batch(P, Q, kk)
     return _scan_branch(P, Q, np.broadcast_to(ratio_coin(P / rho[:, None], Q), (kk,) + P.shape))

@@ -3,7 +3,7 @@
 * :func:`random_pair` -- Dirichlet target rows and draft rows at a chosen per-state TV gap;
 * :func:`with_temperature` -- temperature and top-k applied to every row of a model;
 * :func:`bernoulli_pair`, :func:`uniform_pair` -- the single-step pairs of Yin et al.'s Fig. 3
-  (research/theory.md 1.4, batch-improvement closed forms);
+  (docs/theory/markov.md#batch-speculative-decoding, batch-improvement closed forms);
 * :func:`ngram_model`, :func:`ngram_pair` -- Witten-Bell smoothed character/byte n-gram models
   fitted to an offline English corpus (CPython's ``pydoc_data.topics``), on a small vocabulary
   (the most frequent symbols plus one out-of-vocabulary token) so that exact DPs stay feasible.
@@ -104,7 +104,7 @@ def bernoulli_pair(target_prob: float, draft_prob: float) -> tuple[MarkovLM, Mar
     """Order-0 pair over ``{0, 1}``: target ``Ber(b)``, draft ``Ber(a)`` (P(token 1) = b, a).
 
     Yin et al. Fig. 3 (upper); the batch improvement is ``BI(M) = (b - a)(1 - (1 - a)^(M-1))``
-    for ``b > a`` (research/theory.md 1.4; theory letters swap p and q).
+    for ``b > a`` (docs/theory/markov.md#batch-speculative-decoding; theory letters swap p and q).
     """
     rows = []
     for name, v in (("target_prob", target_prob), ("draft_prob", draft_prob)):
@@ -117,7 +117,7 @@ def bernoulli_pair(target_prob: float, draft_prob: float) -> tuple[MarkovLM, Mar
 def uniform_pair(vocab_size: int, support: int) -> tuple[MarkovLM, MarkovLM]:
     """Order-0 pair: target uniform on the first ``support`` tokens, draft uniform on all ``V``.
 
-    Yin et al. Fig. 3 (lower); ``BI(M) = (1 - s/V) - (1 - s/V)^M`` (research/theory.md 1.4).
+    Yin et al. Fig. 3 (lower); ``BI(M) = (1 - s/V) - (1 - s/V)^M`` (docs/theory/markov.md#batch-speculative-decoding).
     """
     V = validate_k(vocab_size, "vocab_size")
     s = validate_k(support, "support")

@@ -1,7 +1,7 @@
 """Markov-chain language models: the setting of Yin et al.'s theory of speculative decoding.
 
 Yin, Chen, Huang, Wang, "A Theoretical Perspective for Speculative Decoding Algorithm" (NeurIPS 2024,
-research/theory.md 1.1) model decoding as a (possibly non-stationary) Markov chain on prefixes: the
+docs/theory/markov.md#decoding-as-a-markov-chain) model decoding as a (possibly non-stationary) Markov chain on prefixes: the
 next-token law is ``p_t(. | x_{1:t-1})``. :class:`MarkovLM` is such a chain over ``V`` tokens whose
 law depends on the last ``n`` tokens (order ``n``) and, optionally, on the position ``t``.
 
@@ -51,7 +51,7 @@ class MarkovLM:
         ``(V,)``: order 0 (i.i.d. tokens); ``(V, V)``: first order, ``transitions[a, y] = P(y | a)``;
         ``(V,)*n + (V,)``: order ``n``, ``transitions[c_1, ..., c_n, y]`` (oldest context token
         first); ``(T, V, V)`` with ``nonstationary=True``: a first-order chain whose position ``t``
-        (0-based) uses ``transitions[t]`` (the non-stationary chains of Yin et al., theory.md 1.1).
+        (0-based) uses ``transitions[t]`` (the non-stationary chains of Yin et al., docs/theory/markov.md#decoding-as-a-markov-chain).
     initial : array_like, optional
         Law of the start context (the prompt), shape ``(V,)*n``; uniform when omitted. Unused for
         order 0.

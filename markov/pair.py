@@ -3,7 +3,7 @@
 The joint state is the last ``m = max(target.order, draft.order)`` tokens, encoded base ``V``
 (oldest first); each model reads its own context as the low ``order`` digits. The prompt (start
 context) is drawn from the ``initial`` law of the model of larger order (the target on a tie), and
-both models condition on it, as in Yin et al.'s Markov-chain setting (research/theory.md 1.1).
+both models condition on it, as in Yin et al.'s Markov-chain setting (docs/theory/markov.md#decoding-as-a-markov-chain).
 """
 
 from __future__ import annotations

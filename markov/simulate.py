@@ -1,7 +1,7 @@
 """Vectorised Monte Carlo simulation of speculative decoding on Markov-chain LMs.
 
 One *step* (one target call) of the SpecTr tree algorithm (Sun et al., NeurIPS 2023;
-research/multidraft.md 1.6) with ``k`` draft sequences of length ``gamma``:
+docs/theory/token_verifiers.md#trees-of-drafts) with ``k`` draft sequences of length ``gamma``:
 
 * depth 0: a draft tuple of ``k`` tokens from the selector's draft law at the accepted prefix;
 * at each depth, the token selector verifies the ``k_t`` drafts that agree with the accepted prefix
@@ -12,8 +12,8 @@ research/multidraft.md 1.6) with ``k`` draft sequences of length ``gamma``:
 Given the accepted prefix, the continuations of the surviving drafts are i.i.d. draws from
 ``q(. | prefix)``, so deeper draft tokens are sampled lazily, only for surviving drafts; this is
 equal in law to drafting the whole tree first. ``gamma=None`` is the unlimited lookahead of Yin et
-al. (research/theory.md 1.1): a step runs until a rejection or the horizon. ``follow="one"`` keeps
-only the accepted draft after each acceptance (Yin et al.'s batch Algorithm B, theory.md 1.4)
+al. (docs/theory/markov.md#decoding-as-a-markov-chain): a step runs until a rejection or the horizon. ``follow="one"`` keeps
+only the accepted draft after each acceptance (Yin et al.'s batch Algorithm B, docs/theory/markov.md#batch-speculative-decoding)
 instead of every agreeing draft.
 
 Everything is vectorised over the ``R`` runs: the Python loops are over steps, depths and the
@@ -207,7 +207,7 @@ def simulate(target: MarkovLM, draft: MarkovLM, selector: str | Selector = "spec
         Draft/target cost ratio and verification capacity for :attr:`SimulationResult.speedup`.
     follow : {"tree", "one"}
         After an acceptance keep every draft equal to the accepted token (SpecTr tree) or only one
-        (Yin et al.'s batch Algorithm B, research/theory.md 1.4).
+        (Yin et al.'s batch Algorithm B, docs/theory/markov.md#batch-speculative-decoding).
     return_sequences : bool
         Keep the emitted tokens ``[n_runs, n_tokens]``.
     tabulate : bool or None

@@ -1,4 +1,4 @@
-"""Speedup models of speculative decoding (research/theory.md 2.1 and 5).
+"""Speedup models of speculative decoding (docs/theory/markov.md#speedup-model).
 
 Leviathan, Kalman, Matias (ICML 2023), with i.i.d. per-token acceptance ``alpha``:
 
@@ -9,7 +9,7 @@ Leviathan, Kalman, Matias (ICML 2023), with i.i.d. per-token acceptance ``alpha`
 * the optimal ``gamma`` maximises Thm 3.8 over the integers.
 
 :class:`CostModel` generalises Thm 3.8 to ``k`` drafts with a roofline for the target call
-(theory.md 5): ``t_step = gamma c + max(1, nodes / capacity)`` target-call units, with
+(docs/theory/markov.md#many-drafts-and-the-roofline): ``t_step = gamma c + max(1, nodes / capacity)`` target-call units, with
 ``nodes = k gamma + 1`` positions scored at once.
 """
 
@@ -82,8 +82,8 @@ class CostModel:
 
     ``c``: cost of one draft forward pass relative to one target call (Leviathan Def. 3.7);
     ``capacity``: number of positions the target scores in parallel at the cost of one call
-    (the roofline ``t_target(N) = max(1, N / capacity)``, theory.md 5). With ``gamma=None``
-    (unlimited lookahead) a step costs one call (Yin et al.'s Assumption 1, theory.md 1.1).
+    (the roofline ``t_target(N) = max(1, N / capacity)``, docs/theory/markov.md#many-drafts-and-the-roofline). With ``gamma=None``
+    (unlimited lookahead) a step costs one call (Yin et al.'s Assumption 1, docs/theory/markov.md#decoding-as-a-markov-chain).
     """
 
     c: float = 0.0

@@ -1,5 +1,5 @@
 """Exact theorems of Yin, Chen, Huang, Wang, "A Theoretical Perspective for Speculative Decoding
-Algorithm" (NeurIPS 2024) on Markov-chain LMs (research/theory.md 1.2-1.4).
+Algorithm" (NeurIPS 2024) on Markov-chain LMs (docs/theory/markov.md).
 
 Letters: the paper writes ``q`` for the target and ``p`` for the draft; here ``p`` is the target
 and ``q`` the draft, as everywhere in specot.
@@ -8,7 +8,7 @@ and ``q`` the draft, as everywhere in specot.
   (the prefix law is the *target's*: speculative decoding is unbiased);
 * Theorem 2: the same sum lower-bounds ``E[N_rej]`` of every unbiased rejection-based rule
   (a single step accepts with probability ``<= 1 - TV``);
-* batch speculative decoding with ``M`` i.i.d. drafts (Algorithm B, theory.md 1.4, reconstructed):
+* batch speculative decoding with ``M`` i.i.d. drafts (Algorithm B, docs/theory/markov.md#batch-speculative-decoding, reconstructed):
   recursive rejection sampling over the ``M`` first tokens at a round start, then single-draft
   speculative decoding; its single-step rejection probability is
   ``rho_M = prod_{m=0}^{M-1} TV(q, r_m)`` (``r_0 = p``, ``r_{m+1} = (r_m - q)^+ / TV``) and
@@ -32,7 +32,7 @@ from .tradeoff import check_acceptance
 
 def prefix_tv(target: MarkovLM, draft: MarkovLM, n_tokens: int) -> np.ndarray:
     """``E_{x_{<n} ~ p}[TV(p_n, q_n)]`` for ``n = 1..T``: forward propagation of the target's
-    context marginals (Yin et al. Thm 1, research/theory.md 1.2)."""
+    context marginals (Yin et al. Thm 1, docs/theory/markov.md#expected-rejections)."""
     pair = ModelPair(target, draft, n_tokens)
     law = pair.prompt_law()
     out = np.empty(pair.n_tokens)
@@ -45,14 +45,14 @@ def prefix_tv(target: MarkovLM, draft: MarkovLM, n_tokens: int) -> np.ndarray:
 
 def expected_rejections(target: MarkovLM, draft: MarkovLM, n_tokens: int) -> float:
     """Yin et al. Theorem 1: ``E[N_rej] = sum_n E_{x_{<n} ~ p}[TV(p_n(.|x_{<n}), q_n(.|x_{<n}))]``
-    for speculative decoding (k = 1) with unlimited lookahead (theory.md 1.2, oracle 6.5)."""
+    for speculative decoding (k = 1) with unlimited lookahead (docs/theory/markov.md#expected-rejections)."""
     return float(prefix_tv(target, draft, n_tokens).sum())
 
 
 def rejection_lower_bound(target: MarkovLM, draft: MarkovLM, n_tokens: int) -> float:
     """Yin et al. Theorem 2: every unbiased rejection-based algorithm (any acceptance ``b_t`` and
     resampling law) has ``E[N_rej] >=`` the Theorem 1 sum; speculative decoding attains it
-    (theory.md 1.3). Per step, unbiasedness forces ``q(x) b(x) <= p(x)``, so
+    (docs/theory/markov.md#optimality-of-speculative-sampling). Per step, unbiasedness forces ``q(x) b(x) <= p(x)``, so
     ``P(accept) <= sum_x min(p, q) = 1 - TV``."""
     return expected_rejections(target, draft, n_tokens)
 
@@ -60,7 +60,7 @@ def rejection_lower_bound(target: MarkovLM, draft: MarkovLM, n_tokens: int) -> f
 def expected_calls_unlimited(target: MarkovLM, draft: MarkovLM, n_tokens: int) -> float:
     """``E[target calls]`` of speculative decoding with unlimited lookahead: one call per round,
     and a rejection at any position but the last opens a round, so
-    ``E[calls] = 1 + sum_{n < T} E[TV_n]`` (theory.md 1.1 bookkeeping, ``in [E N_rej, E N_rej + 1]``)."""
+    ``E[calls] = 1 + sum_{n < T} E[TV_n]`` (docs/theory/markov.md#decoding-as-a-markov-chain bookkeeping, ``in [E N_rej, E N_rej + 1]``)."""
     tv = prefix_tv(target, draft, n_tokens)
     return float(1.0 + tv[:-1].sum())
 
@@ -81,7 +81,7 @@ def unbiased_resampling(p, q, b) -> np.ndarray:
 # ----------------------------------------------------------------------------- batch (M drafts)
 def batch_rejection_probability(p, q, M: int | None) -> float:
     """``rho_M(p, q) = prod_{m<M} TV(q, r_m)``: probability that recursive rejection over ``M``
-    i.i.d. drafts from ``q`` rejects all of them (theory.md 1.4). ``M=None``: the limit
+    i.i.d. drafts from ``q`` rejects all of them (docs/theory/markov.md#batch-speculative-decoding). ``M=None``: the limit
     ``M -> infinity``, ``rho_inf = p({x : q(x) = 0})`` (> 0 only when the target puts mass off the
     draft's support)."""
     p, q = validate_pair(p, q)
@@ -99,14 +99,14 @@ def _rho(P: np.ndarray, Q: np.ndarray, M: int | None) -> np.ndarray:
 
 
 def batch_improvement(p, q, M: int | None) -> float:
-    """Single-step batch improvement ``BI(M) = TV(p, q) - rho_M(p, q)`` (theory.md 1.4)."""
+    """Single-step batch improvement ``BI(M) = TV(p, q) - rho_M(p, q)`` (docs/theory/markov.md#batch-speculative-decoding)."""
     p, q = validate_pair(p, q)
     return float(tv_rows(p, q) - batch_rejection_probability(p, q, M))
 
 
 def bernoulli_batch_improvement(target_prob: float, draft_prob: float, M) -> np.ndarray | float:
     """Closed form for target ``Ber(b)``, draft ``Ber(a)``, ``b > a``:
-    ``BI(M) = (b - a)(1 - (1 - a)^(M - 1))`` (theory.md 1.4; e.g. a=.3, b=.6: .09, .153, .1971, .228
+    ``BI(M) = (b - a)(1 - (1 - a)^(M - 1))`` (docs/theory/markov.md#batch-speculative-decoding; e.g. a=.3, b=.6: .09, .153, .1971, .228
     for M = 2..5)."""
     a, b = float(draft_prob), float(target_prob)
     if not 0.0 <= a < b <= 1.0:
@@ -119,7 +119,7 @@ def bernoulli_batch_improvement(target_prob: float, draft_prob: float, M) -> np.
 
 def uniform_batch_improvement(vocab_size: int, support: int, M) -> np.ndarray | float:
     """Closed form for target ``Unif(first s tokens)``, draft ``Unif(V)``:
-    ``BI(M) = (1 - s/V) - (1 - s/V)^M`` (theory.md 1.4; decreasing in ``V``)."""
+    ``BI(M) = (1 - s/V) - (1 - s/V)^M`` (docs/theory/markov.md#batch-speculative-decoding; decreasing in ``V``)."""
     V, s = validate_k(vocab_size, "vocab_size"), validate_k(support, "support")
     if s > V:
         raise ValueError(f"support must be <= vocab_size, got {s} > {V}")
@@ -132,7 +132,7 @@ def uniform_batch_improvement(vocab_size: int, support: int, M) -> np.ndarray | 
 
 def batch_expected_rejections(target: MarkovLM, draft: MarkovLM, n_tokens: int, M: int | None) -> float:
     """``E[N_rej]`` of batch speculative decoding (Algorithm B) with ``M`` drafts, unlimited
-    lookahead, by the round-start DP of theory.md 1.4 (``M=None``: the limit ``M -> infinity``).
+    lookahead, by the round-start DP of docs/theory/markov.md#batch-speculative-decoding (``M=None``: the limit ``M -> infinity``).
 
     State ``(context, s)`` with ``s = 1`` when the position starts a round. From a round start the
     token is ``y`` with a rejection w.p. ``rho_M r_M(y)`` (the next position starts a round) and

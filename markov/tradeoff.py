@@ -1,4 +1,4 @@
-"""Output quality vs number of rejections: Yin et al. Theorems 4 and 5 (research/theory.md 1.5).
+"""Output quality vs number of rejections: Yin et al. Theorems 4 and 5 (docs/theory/markov.md#quality-and-rejections).
 
 One step of a rejection-based rule with target ``p``, draft ``q`` (specot letters; the paper swaps
 them), acceptance ``b(x) in [0, 1]`` of a drafted ``x`` (over-acceptance ``b > min(1, p/q)`` allowed)

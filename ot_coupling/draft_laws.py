@@ -120,7 +120,7 @@ def hub_token(q: np.ndarray) -> int:
 
 
 def _enumerate_hub(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """SpecHub hub pairs (Sun et al., EMNLP 2024; multidraft.md 3.5), k = 2 only.
+    """SpecHub hub pairs (Sun et al., EMNLP 2024; docs/theory/membership_ot.md#hub-drafts), k = 2 only.
 
     ``a = argmax q``; first draft ``i ~ q``; if ``i != a`` the pair is ``(i, a)``, else a second
     draft ``j ~ q(. | j != a)`` gives ``(a, j)``: ``Q(i, a) = q(i)``, ``Q(a, j) = q(a) q(j) / (1 - q(a))``.
@@ -169,7 +169,7 @@ def greedy_split(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _enumerate_greedy(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy drafts (Hu et al., ICLR 2025; multidraft.md 2.5): the top-(k-1) tokens of ``q``
+    """Greedy drafts (Hu et al., ICLR 2025; docs/theory/membership_ot.md#greedy-drafts): the top-(k-1) tokens of ``q``
     (deterministic) followed by one draw from ``q`` restricted to the other tokens, renormalised."""
     top, rest = greedy_split(q, k)
     last = np.flatnonzero(rest > 0)

@@ -1,12 +1,12 @@
 """Greedy drafts (Hu et al., "Towards Optimal Multi-draft Speculative Decoding", ICLR 2025;
-multidraft.md 2.5): the drafts are ``T`` = the top-(k-1) tokens of ``q`` (deterministic) and one
+docs/theory/membership_ot.md#greedy-drafts): the drafts are ``T`` = the top-(k-1) tokens of ``q`` (deterministic) and one
 ``X ~ q' = q`` restricted to the other tokens, renormalised.
 
 Verifier: single-draft speculative sampling of ``X`` against ``p``: accept ``X`` with probability
 ``min(1, p(X) / q'(X))``, else ``Y ~ norm(p - min(p, q'))`` over the whole vocabulary; a residual draw
 that lands in ``T`` is in the draft tree, hence accepted. Acceptance
 ``alpha = p(T) + sum_{x not in T} min(q'(x), p(x))``, the optimum of membership-cost transport for this
-draft law (multidraft.md 2.5, 6.12; checked against brute force in the tests).
+draft law (docs/theory/membership_ot.md#greedy-drafts; checked against brute force in the tests).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Shared-Gumbel coupling (GumbelSpec, T. Shen; drafter-invariant decoding, Daliri, Musco & Suresh,
-arXiv 2408.07978), theory.md 4.
+arXiv 2408.07978), docs/theory/token_verifiers.md#gumbel-coupling.
 
 One noise vector drives both models: with ``G_x`` i.i.d. Gumbel(0, 1), the target token is
 ``Y = argmax_x (log p_x + G_x)`` and the drafts are the top-k of ``log q_x + G_x``, in order
@@ -36,7 +36,7 @@ inclusion-exclusion signs cancel, so keep ``k <= 4``).
 Exact acceptance: ``alpha = sum_y p_y int_0^inf e^{-w} P(N_y(w) <= k - 1) dw`` where ``N_y(w)``
 counts draft tokens beating ``y``, Poisson-binomial with probabilities ``1 - exp(-c_x w)``,
 ``c_x = (q_x p_y / q_y - p_x)^+``. For ``k = 1`` this is
-``sum_x 1 / sum_j max(p_j / p_x, q_j / q_x)`` (theory.md 4.2); for ``k > 1`` it is computed by the
+``sum_x 1 / sum_j max(p_j / p_x, q_j / q_x)`` (docs/theory/token_verifiers.md#gumbel-coupling); for ``k > 1`` it is computed by the
 trapezoidal rule in the Gumbel variable of :mod:`ot_coupling.race` (error < 1e-13, stated there),
 ``O(V^2 k n_nodes)``.
 """

@@ -1,9 +1,9 @@
 """Naive ("target-only", MCNS) verification: ignore the drafts, sample ``Y ~ p``, accept iff
-``Y`` is one of them (multidraft.md 3.1; ``_MCNS`` in NJUNLP/MCSD; SGLang's target-only tree
+``Y`` is one of them (docs/theory/token_verifiers.md#naive-sampling; ``_MCNS`` in NJUNLP/MCSD; SGLang's target-only tree
 sampling with thresholds 1). Valid for *any* draft law independent of the verifier's coins.
 
 Acceptance ``E_Q[p(S(X))] = sum_x p(x) P(x in S(X))``: for i.i.d. drafts
-``P(x in S) = 1 - (1 - q(x))^k`` (multidraft.md 6.10); without replacement it is the exponential-race
+``P(x in S) = 1 - (1 - q(x))^k`` (docs/theory/token_verifiers.md#naive-sampling); without replacement it is the exponential-race
 integral of :func:`ot_coupling.race.inclusion_wor`; for the hub and greedy laws it is explicit.
 """
 

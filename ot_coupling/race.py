@@ -1,7 +1,7 @@
 """Exponential-race integrals behind the without-replacement draft law and the Gumbel coupling.
 
 Sampling without replacement from ``q`` (= Gumbel-top-k) is the order of arrival of independent
-clocks ``A_x ~ Exp(q_x)`` (multidraft.md 2.3). Probabilities such as ``P(x among the first k)``
+clocks ``A_x ~ Exp(q_x)`` (docs/theory/membership_ot.md#drafts-without-replacement). Probabilities such as ``P(x among the first k)``
 become one-dimensional integrals ``int_0^inf e^{-w} F(w) dw`` whose ``F`` is a Poisson-binomial
 probability of the form ``P(N(w) <= k - 1)``, ``N(w) = sum_z Bernoulli(1 - exp(-c_z w))``.
 

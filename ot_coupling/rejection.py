@@ -14,7 +14,7 @@ and if every coin fails the output is drawn from a *residual* law ``r``. A subcl
 
 Coins are strict: candidate ``i`` is accepted iff ``u_i < a_i`` with ``u_i`` uniform on ``[0, 1)``,
 so a coin of exactly 0 (a token with ``p = 0``) is never accepted, even when ``u_i = 0``
-(sgl-project/sglang#35771, multidraft.md 5.4).
+(sgl-project/sglang#35771).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Recursive rejection sampling (RRS): SpecInfer's multi-step speculative sampling (Miao et al.,
 ASPLOS 2024, Algorithm 2) with i.i.d. drafts, and its without-replacement variant (RSD, Jeon et al.
-arXiv 2402.14160; Sequoia; MCSD), multidraft.md 3.2-3.3.
+arXiv 2402.14160; Sequoia; MCSD), docs/theory/token_verifiers.md.
 
 With ``p_1 = p, q_1 = q``, draft ``X_i`` is accepted with probability
 ``min(1, p_i(X_i) / q_i(X_i))``; on rejection ``p_{i+1} = norm((p_i - q_i)^+)`` and, without
@@ -16,7 +16,7 @@ support for good (hence coin acceptance = membership acceptance). The step-``i``
 ``1 - Z(t_{i+1}) / Z(t_i)`` (from ``min(a^+, b) = a^+ - (a - b)^+``), so the rejections telescope:
 
 * i.i.d.: ``t_{i+1} = t_i + Z(t_i)`` and ``alpha = 1 - Z(t_{k+1})``; this equals SpecInfer's
-  ``1 - prod_i (1 - sum_x min(p_i, q))`` (multidraft.md 6.9).
+  ``1 - prod_i (1 - sum_x min(p_i, q))`` (docs/theory/token_verifiers.md#recursive-rejection-with-replacement).
 * without replacement: ``alpha = 1 - E[Z(t_{k+1})]``, an expectation over the rejected tokens
   ``X_1..X_{k-1}`` (``X_k`` sums out). :func:`rrs_wor_acceptance` computes it exactly by recursion
   over rejection histories with the last level vectorised: ``O(V log V)`` for ``k <= 2`` and
@@ -129,7 +129,7 @@ def rrs_wor_acceptance(p, q, k: int, max_histories: int = MAX_HISTORIES) -> floa
 
 
 class RecursiveRejection(SequentialRejection):
-    """SpecInfer RRS with i.i.d. drafts (multidraft.md 3.2)."""
+    """SpecInfer RRS with i.i.d. drafts (docs/theory/token_verifiers.md#recursive-rejection-with-replacement)."""
 
     name = "rrs"
     draft_law = "iid"
@@ -148,7 +148,7 @@ class RecursiveRejection(SequentialRejection):
 
 
 class RecursiveRejectionWOR(RecursiveRejection):
-    """RRS for drafts without replacement: ``q`` is renormalised over unseen tokens (multidraft.md 3.3)."""
+    """RRS for drafts without replacement: ``q`` is renormalised over unseen tokens (docs/theory/token_verifiers.md#recursive-rejection-without-replacement)."""
 
     name = "rrs_wor"
     draft_law = "without_replacement"

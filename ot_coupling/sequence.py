@@ -6,7 +6,7 @@ length-``V`` probability vector (for example ``MarkovLM.next_dist``). Every func
 ``*_law`` helpers return the law of the emitted sequence as a ``{tuple: probability}`` dict, computed
 by enumeration (small ``V``, ``k``, ``L`` only) for the tests.
 
-``verify_tree`` -- SpecTr (Sun et al., NeurIPS 2023, multidraft.md 1.6): ``k`` draft sequences of
+``verify_tree`` -- SpecTr (Sun et al., NeurIPS 2023, docs/theory/token_verifiers.md#trees-of-drafts): ``k`` draft sequences of
 length ``L``; at depth ``t`` the tokens of the drafts that agree with the accepted prefix (``k_t`` of
 them) go to a token-level selector run with ``k = k_t``; a token outside them ends the block; if all
 ``L`` depths accept, a bonus token is drawn from the target. Exact because, given the accepted
@@ -14,11 +14,11 @@ prefix, the surviving continuations are again a draft tuple of the selector's la
 drafts: i.i.d. sequences stay i.i.d. (``"iid"``); for ``"without_replacement"`` the ``k`` root tokens
 are distinct and each continues as its own chain, so ``k_t = 1`` below the root. Other draft laws
 (hub, greedy) are not closed under this conditioning and are refused. Merging i.i.d. drafts into a
-deduplicated tree and verifying with the with-replacement residual is biased (multidraft.md 3.3);
+deduplicated tree and verifying with the with-replacement residual is biased (docs/theory/token_verifiers.md#recursive-rejection-without-replacement);
 the tests check that this is detected.
 
 ``verify_block`` -- block verification (Sun, Mendlovic, Leviathan, Aharoni, Beirami, Ro, Suresh,
-ICLR 2025, Algorithm 2; theory.md 3): one draft ``X_1..X_g``; ``w_0 = 1``,
+ICLR 2025, Algorithm 2; docs/theory/sequence_verifiers.md): one draft ``X_1..X_g``; ``w_0 = 1``,
 ``w_i = min(w_{i-1} p(X_i | X_<i) / q(X_i | X_<i), 1)``; for ``i < g``
 ``A_i = sum_x (w_i p(x | X_<=i) - q(x | X_<=i))^+`` and ``h_i = A_i / (A_i + 1 - w_i)`` (``0/0 := 1``),
 ``h_g = w_g``; with independent ``eta_i ~ U[0, 1)``, ``tau = max{i : eta_i < h_i}``; emit ``X_<=tau``

@@ -1,4 +1,4 @@
-"""SpecHub (Sun, Zhou, Chen, Sun; EMNLP 2024; arXiv 2411.05289), k = 2, multidraft.md 3.5.
+"""SpecHub (Sun, Zhou, Chen, Sun; EMNLP 2024; arXiv 2411.05289), k = 2, docs/theory/token_verifiers.md#spechub.
 
 Draft law ``"hub"``: ``a = argmax q``; the first draft ``i ~ q``; the pair is ``(i, a)`` if
 ``i != a``, else ``(a, j)`` with ``j ~ q(. | j != a)``; so ``Q(i, a) = q(i)`` and
@@ -16,7 +16,7 @@ Validity: token ``j != a`` is output with mass ``min(q, p)(j) + min(q_ai, p')(j)
 the hub collects ``min(p(a), sum q_ai_res) + min(p'(a), sum q_ia_res) = p(a) - p''(a)``; the
 rejected mass ``1 - alpha = sum p''`` is refilled by the residual. A token with ``p'' > 0`` is
 accepted with certainty whenever drafted, so ``alpha = 1 - sum p''`` is also the membership
-acceptance, and it equals the optimum for the hub draft law (multidraft.md 3.5, 6.11). A zero
+acceptance, and it equals the optimum for the hub draft law (docs/theory/token_verifiers.md#spechub). A zero
 residual (``sum p'' = 0``) is reached with probability 0 and falls back to ``p`` instead of NaN.
 """
 

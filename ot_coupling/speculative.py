@@ -4,7 +4,7 @@ Leviathan, Kalman & Matias (ICML 2023, Algorithm 1) and Chen et al. (arXiv 2302.
 draft ``X ~ q``, accept it with probability ``min(1, p(X) / q(X))``, otherwise output
 ``Y ~ (p - q)^+ / sum (p - q)^+``. The output is exactly ``p`` and the acceptance
 ``sum_x min(p(x), q(x)) = 1 - TV(p, q)`` is the optimum of the membership-cost transport for
-``k = 1`` (SpecTr, Sun et al. 2023, eq. (OTM) with k = 1; multidraft.md 1.2).
+``k = 1`` (SpecTr, Sun et al. 2023, eq. (OTM) with k = 1; docs/theory/membership_ot.md#the-transport-problem).
 """
 
 from __future__ import annotations

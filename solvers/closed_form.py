@@ -1,6 +1,6 @@
 r"""Closed forms of the optimal multi-draft acceptance (min-cut over prefixes sorted by ``p/q``).
 
-Notation: ``p`` = target, ``q`` = draft (research/multidraft.md 0), ``k`` drafts, ``S(X)`` = the set
+Notation: ``p`` = target, ``q`` = draft (docs/theory/membership_ot.md#setting-and-notation), ``k`` drafts, ``S(X)`` = the set
 of distinct drafted tokens.
 
 The min-cut formula
@@ -8,18 +8,18 @@ The min-cut formula
 For any law ``Q`` of the draft tuple, the optimal acceptance of membership-cost transport
 (Sun et al., SpecTr, NeurIPS 2023, eq. (OTM)) is the max-flow value of the bipartite network
 ``source -(Q(S))-> S -(inf, y in S)-> y -(p(y))-> sink``, hence by max-flow/min-cut
-(multidraft.md 2.1; Hu et al., ICLR 2025, "subset selection" dual)
+(docs/theory/membership_ot.md#optimal-acceptance-by-min-cut; Hu et al., ICLR 2025, "subset selection" dual)
 
 .. math::  \alpha^* = \min_{H \subseteq \Omega}\; p(H) + 1 - Q(S(X) \subseteq H).
 
 Draft laws handled here
 -----------------------
-``"iid"``: ``Q(S \subseteq H) = q(H)^k`` (multidraft.md 2.2), so
+``"iid"``: ``Q(S \subseteq H) = q(H)^k`` (docs/theory/membership_ot.md#the-prefix-cut-for-iid-drafts), so
 ``alpha* = min_j P_j + 1 - Q_j^k`` over the ``V + 1`` prefixes ``H_j`` of the tokens sorted by
 ``p/q`` ascending (``p = 0`` tokens first, ``q = 0`` tokens last); O(V log V).
 
 ``"without_replacement"``: ``G(H) = P_wor(all k drafts in H)`` by the exponential race
-(multidraft.md 2.3): token ``i`` arrives at ``E_i ~ Exp(q_i)``, the drafts are the first ``k``
+(docs/theory/membership_ot.md#drafts-without-replacement): token ``i`` arrives at ``E_i ~ Exp(q_i)``, the drafts are the first ``k``
 arrivals, so with ``c = q(H^c)`` and ``N_H(t) ~`` Poisson-binomial(``1 - e^{-q_i t}``, ``i in H``)
 
 .. math::  1 - G(H) = \int_0^\infty c\, e^{-ct}\, P(N_H(t) < k)\, dt .
@@ -42,12 +42,12 @@ reported as :attr:`CutResult.error_estimate`; for a geometrically convergent rul
 error of ``T_h`` by a wide margin. It is an estimate, not a proven bound; measured agreement with
 exact enumeration (V <= 7, k <= 4, Dirichlet(0.1) included) is ~1e-15.
 
-``"greedy"`` (Hu et al., ICLR 2025; multidraft.md 2.5): drafts ``T`` = top-(k-1) tokens of ``q``
+``"greedy"`` (Hu et al., ICLR 2025; docs/theory/membership_ot.md#greedy-drafts): drafts ``T`` = top-(k-1) tokens of ``q``
 plus one draw from ``q' = q`` restricted to ``Omega \ T`` renormalised. A cut must contain ``T``
 (else ``Q(S \subseteq H) = 0`` and the value is ``>= 1``); then it contains ``x \notin T`` iff
 ``p(x) < q'(x)``, so ``alpha* = p(T) + sum_{x not in T} min(p(x), q'(x))``.
 
-``"hub"`` (SpecHub, Sun et al., EMNLP 2024; multidraft.md 3.5), ``k = 2``: with ``a = argmax q``
+``"hub"`` (SpecHub, Sun et al., EMNLP 2024; docs/theory/membership_ot.md#hub-drafts), ``k = 2``: with ``a = argmax q``
 the draft sets are ``{a, j}`` with ``Q({a, j}) = q_j / (1 - q_a)`` (computed as
 ``q_j / q(Omega - a)``); a cut of value ``< 1`` contains ``a``, and ``j`` enters ``H`` iff ``p_j < Q({a, j})``:
 ``alpha* = min(1, p_a + 1 - sum_{j != a} (Q({a,j}) - p_j)^+)``.
@@ -55,8 +55,8 @@ the draft sets are ``{a, j}`` with ``Q({a, j}) = q_j / (1 - q_a)`` (computed as
 Proof that the minimiser is a prefix (i.i.d. drafts)
 ----------------------------------------------------
 Write ``F(H) = p(H) - g(q(H))`` with ``g(x) = x^k`` (``alpha* = 1 + min_H F(H)``); ``g`` is
-**convex** and increasing on ``[0, 1]`` (peers.md 3.4 states the same argument for the maximiser
-of ``g(q(B)) - p(B)``). Let ``r_i = p_i / q_i`` and order the tokens so that
+**convex** and increasing on ``[0, 1]`` (docs/theory/membership_ot.md#the-prefix-cut-for-iid-drafts
+has the same argument). Let ``r_i = p_i / q_i`` and order the tokens so that
 ``r_(1) <= ... <= r_(V)`` (``p_i = 0`` gives ``r_i = 0``; ``q_i = 0`` gives ``r_i = +inf``).
 
 1. *Relaxation.* For ``b in [0, 1]^V`` let ``F(b) = p.b - g(q.b)``. Subsets are the vertices, so
@@ -97,7 +97,7 @@ outside ``H`` has a ratio ``>=`` every ratio inside. If ``r_i = r_j`` the same c
 ``Delta_i(H) = p_i``, so ``H + i`` is optimal too; repeating, an optimal ``H`` is a union of
 whole blocks of equal ratio, i.e. a prefix of *every* tie-breaking of the sorted order. Hence
 the prefix scan is exact for ``"without_replacement"`` given the lemma (and agrees with brute
-force over all ``2^V`` subsets on every instance we tested, multidraft.md 2.3 and our tests).
+force over all ``2^V`` subsets on every instance we tested, docs/theory/membership_ot.md#drafts-without-replacement and our tests).
 """
 
 from __future__ import annotations

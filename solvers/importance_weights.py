@@ -1,6 +1,6 @@
 r"""Lexicographic importance weights that realise the optimal selection law (numpy).
 
-research/optimal_verifier.md sec. 5. Tokens are split into two *levels*: ``A = V \ H`` (high
+docs/theory/optimal_verifier.md#the-importance-rule. Tokens are split into two *levels*: ``A = V \ H`` (high
 ``p/q``) and ``H`` (the minimising prefix of the min-cut). Given the drafts, if some draft lies in
 ``A`` one of those is picked with probability proportional to ``lam(X_i)``; otherwise one of all
 drafts (all in ``H``) is picked proportionally to ``lam``. The law of the pick is, for ``y`` in a
@@ -309,8 +309,8 @@ class ImportancePlan:
 def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: float) -> np.ndarray | None:
     """Level-``H`` target ratios with few distinct values, or ``None`` if none is found reachable.
 
-    On ``H`` only the floors ``r_y >= p_y`` matter for the acceptance (research/optimal_verifier.md
-    sec. 6), so instead of ``max(p/q, theta_B)`` we may aim at ``max(up(p/q), theta')`` with ``up``
+    On ``H`` only the floors ``r_y >= p_y`` matter for the acceptance
+    (docs/theory/optimal_verifier.md#fitting-the-weights), so instead of ``max(p/q, theta_B)`` we may aim at ``max(up(p/q), theta')`` with ``up``
     rounding up to the geometric grid ``(1 + resolution)^n`` and ``theta'`` fixed by the level's
     total ``sum_H q max(up(p/q), theta') = q(H)^k``. That keeps every floor and has at most
     ``log(range)/log(1 + resolution)`` distinct ratios (groups) besides the tokens kept exact, but
@@ -359,7 +359,7 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
     ``g(q(A)) = 1 - (1 - q(A))^k``. Aim at ``min(down(p/q), theta')`` with ``down`` rounding down to
     the grid ``(1 + resolution)^n`` and ``theta'`` fixed by the total (possible when the caps have
     slack, ``sum_A q down(p/q) >= g(q(A))``); reachable iff its prefix sums in descending ratio
-    stay below ``g`` of the ``q``-prefix sums (research/optimal_verifier.md sec. 2).
+    stay below ``g`` of the ``q``-prefix sums (docs/theory/optimal_verifier.md#reachable-selection-laws).
     """
     s_a = q_a.sum()
     total = -np.expm1(k * np.log1p(-min(s_a, 1.0))) if s_a < 1 else 1.0
@@ -407,7 +407,7 @@ def coarse_ratios(p_l: np.ndarray, q_l: np.ndarray, k: int, top: bool, resolutio
 
 def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
                     max_iter: int = 60, resolution: float | None = 1e-2) -> ImportancePlan:
-    """Fit the two-level importance rule of research/optimal_verifier.md sec. 5 on validated rows.
+    """Fit the two-level importance rule of docs/theory/optimal_verifier.md#the-importance-rule on validated rows.
 
     ``p, q``: ``[B, V]`` row-stochastic float64 arrays (already validated). ``resolution``: the
     levels aim at the coarse targets of :func:`coarse_cap_ratios` (``A``) and

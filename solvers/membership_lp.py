@@ -1,10 +1,10 @@
 r"""The exact membership-cost transport LP over draft *sets*, with a complete plan and a certificate.
 
-Problem (Sun et al., SpecTr, NeurIPS 2023, eq. (OTM); research/multidraft.md 1.2-1.3): couple the
+Problem (Sun et al., SpecTr, NeurIPS 2023, eq. (OTM); docs/theory/membership_ot.md#the-lp-over-draft-sets): couple the
 draft tuple ``X ~ Q`` with ``Y ~ p`` so as to maximise ``P(Y in S(X))``. The cost depends on the
 tuple only through its set ``S(X)``, so the tuple law collapses to the law of the set
 (``ot_coupling.draft_laws.set_law``): at most ``sum_{m<=k} C(V, m)`` rows instead of ``V^k``.
-Only membership edges carry value, giving the max-flow LP (multidraft.md 1.3; peers.md 3.3)
+Only membership edges carry value, giving the max-flow LP (docs/theory/membership_ot.md#the-max-flow-form)
 
 .. math::
     \max \sum_{S}\sum_{y \in S} f(S, y) \quad\text{s.t.}\quad
@@ -19,7 +19,7 @@ be augmented), so the plan's acceptance equals the LP value.
 
 Certificate: the LP dual ``min sum_S Q(S) u_S + sum_y p(y) v_y`` s.t. ``u_S + v_y >= 1`` has
 optimal threshold cuts ``H_theta = {y : v_y >= theta}`` (the standard rounding of the min-cut
-LP); we evaluate the exact cut value ``p(H) + 1 - Q(S subset of H)`` (multidraft.md 2.1) for every
+LP); we evaluate the exact cut value ``p(H) + 1 - Q(S subset of H)`` (docs/theory/membership_ot.md#optimal-acceptance-by-min-cut) for every
 threshold and keep the smallest. ``certificate_value >= alpha* >= value`` always (weak duality and
 feasibility of the repaired plan), so their gap bounds the error.
 
@@ -29,7 +29,7 @@ Backends
 ``"linprog"``) or ``highspy`` directly (``"highspy"``, interior point + crossover). Measured in
 benchmarks/bench_solvers.py (results in benchmarks/results/solvers.md): scipy's bundled HiGHS
 1.12 beat highspy 1.16 by 1.7-3.5x at every size from 1e3 to 1.6e5 variables (e.g. 0.95 s vs
-3.3 s at V=64, k=3) and tied at 256 variables; hence ``"auto"`` means linprog. (highspy's dual simplex is slower still: 3 s at V=32, k=3, peers.md 3.2.)
+3.3 s at V=64, k=3) and tied at 256 variables; hence ``"auto"`` means linprog. (highspy's dual simplex is slower still: 3 s at V=32, k=3.)
 ``"cvxpy"``: the same model written readably in cvxpy (default solver CLARABEL; any installed
 one via ``cvxpy_solver``). ``"maxflow"``:
 ``scipy.sparse.csgraph.maximum_flow`` on capacities scaled to int32 and floored; the integral flow
@@ -136,7 +136,7 @@ def _wor_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _hub_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """SpecHub pairs ``{a, j}``, ``a = argmax q``: ``Q({a, j}) = q_j / q(Omega - a)`` (multidraft.md 3.5)."""
+    """SpecHub pairs ``{a, j}``, ``a = argmax q``: ``Q({a, j}) = q_j / q(Omega - a)`` (docs/theory/membership_ot.md#hub-drafts)."""
     check_hub(q, k)
     a = hub_token(q)
     others = np.flatnonzero((q > 0) & (np.arange(q.size) != a))
@@ -145,7 +145,7 @@ def _hub_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _greedy_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy drafts: top-(k-1) tokens ``T`` plus ``x ~ q`` restricted to the rest (multidraft.md 2.5)."""
+    """Greedy drafts: top-(k-1) tokens ``T`` plus ``x ~ q`` restricted to the rest (docs/theory/membership_ot.md#greedy-drafts)."""
     top, rest = greedy_split(q, k)
     last = np.flatnonzero(rest > 0)
     sets = np.sort(np.concatenate([np.tile(top, (last.size, 1)), last[:, None]], axis=1), axis=1)

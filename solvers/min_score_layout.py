@@ -1,6 +1,6 @@
 r"""Min-score layouts: realising a selection law of k i.i.d. drafts with interval sets (numpy).
 
-research/optimal_verifier.md sec. 4. Split ``[0, 1]`` into sets ``S_y`` with ``|S_y| = q_y``. Given
+docs/theory/optimal_verifier.md#min-score-layouts. Split ``[0, 1]`` into sets ``S_y`` with ``|S_y| = q_y``. Given
 the drafts, draw for each draft a score ``U_i ~ Uniform(S_{X_i})`` independently and select the
 draft with the smallest score. Marginally the ``U_i`` are i.i.d. ``Uniform(0, 1)``, so the selected
 token has law
@@ -67,7 +67,7 @@ def _solve_slide(delta: float, c: float, u_lo: float, u_hi: float, k: int) -> fl
 
 
 def greedy_layout(p: np.ndarray, q: np.ndarray, k: int) -> Layout:
-    """The greedy min-score layout of research/optimal_verifier.md sec. 4 for validated ``p, q``.
+    """The greedy min-score layout of docs/theory/optimal_verifier.md#min-score-layouts for validated ``p, q``.
 
     Cost: a sequential pass over the tokens; each step scans the free intervals it touches (and,
     for a slid chunk, the free intervals once).

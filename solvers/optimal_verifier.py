@@ -1,10 +1,10 @@
 """The exact optimal k-draft verifier for i.i.d. drafts, at any vocabulary size (numpy).
 
-research/optimal_verifier.md: every optimal verifier can be written as *select one draft ``Z``
+docs/theory/optimal_verifier.md: every optimal verifier can be written as *select one draft ``Z``
 with law ``r``, then single-draft speculative sampling of ``Z`` against ``p``* (sec. 2; Khisti et
 al., ICLR 2025, arXiv 2410.18234): accept ``Z`` with probability ``min(1, p_Z / r_Z)``, else output a
 token from the residual ``(p - r)^+`` normalised. The output is exactly ``p`` and the acceptance is
-``sum_y min(r_y, p_y)``, which equals ``alpha* = min_H p(H) + 1 - q(H)^k`` (multidraft.md 2.2) for
+``sum_y min(r_y, p_y)``, which equals ``alpha* = min_H p(H) + 1 - q(H)^k`` (docs/theory/membership_ot.md#the-prefix-cut-for-iid-drafts) for
 the selection rules implemented here:
 
 ``method="auto"`` (default)

@@ -1,6 +1,6 @@
 """The quality-vs-rejection Pareto front of one speculative step, by linear programming.
 
-Yin et al. (NeurIPS 2024) Theorems 4-5 (research/theory.md 1.5), specot letters (``p`` target,
+Yin et al. (NeurIPS 2024) Theorems 4-5 (docs/theory/markov.md#quality-and-rejections), specot letters (``p`` target,
 ``q`` draft). A rejection-based rule accepts a drafted ``x`` with probability ``b(x)`` and otherwise
 resamples from ``P``; it emits ``A = q b + r P`` with ``r = 1 - sum q b``. With ``a = q b`` and
 ``w = r P`` the problem is linear: for a rejection level ``rho``::

@@ -4,7 +4,7 @@
 :mod:`solvers.membership_lp` for ``(p, q, k, draft law)`` and, given drafts, samples the output
 from the plan's conditional law ``K(. | S(drafts))``. Because the plan is a complete coupling with
 exact marginals, the output is distributed exactly as ``p`` and the acceptance equals the optimum
-``alpha*`` (Sun et al., SpecTr, NeurIPS 2023, eq. (OTM); research/multidraft.md 1.3).
+``alpha*`` (Sun et al., SpecTr, NeurIPS 2023, eq. (OTM); docs/theory/membership_ot.md#the-max-flow-form).
 The LP is exponential in ``k``; use it for V up to a few dozen tokens.
 """
 

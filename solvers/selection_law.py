@@ -2,15 +2,15 @@
 
 A *selection rule* picks one draft ``Z`` among ``X_1..X_k ~ q`` (i.i.d.); single-draft speculative
 sampling of ``Z`` against ``p`` then outputs exactly ``p`` and accepts with ``sum_y min(r_y, p_y)``,
-where ``r`` is the law of ``Z`` (research/optimal_verifier.md sec. 2; Khisti et al., ICLR 2025,
+where ``r`` is the law of ``Z`` (docs/theory/optimal_verifier.md#select-then-verify; Khisti et al., ICLR 2025,
 arXiv 2410.18234, the canonical decomposition). The reachable ``r`` form the base polytope of the
 coverage function ``f(A) = g(q(A))`` with ``g(s) = 1 - (1 - s)^k``.
 
-This module gives the closed-form optimal law of research/optimal_verifier.md sec. 3::
+This module gives the closed-form optimal law of docs/theory/optimal_verifier.md#the-optimal-selection-law::
 
     r*_y = q_y * clip(p_y / q_y, theta_B, theta_A)
 
-with ``H`` the minimising prefix of ``alpha* = min_H p(H) + 1 - q(H)^k`` (multidraft.md 2.2, tokens
+with ``H`` the minimising prefix of ``alpha* = min_H p(H) + 1 - q(H)^k`` (docs/theory/membership_ot.md#the-prefix-cut-for-iid-drafts, tokens
 sorted by ascending ``p/q``; :func:`solvers.closed_form.optimal_cut`), ``theta_A`` solving ``sum_{y not in H} min(p_y, theta_A q_y) = g(q(V\\H))``
 and ``theta_B`` solving ``sum_{y in H} max(p_y, theta_B q_y) = q(H)^k``. Both scalar equations are
 piecewise linear and monotone, solved exactly by a sort and a prefix scan; everything is vectorised
@@ -70,7 +70,7 @@ def _as_rows(x, name: str) -> tuple[np.ndarray, bool]:
 
 
 def selection_law(p, q, k: int) -> SelectionLaw:
-    """The optimal selection law ``r*`` with thresholds and cut (research/optimal_verifier.md sec. 3).
+    """The optimal selection law ``r*`` with thresholds and cut (docs/theory/optimal_verifier.md#the-optimal-selection-law).
 
     ``p, q``: ``[V]`` or ``[B, V]`` (rows solved independently). Cost ``O(V log V)`` per row.
     """
@@ -90,7 +90,7 @@ def optimal_selection_law(p, q, k: int) -> np.ndarray:
     """``r* = q * clip(p/q, theta_B, theta_A)``: an optimal law of the selected draft (``[V]`` or ``[B, V]``).
 
     Single-draft speculative sampling of a draft selected with law ``r*`` reaches the optimal
-    acceptance ``alpha* = min_H p(H) + 1 - q(H)^k`` (research/optimal_verifier.md sec. 3).
+    acceptance ``alpha* = min_H p(H) + 1 - q(H)^k`` (docs/theory/optimal_verifier.md#the-optimal-selection-law).
     """
     return selection_law(p, q, k).r
 
@@ -166,8 +166,8 @@ def selection_law_violation(r, q, k: int) -> float:
 
     Because ``g`` is concave, the worst set of each ``q``-mass is a prefix in descending ``r/q``
     (fractional knapsack), and the gap between a piecewise-linear and a concave function is
-    largest at a breakpoint, so checking the ``V`` prefixes is exact (research/optimal_verifier.md
-    sec. 2). Returns ``max(max_j R_j - g(Q_j), |sum r - 1|)`` (<= 0 up to round-off when feasible;
+    largest at a breakpoint, so checking the ``V`` prefixes is exact
+    (docs/theory/optimal_verifier.md#reachable-selection-laws). Returns ``max(max_j R_j - g(Q_j), |sum r - 1|)`` (<= 0 up to round-off when feasible;
     ``inf`` if ``r`` puts mass on a token with ``q = 0``).
     """
     k = validate_k(k)

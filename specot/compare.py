@@ -3,7 +3,7 @@
 :func:`compare_selectors` is the computation behind ``specot compare`` and the reproduce pipeline:
 for each draft law and each ``k`` it lists each algorithm's exact acceptance (no sampling), the
 exact optimum of membership-cost transport for that law (``solvers.optimal_acceptance``, the
-min-cut formula of multidraft.md 2.1-2.3) and their ratio. :func:`compare_random` does it over
+min-cut formula of docs/theory/membership_ot.md#optimal-acceptance-by-min-cut) and their ratio. :func:`compare_random` does it over
 random Dirichlet pairs; :func:`plot_comparison` draws the two summary figures.
 """
 

@@ -10,7 +10,7 @@ from scipy import stats
 
 
 def brute_force_optimum(p: np.ndarray, tuples: np.ndarray, probs: np.ndarray) -> tuple[float, tuple]:
-    """``min_H p(H) + 1 - Q(S(X) subset of H)`` over all 2^V subsets H (multidraft.md 2.1).
+    """``min_H p(H) + 1 - Q(S(X) subset of H)`` over all 2^V subsets H (docs/theory/membership_ot.md#optimal-acceptance-by-min-cut).
 
     This is the max-flow/min-cut value of the membership-cost transport for any tuple law, computed
     without any structure (no prefix property); V <= ~12.

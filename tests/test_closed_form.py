@@ -1,5 +1,5 @@
 """Closed forms of the optimal multi-draft acceptance against brute force over all 2^V subsets,
-the worked fixtures of research/multidraft.md 2.7, and structural properties."""
+the worked fixtures of docs/theory/membership_ot.md#worked-examples, and structural properties."""
 
 from itertools import combinations, pairwise
 
@@ -14,7 +14,7 @@ from solvers.closed_form import optimal_acceptance, optimal_cut, ratio_order
 LAWS = ("iid", "without_replacement", "greedy", "hub")
 CASES = random_cases(2026, 120, v_range=(2, 7)) + random_cases(7, 40, v_range=(3, 6), concentrations=(0.1,))
 
-# research/multidraft.md 2.7, example A
+# docs/theory/membership_ot.md#worked-examples, example A
 PA = np.array([0.5, 0.3, 0.15, 0.05])
 QA = np.array([0.2, 0.2, 0.3, 0.3])
 
@@ -51,7 +51,7 @@ def test_worked_example_A(k, opt_wr, opt_wor):
 
 
 def test_worked_example_A_spechub_law():
-    # SpecHub attains the optimum of its own hub-pair law: 0.771429 (multidraft.md 2.7)
+    # SpecHub attains the optimum of its own hub-pair law: 0.771429 (docs/theory/membership_ot.md#worked-examples)
     assert round(optimal_acceptance(PA, QA, 2, "hub"), 6) == 0.771429
 
 
@@ -96,7 +96,7 @@ def test_k2_perfect_acceptance_condition():
 
 
 def test_khisti_toy_perfect_range():
-    # alpha*_2 = 1 exactly for q2 in ~[0.1835, 0.4832] (multidraft.md 6, oracle 15)
+    # alpha*_2 = 1 exactly for q2 in ~[0.1835, 0.4832] (docs/theory/membership_ot.md#iid-drafts)
     p = np.full(3, 1 / 3)
     for q2, perfect in [(0.183, False), (0.184, True), (0.3, True), (0.483, True), (0.4835, False)]:
         val = optimal_acceptance(p, np.array([1 / 3, q2, 2 / 3 - q2]), 2)

@@ -67,7 +67,7 @@ def _index(tokens: list[int], vocab: int) -> int:
 def test_generated_law_equals_target_law(selector, k, gamma, sampling, n_runs):
     """Chi-square of the 125 continuations against the exact law. Power, measured once: with 1200
     runs, an engine that samples drafts at T=1.5 but verifies with the T=1 draft law (the DeepSpec
-    #31 bug class, research/peers.md 1.7) gets p = 3e-34, the correct engine p = 0.70."""
+    #31 bug class) gets p = 3e-34, the correct engine p = 0.70."""
     vocab, prompt, n_new = 5, [1, 3], 3
     target = tiny_llama(2, vocab, init=0.3)
     draft = perturbed(target, 0.2, seed=9)

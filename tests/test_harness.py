@@ -60,7 +60,7 @@ def test_verify_real_models_exact_invariants(tiny_pair):
         if r["k"] == 1:  # k = 1: the optimum is the maximal coupling 1 - TV
             assert opt == pytest.approx(1 - r["tv"], abs=1e-12)
             assert r["selectors"]["speculative"]["ratio"] == pytest.approx(1, abs=1e-9)
-        if r["k"] > 1:  # K-SEQ's guarantee (SpecTr, Theorem 2; multidraft.md 1.5)
+        if r["k"] > 1:  # K-SEQ's guarantee (SpecTr, Theorem 2; docs/theory/token_verifiers.md#approximation-guarantee)
             assert r["selectors"]["kseq"]["ratio"] >= 1 - 1 / math.e - 1e-12
         # support = V: no bucket, so the LP solves the full problem and equals the closed form
         lp = r["lp_truncated"]

@@ -1,4 +1,4 @@
-"""The vectorised simulator against the exact theory (research/theory.md 1.2-1.4, multidraft.md 1.6).
+"""The vectorised simulator against the exact theory (docs/theory/markov.md, docs/theory/token_verifiers.md#trees-of-drafts).
 
 Monte Carlo means must lie within 4 standard errors of the exact expectations (false alarm about
 6e-5 per check); emitted tokens must follow the target (chi-square at false alarm 1e-6).
@@ -36,7 +36,7 @@ def test_theorem1_unlimited_lookahead(chain7):
     within(res.rejections, res.rejections_se, expected_rejections(target, draft, 50))
     within(res.target_calls, res.target_calls_se, expected_calls_unlimited(target, draft, 50))
     gap = res.target_calls_per_run - res.rejections_per_run
-    assert set(np.unique(gap)) <= {0, 1}  # E[calls] - E[N_rej] in [0, 1] (theory.md 6.5)
+    assert set(np.unique(gap)) <= {0, 1}  # E[calls] - E[N_rej] in [0, 1] (docs/theory/markov.md#decoding-as-a-markov-chain)
 
 
 @pytest.mark.parametrize("tabulate", [True, False])

@@ -1,4 +1,4 @@
-"""Exact theory of markov/: Yin et al. Theorems 1-5 and batch decoding (research/theory.md 1.2-1.5,
+"""Exact theory of markov/: Yin et al. Theorems 1-5 and batch decoding (docs/theory/markov.md,
 oracles 6.3-6.8), the branch laws behind the block-efficiency DP, and Leviathan's speedup formulas."""
 
 import numpy as np
@@ -80,7 +80,7 @@ def test_batch_dp_equals_general_dp_and_is_monotone(chain):
 
 
 def test_batch_improvement_closed_forms():
-    # theory.md 1.4 / oracle 6.7: a = .3, b = .6, M = 2..5
+    # docs/theory/markov.md#batch-improvement-closed-forms: a = .3, b = .6, M = 2..5
     assert np.allclose(bernoulli_batch_improvement(0.6, 0.3, [2, 3, 4, 5]), [0.09, 0.153, 0.1971, 0.228], atol=5e-5)
     t, d = bernoulli_pair(0.6, 0.3)
     for M in range(1, 9):

@@ -3,7 +3,7 @@
 Exact tier: output laws by enumerating every draft tuple (Selector.enumerate) with the selection
 probabilities integrated exactly; acceptance against the closed-form min-cut optimum
 (solvers.closed_form, itself tested against brute force). Statistical tier: chi-square at a 1e-6
-false-alarm rate. research/optimal_verifier.md secs. 2-5.
+false-alarm rate. docs/theory/optimal_verifier.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from solvers.selection_law import (
     selection_law_violation,
 )
 
-# research/multidraft.md 2.7, example A (OPT-wr = 0.84 at k = 2, 0.984 at k = 3)
+# docs/theory/membership_ot.md#worked-examples, example A (OPT-wr = 0.84 at k = 2, 0.984 at k = 3)
 PA = np.array([0.5, 0.3, 0.15, 0.05])
 QA = np.array([0.2, 0.2, 0.3, 0.3])
 
@@ -53,7 +53,7 @@ def test_selection_law_is_optimal_and_feasible():
 
 def test_selection_law_structure_and_fixture():
     law = selection_law(PA, QA, 2)
-    assert law.alpha == pytest.approx(0.84, abs=1e-12)                 # multidraft.md 2.7
+    assert law.alpha == pytest.approx(0.84, abs=1e-12)                 # docs/theory/membership_ot.md#worked-examples
     assert sorted(np.flatnonzero(law.in_cut)) == [2, 3]                 # argmin H = {2, 3}
     ratio = PA / QA
     assert np.allclose(law.r, QA * np.clip(ratio, law.theta_b, law.theta_a), atol=1e-15)
@@ -120,7 +120,7 @@ def test_layout_partitions_unit_interval_and_selection_is_exact():
 
 
 def test_layout_fixture_example_a():
-    for k, opt in ((2, 0.84), (3, 0.984)):                          # multidraft.md 2.7
+    for k, opt in ((2, 0.84), (3, 0.984)):                          # docs/theory/membership_ot.md#worked-examples
         assert OptimalVerifier("layout").acceptance(PA, QA, k) == pytest.approx(opt, abs=1e-12)
 
 

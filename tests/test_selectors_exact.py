@@ -69,7 +69,7 @@ A = ([0.5, 0.3, 0.15, 0.05], [0.2, 0.2, 0.3, 0.3])
 B = ([0.5, 0.5], [0.7, 0.3])
 C = ([1 / 3] * 3, [1 / 3, 0.2, 1 - 1 / 3 - 0.2])
 
-# multidraft.md 2.7 (p = target, q = draft); (pair, k, selector, kwargs, value)
+# docs/theory/membership_ot.md#worked-examples (p = target, q = draft); (pair, k, selector, kwargs, value)
 FIXTURES = [
     (A, 2, "kseq", {}, 0.785330), (A, 3, "kseq", {}, 0.858519),
     (A, 2, "rrs", {}, 0.760000), (A, 3, "rrs", {}, 0.828000),

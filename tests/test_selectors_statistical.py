@@ -54,7 +54,7 @@ def test_per_row_sample_law_and_acceptance(label, k):
 
 def test_rrs_residual_after_each_rejection():
     """Given that drafts 1..i were rejected (for RRS: Y not in {X_1..X_i}), Y ~ p_{i+1},
-    computed here by SpecInfer's recursion p_{i+1} = norm((p_i - q)^+) (multidraft.md 3.2)."""
+    computed here by SpecInfer's recursion p_{i+1} = norm((p_i - q)^+) (docs/theory/token_verifiers.md#recursive-rejection-with-replacement)."""
     k = 3
     D, tokens, _ = _batch(get_selector("rrs"), k, seed=5, n=60_000)
     p_i = P.copy()

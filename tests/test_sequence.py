@@ -1,5 +1,5 @@
 """Sequence level: SpecTr tree verification and block verification reproduce the target law over
-whole sequences (exact enumeration and sampling), plus the dedup pitfall of multidraft.md 3.3."""
+whole sequences (exact enumeration and sampling), plus the dedup pitfall of docs/theory/token_verifiers.md#recursive-rejection-without-replacement."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def _expected_accepted(law: dict) -> float:
 
 
 def test_block_beats_token_verification_and_matches_at_gamma_1():
-    """theory.md 3: E[tau_token] <= E[tau_block]; equal (1 - TV) for gamma = 1."""
+    """docs/theory/sequence_verifiers.md: E[tau_token] <= E[tau_block]; equal (1 - TV) for gamma = 1."""
     spec = get_selector("speculative")
     for seed in range(4):
         target, draft = random_model(30 + seed, zeros=False), random_model(40 + seed, zeros=False)
@@ -77,7 +77,7 @@ def test_block_beats_token_verification_and_matches_at_gamma_1():
 
 
 class _DedupRRS(RecursiveRejection):
-    """The buggy verifier of multidraft.md 3.3: i.i.d. drafts merged into distinct tree children,
+    """The buggy verifier of docs/theory/token_verifiers.md#recursive-rejection-without-replacement: i.i.d. drafts merged into distinct tree children,
     verified with the *with-replacement* residual."""
 
     def plan(self, p, q, drafts):

@@ -60,7 +60,7 @@ def test_draft_samplers_follow_the_tuple_law(law, k):
 
 
 def test_residual_law_after_rejection():
-    """Speculative sampling: given rejection, the token follows norm((p - q)^+) (peers.md 1.6)."""
+    """Speculative sampling: given rejection, the token follows norm((p - q)^+) (Leviathan et al., ICML 2023, Algorithm 1)."""
     sel = get_selector("speculative")
     P = torch.from_numpy(P_SMALL).expand(N, -1)
     Q = torch.from_numpy(Q_SMALL).expand(N, -1)

@@ -55,7 +55,7 @@ def test_acceptance_matches_numpy_float32(name, k, V, rows):
 
 
 def test_worked_examples():
-    """research/multidraft.md 2.7, Example A (p = [.5,.3,.15,.05], q = [.2,.2,.3,.3]) and B."""
+    """docs/theory/membership_ot.md#worked-examples, Example A (p = [.5,.3,.15,.05], q = [.2,.2,.3,.3]) and B."""
     p = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.5, 0.5, 0.0, 0.0]], dtype=torch.float64)
     q = torch.tensor([[0.2, 0.2, 0.3, 0.3], [0.7, 0.3, 0.0, 0.0]], dtype=torch.float64)
     table = {("kseq", 2): 0.785330, ("kseq", 3): 0.858519, ("rrs", 2): 0.760000, ("rrs", 3): 0.828000,
@@ -198,7 +198,7 @@ def test_zero_residual_gives_no_nan(name, k):
 
 @pytest.mark.parametrize("name, k", NAME_K)
 def test_never_out_of_range_with_a_zero_tail(name, k):
-    """Vocabulary 4099 whose last 1000 tokens have zero mass (the vLLM tail-tile bug, peers.md 1.7)."""
+    """Vocabulary 4099 whose last 1000 tokens have zero mass (the vLLM tail-tile bug)."""
     P, Q = random_batch(9, 4, 4099)
     P[:, 3099:] = 0
     P /= P.sum(1, keepdims=True)

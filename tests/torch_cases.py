@@ -1,5 +1,5 @@
 """Shared fixtures of the torch-selector tests: selector names with their k values, random batches
-with the regression cases of DESIGN.md (zeros in p and q, p == q, one-hot p), and the devices."""
+with the regression cases (zeros in p and q, p == q, one-hot p), and the devices."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Block verification: Sun, Mendlovic, Leviathan, Aharoni, Beirami, Ro, Suresh, "Block
-Verification Accelerates Speculative Decoding" (ICLR 2025, arXiv 2403.10444; research/theory.md 3).
+Verification Accelerates Speculative Decoding" (ICLR 2025, arXiv 2403.10444; docs/theory/sequence_verifiers.md).
 
 Verifying the draft block jointly (Algorithm 2, :func:`ot_coupling.sequence.verify_block`) instead
 of token by token never emits fewer tokens per iteration, equals it at gamma = 1 and for a one-hot
@@ -17,9 +17,9 @@ from .pairs import NGRAM
 from .plotting import new_figure
 
 PAPER = "Block verification (Sun et al. 2025)"
-#: gamma ablation of the paper's Fig. 3 (theory.md 3, [S]): gamma -> block-efficiency gain in %
+#: gamma ablation of the paper's Fig. 3 (docs/theory/sequence_verifiers.md; quoted secondhand): gamma -> block-efficiency gain in %
 PAPER_GAINS = {4: 3.46, 6: 6.19, 8: 8.5}
-#: Table 1 (theory.md 3): per-dataset block-efficiency and wall-clock gains in %, and their printed averages
+#: Table 1 (docs/theory/sequence_verifiers.md): per-dataset block-efficiency and wall-clock gains in %, and their printed averages
 TABLE1_DBE = [8.68, 10.06, 7.53, 8.30, 8.45, 7.63, 8.74, 7.00]
 TABLE1_DWS = [6.85, 8.14, 5.75, 6.52, 6.68, 5.82, 6.84, 5.36]
 
@@ -115,10 +115,10 @@ def _exact(ctx: Context, res: ExperimentResult, ax) -> None:
         "(min over chains and gamma of E[tau_block] - E[tau_token])", ">= 0", float(diffs.min()),
         bool(diffs.min() >= -1e-12), f"{len(items)} chains x gamma = 1..{gammas[-1]}, exact enumeration"))
     res.claims.append(Claim(
-        f"{PAPER} (theory.md 3)", "the two coincide at gamma = 1 (max |difference|)", 0.0,
+        f"{PAPER} (docs/theory/sequence_verifiers.md)", "the two coincide at gamma = 1 (max |difference|)", 0.0,
         float(np.abs(diffs[:, 0]).max()), bool(np.abs(diffs[:, 0]).max() <= 1e-12)))
     res.claims.append(Claim(
-        f"{PAPER} (theory.md 3, temperature 0)", "the two coincide for a one-hot (greedy) target "
+        f"{PAPER} (docs/theory/sequence_verifiers.md, temperature 0)", "the two coincide for a one-hot (greedy) target "
         "(max |difference| over gamma)", 0.0, float(np.abs(diffs[n_rand:]).max()),
         bool(np.abs(diffs[n_rand:]).max() <= 1e-12)))
     inc = float(min(np.min(np.diff(g)) for g in gains[:n_rand]))
@@ -163,7 +163,7 @@ def _monte_carlo(ctx: Context, res: ExperimentResult, ax) -> None:
     ours = [gain[gammas.index(g)] for g in common]
     j = gammas.index(8)
     res.claims.append(Claim(
-        f"{PAPER} Fig. 3 (theory.md 3 [S])", "block-efficiency gain at gamma = " + " / ".join(map(str, common))
+        f"{PAPER} Fig. 3 (docs/theory/sequence_verifiers.md; quoted secondhand)", "block-efficiency gain at gamma = " + " / ".join(map(str, common))
         + " (%); holds if the gain at gamma = 8 exceeds 2 standard errors",
         " / ".join(f"{PAPER_GAINS[g]:.2f}" for g in common),
         " / ".join(f"{v:.2f}" for v in ours) + f" (SE at 8: {se[j]:.2f})", bool(gain[j] > 2 * se[j]),

@@ -1,10 +1,10 @@
 """Gumbel coupling: acceptance vs 1 - TV and the (1 - TV)/(1 + TV) bound, and multi-draft gains.
 
 * Daliri, Musco, Suresh, "Coupling without Communication and Drafter-Invariant Speculative
-  Decoding" (arXiv 2408.07978; research/theory.md 4.2): with shared randomness only (no
+  Decoding" (arXiv 2408.07978; docs/theory/token_verifiers.md#gumbel-coupling): with shared randomness only (no
   communication), Gumbel / exponential-race sampling matches with probability at least
   (1 - TV)/(1 + TV), and at most the maximal-coupling value 1 - TV.
-* GumbelSpec (Shen et al., IFDS talk; theory.md 4.1): the same Gumbel noise drives the draft's
+* GumbelSpec (Shen et al., IFDS talk; docs/theory/token_verifiers.md#gumbel-coupling): the same Gumbel noise drives the draft's
   top-k and the target's sample; "token acceptance rate 1.7x-2.2x higher than rejection-sampling
   speculative decoding". Token-level form here: k drafts = the draft's Gumbel-top-k, accepted iff
   the target's Gumbel-max token is among them (the ``"gumbel"`` selector).
@@ -87,7 +87,7 @@ def _single_draft(ctx: Context, res: ExperimentResult) -> None:
     exact = acceptance("gumbel", p, q, k)
     z = abs(hits / n_draws - exact) / np.sqrt(max(exact * (1 - exact), 1e-12) / n_draws)
     res.claims.append(Claim(
-        "DESIGN.md exactness contract", f"sampled Gumbel coupling ({n_draws} draws) matches its exact "
+        "docs/theory/token_verifiers.md#verifiers-as-conditional-laws", f"sampled Gumbel coupling ({n_draws} draws) matches its exact "
         "match probability (|z|)", "|z| <= 6", float(z), bool(z <= 6),
         f"empirical {hits / n_draws:.4f} vs exact {exact:.4f}"))
 
@@ -113,7 +113,7 @@ def _multi_draft(ctx: Context, res: ExperimentResult, methods: list[str]) -> Non
         res.data[f"multi_{draft_order}"] = {"k": ks, **means, "speculative": sd}
         mono = float(np.min(np.diff(means["gumbel"])))
         res.claims.append(Claim(
-            "theory.md 6.12 (GumbelSpec tree)", f"Gumbel-top-k hit probability is non-decreasing in k ({label}; "
+            "docs/theory/token_verifiers.md#gumbel-coupling", f"Gumbel-top-k hit probability is non-decreasing in k ({label}; "
             "min increment of the mean)", ">= 0", mono, mono >= -1e-12))
         if "optimum (wor)" in methods:
             gap = float(np.nanmin(np.array([t["optimum (wor)"] for t in tables]) -

@@ -1,5 +1,5 @@
 """Leviathan, Kalman, Matias, "Fast Inference from Transformers via Speculative Decoding"
-(ICML 2023, arXiv 2211.17192; research/theory.md 2.1), and Chen et al. 2023 (arXiv 2302.01318, 2.2).
+(ICML 2023, arXiv 2211.17192; docs/theory/markov.md#speedup-model), and Chen et al. 2023 (arXiv 2302.01318, 2.2).
 
 With i.i.d. per-token acceptance ``alpha``, draft length ``gamma`` and draft/target cost ratio
 ``c`` (their letters; ``alpha = 1 - E[TV(p, q)]``, Cor. 3.6):
@@ -22,7 +22,7 @@ from .core import Claim, Context, ExperimentResult, require
 from .plotting import new_figure
 
 PAPER = "Leviathan et al. 2023"
-#: Table 2 (T5-XXL target, theory.md 2.1): task, draft, temperature, gamma, alpha, measured speedup
+#: Table 2 (T5-XXL target, docs/theory/markov.md#speedup-model): task, draft, temperature, gamma, alpha, measured speedup
 TABLE2 = [("EnDe", "T5-small", 0, 7, 0.75, 3.4), ("EnDe", "T5-base", 0, 7, 0.80, 2.8),
           ("EnDe", "T5-large", 0, 7, 0.82, 1.7), ("EnDe", "T5-small", 1, 7, 0.62, 2.6),
           ("EnDe", "T5-base", 1, 5, 0.68, 2.4), ("EnDe", "T5-large", 1, 3, 0.71, 1.4),
@@ -60,7 +60,7 @@ def _expected_tokens(res: ExperimentResult, sp) -> None:
                    "gamma (Leviathan et al. Thm 3.1).")
     cases = [(.75, 7, 3.5995), (.65, 5, 2.6417), (.8, 4, 3.3616), (.7, 3, 2.5330)]
     res.claims.append(table_claim(
-        f"{PAPER} Thm 3.1 (values: theory.md 6.4)", "E[tokens] at (alpha, gamma) = (.75,7), (.65,5), (.8,4), (.7,3)",
+        f"{PAPER} Thm 3.1 (values: docs/theory/markov.md#speedup-model)", "E[tokens] at (alpha, gamma) = (.75,7), (.65,5), (.8,4), (.7,3)",
         ["4 cases"], [c[2] for c in cases], [sp.expected_tokens_per_step(a, g) for a, g, _ in cases], atol=5.1e-5))
     limit = float(sp.expected_tokens_per_step(0.9, 400))
     res.claims.append(Claim.close(f"{PAPER} Thm 3.1", "E[tokens] -> 1/(1-alpha) as gamma -> infinity "
@@ -95,12 +95,12 @@ def _walltime(ctx: Context, res: ExperimentResult, sp) -> None:
     cases = [(.8, .05, 8, 3.0921), (.7, .1, 4, 1.9808), (.9, .1, 10, 3.4309), (.6, .1, 3, 1.6738), (.5, .2, 1, 1.25)]
     ours = [sp.optimal_gamma(a, cc) for a, cc, _, _ in cases]
     res.claims.append(Claim(
-        f"{PAPER} Thm 3.8 (gamma*, S*: theory.md 2.1 table / 6.4)",
+        f"{PAPER} Thm 3.8 (gamma*, S*: docs/theory/markov.md#speedup-model)",
         "optimal gamma at (alpha, c) = (.8,.05), (.7,.1), (.9,.1), (.6,.1), (.5,.2)",
         ", ".join(str(c[2]) for c in cases), ", ".join(str(g) for g, _ in ours),
         [g for g, _ in ours] == [c[2] for c in cases]))
     res.claims.append(table_claim(
-        f"{PAPER} Thm 3.8 (theory.md 6.4)", "walltime improvement at the optimal gamma, same 5 cases",
+        f"{PAPER} Thm 3.8 (docs/theory/markov.md#speedup-model)", "walltime improvement at the optimal gamma, same 5 cases",
         ["5 cases"], [c[3] for c in cases], [s for _, s in ours], atol=5.1e-5))
     a_grid, c_grid = np.linspace(0.05, 0.95, 19), np.linspace(0.0, 0.9, 19)
     g1 = max(abs(float(sp.walltime_improvement(a, 1, cc)) - (1 + a) / (1 + cc)) for a in a_grid for cc in c_grid)
@@ -148,7 +148,7 @@ def _table2(res: ExperimentResult, sp) -> None:
         "inconsistent rows: " + ", ".join(f"{r[0]} {r[1]} T={r[2]} ({r[5]}x > bound {b:.2f}x)"
                                           for r, b, o in zip(TABLE2, bound, ok) if not o)
         + "; the model assumes i.i.d. acceptance, but real acceptances vary and correlate along a block, "
-        "which raises E[tokens] above (1-alpha^(gamma+1))/(1-alpha) (theory.md 2.1 caveat)"
+        "which raises E[tokens] above (1-alpha^(gamma+1))/(1-alpha) (docs/theory/markov.md#speedup-model caveat)"
         + f"; implied c of the consistent rows: {np.nanmin(implied):.3f}-{np.nanmax(implied):.3f}"))
 
 
@@ -159,7 +159,7 @@ def _chen(res: ExperimentResult) -> None:
                                ("HumanEval nucleus", 5.73, 2.46)):
         ours = ar / ms
         note = "" if abs(ours - printed) <= 0.005 else (
-            "the printed speedup does not follow from the printed times (theory.md 2.2 note); "
+            "the printed speedup does not follow from the printed times (Chen et al. 2023, arXiv 2302.01318); "
             "the cause (rounding, another average) is not stated in the paper")
         res.claims.append(Claim.close("Chen et al. 2023 Table 1", f"{label}: speedup = 14.1 ms / {ms} ms",
                                       printed, round(ours, 4), atol=0.005, note=note))

@@ -2,12 +2,12 @@
 
 * Hu et al., "Towards Optimal Multi-draft Speculative Decoding" (ICLR 2025, arXiv 2502.18779):
   the optimal acceptance for a fixed draft law is a min-cut / subset-selection value,
-  ``alpha* = min_H [p(H) + 1 - Q(S(X) subset of H)]`` (research/multidraft.md 2.1-2.3), and
+  ``alpha* = min_H [p(H) + 1 - Q(S(X) subset of H)]`` (docs/theory/membership_ot.md#optimal-acceptance-by-min-cut), and
   drafting without replacement beats drafting with replacement.
 * Khisti et al., "Multi-Draft Speculative Sampling: Canonical Architectures and Theoretical
   Limits" (ICLR 2025, arXiv 2410.18234), Fig. 2: p uniform on 3 tokens, q = [1/3, q2, 2/3 - q2],
-  K = 2; acceptance one iff p(S) >= q(S)^2 for every S (multidraft.md 2.2, 6.6).
-* The exact worked examples A, B, C of research/multidraft.md 2.7 and the random-toy means of 3.8.
+  K = 2; acceptance one iff p(S) >= q(S)^2 for every S (docs/theory/membership_ot.md#iid-drafts).
+* The exact worked examples A, B, C of docs/theory/membership_ot.md#worked-examples and its random-toy means.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .core import Claim, Context, ExperimentResult, require
 from .pairs import dirichlet_pairs
 from .plotting import new_figure, style
 
-NOTES = "research/multidraft.md"
+NOTES = "docs/theory/membership_ot.md"
 TOY_METHODS = ["optimum", "optimum (wor)", "spechub", "rrs_wor", "kseq", "rrs", "naive"]
 K_METHODS = ["optimum (wor)", "optimum", "rrs_wor", "kseq", "rrs", "naive"]
 
@@ -82,7 +82,7 @@ def _khisti_toy(ctx: Context, res: ExperimentResult, methods: list[str]) -> None
                 "Khisti et al. 2025 (arXiv 2410.18234), two identical drafts",
                 "acceptance one iff p(S) >= q(S)^2 for every S (grid points where the min-cut optimum "
                 "= 1 disagree with the condition)", 0, mism, mism == 0,
-                f"{n} values of q2; condition as derived in {NOTES} 2.2"))
+                f"{n} values of q2; condition as derived in {NOTES}#iid-drafts"))
             res.data["khisti_toy"] = {"q2": grid, **{m: [r[m] for r in rows] for m in methods}}
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8)
@@ -102,12 +102,12 @@ def _toy_edges(res: ExperimentResult) -> None:
     lo = brentq(gap, 0.0, 0.2, xtol=1e-9)
     hi = brentq(gap, 0.4, 0.6, xtol=1e-9)
     res.claims.append(table_claim(
-        f"Khisti et al. toy ({NOTES} 6.15)", "optimum (i.i.d., K=2) equals 1 exactly for q2 in [lo, hi]",
+        f"Khisti et al. toy ({NOTES}#worked-examples)", "optimum (i.i.d., K=2) equals 1 exactly for q2 in [lo, hi]",
         ["lo", "hi"], [0.1835, 0.4832], [lo, hi], atol=6e-5))
 
 
 def _toy_sweep_claims(res: ExperimentResult, methods: list[str]) -> None:
-    # multidraft.md 2.7 example C: (q2, OPT, K-SEQ, RRS-wr), 4 decimals
+    # docs/theory/membership_ot.md#worked-examples example C: (q2, OPT, K-SEQ, RRS-wr), 4 decimals
     table = [(0.0, .6667, .6667, .6667), (0.1, .8567, .8102, .7900), (0.2, 1.0, .9224, .8933),
              (1 / 3, 1.0, 1.0, 1.0), (0.5, .9722, .8889, .8611), (0.6, .7956, .7656, .7511)]
     if not {"optimum", "kseq", "rrs"} <= set(methods):
@@ -118,7 +118,7 @@ def _toy_sweep_claims(res: ExperimentResult, methods: list[str]) -> None:
         paper += vals
         ours += [r["optimum"], r["kseq"], r["rrs"]]
     res.claims.append(table_claim(
-        f"Khisti et al. Fig. 2 toy, values of {NOTES} 2.7 ex. C",
+        f"Khisti et al. Fig. 2 toy, values of {NOTES}#worked-examples",
         "OPT / K-SEQ / RRS at q2 = 0, .1, .2, 1/3, .5, .6 (K = 2)",
         ["OPT, K-SEQ, RRS x 6 values of q2"], paper, ours, atol=5.1e-5))
 
@@ -154,7 +154,7 @@ def _optimum_vs_k(ctx: Context, res: ExperimentResult, methods: list[str]) -> No
             "OPT-wor - OPT-wr)", ">= 0", diff, diff >= -1e-9, f"{len(tables)} pairs x k = 1..{ks[-1]}"))
     opt = np.array([t["optimum"] for t in tables])
     mono = float(np.min(np.diff(opt, axis=1)))
-    res.claims.append(Claim(f"{NOTES} 2.2 / 6.5", "the i.i.d. optimum is non-decreasing in k "
+    res.claims.append(Claim(f"{NOTES}#the-prefix-cut-for-iid-drafts", "the i.i.d. optimum is non-decreasing in k "
                             "(min over instances of alpha*_{k+1} - alpha*_k)", ">= 0", mono, mono >= -1e-12))
     for m in ("rrs", "kseq", "rrs_wor"):
         if m not in methods:
@@ -186,11 +186,11 @@ def _worked_examples(res: ExperimentResult, methods: list[str]) -> None:
             kseq_rho = require("ot_coupling.kseq", "kseq_rho")
             labels, paper, ours = labels + ["rho*"], paper + [row["rho"]], ours + [float(kseq_rho(p, q, k))]
         res.claims.append(table_claim(
-            f"{NOTES} 2.7 example A (exact, 6 decimals)", f"p=[.5,.3,.15,.05], q=[.2,.2,.3,.3], k={k}",
+            f"{NOTES}#worked-examples example A (exact, 6 decimals)", f"p=[.5,.3,.15,.05], q=[.2,.2,.3,.3], k={k}",
             labels, paper, ours, atol=5.1e-7, digits=6))
     if "spechub" in methods:
         res.claims.append(table_claim(
-            f"{NOTES} 2.7 example A (SpecHub, k=2)", "SpecHub's acceptance equals the optimum of its own draft law",
+            f"{NOTES}#worked-examples example A (SpecHub, k=2)", "SpecHub's acceptance equals the optimum of its own draft law",
             ["spechub", "optimum of its hub-pair law"], [.771429, .771429],
             [acceptance("spechub", p, q, 2), _own_optimum("spechub", p, q, 2)], atol=5.1e-7, digits=6))
     pc, qc = np.full(3, 1 / 3), _toy_q(1 / 3, 0.2)
@@ -198,13 +198,13 @@ def _worked_examples(res: ExperimentResult, methods: list[str]) -> None:
     paper_c = {"optimum": 1.0, "kseq": .922385, "rrs": .893333, "optimum (wor)": 1.0, "rrs_wor": .916667,
                "spechub": 1.0}
     res.claims.append(table_claim(
-        f"Khisti et al. toy ({NOTES} 2.7 example C)", "p uniform, q = [1/3, 0.2, 2/3 - 0.2], k = 2", cols_c,
+        f"Khisti et al. toy ({NOTES}#worked-examples example C)", "p uniform, q = [1/3, 0.2, 2/3 - 0.2], k = 2", cols_c,
         [paper_c[m] for m in cols_c], [acceptance(m, pc, qc, 2) for m in cols_c], atol=5.1e-7, digits=6))
     pb, qb = np.array([0.5, 0.5]), np.array([0.7, 0.3])
     cols_b = [m for m in ("optimum", "kseq", "rrs", "naive") if m in methods]
     paper_b = {"optimum": 1.0, "kseq": .896510, "rrs": .86, "naive": .71}
     res.claims.append(table_claim(
-        f"Khisti et al. 2025 perfect-acceptance example ({NOTES} 2.7 example B)",
+        f"Khisti et al. 2025 perfect-acceptance example ({NOTES}#worked-examples example B)",
         "p=[.5,.5], q=[.7,.3], k=2 (and 1-TV = 0.8 at k=1)", cols_b + ["k=1 optimum"],
         [paper_b[m] for m in cols_b] + [0.8],
         [acceptance(m, pb, qb, 2) for m in cols_b] + [acceptance("optimum", pb, qb, 1)], atol=5.1e-7, digits=6))
@@ -218,7 +218,7 @@ def _own_optimum(method: str, p: np.ndarray, q: np.ndarray, k: int) -> float:
 
 
 def _random_toys(ctx: Context, res: ExperimentResult, methods: list[str]) -> None:
-    """Mean acceptance over 200 random toys (V in 3..6, k = 2): multidraft.md 3.8's table, redrawn
+    """Mean acceptance over 200 random toys (V in 3..6, k = 2): the table of docs/theory/membership_ot.md#random-toy-instances, redrawn
     with our own seed, so agreement is up to sampling error."""
     paper = {"naive": .3751, "rrs": .6525, "kseq": .6692, "optimum": .7092, "rrs_wor": .7284,
              "optimum (wor)": .7964}
@@ -231,11 +231,11 @@ def _random_toys(ctx: Context, res: ExperimentResult, methods: list[str]) -> Non
     se = vals.std(axis=0, ddof=1) / np.sqrt(n)
     z = float(np.max(np.abs(means - np.array([paper[m] for m in cols])) / (np.sqrt(2) * se)))
     res.claims.append(Claim(
-        f"{NOTES} 3.8 (200 random toys, V in 3..6, k=2)", "mean acceptance of " + " / ".join(cols),
+        f"{NOTES}#random-toy-instances (200 random toys, V in 3..6, k=2)", "mean acceptance of " + " / ".join(cols),
         " / ".join(f"{paper[m]:.4f}" for m in cols), " / ".join(f"{v:.4f}" for v in means), bool(z <= 4),
         f"max |z| = {z:.2f} (holds if <= 4): our 200 instances are a fresh draw, so each mean is compared within "
         "the standard error of a difference of two sample means"))
     order_ok = bool(np.all(np.diff(means) > 0))
-    res.claims.append(Claim(f"{NOTES} 3.8", "ordering naive < RRS < K-SEQ < OPT-wr < RRS-wor < OPT-wor "
+    res.claims.append(Claim(f"{NOTES}#random-toy-instances", "ordering naive < RRS < K-SEQ < OPT-wr < RRS-wor < OPT-wor "
                             "(the draft law matters more than the verifier)", "increasing",
                             " < ".join(f"{v:.3f}" for v in means), order_ok))

@@ -1,9 +1,9 @@
 """The flagship: the exact optimal k-draft verifier against K-SEQ and RRS at k = 2, 4, 8, 16.
 
-The optimal verifier (research/optimal_verifier.md: the selection law r* = q clip(p/q, thB, thA)
+The optimal verifier (docs/theory/optimal_verifier.md: the selection law r* = q clip(p/q, thB, thA)
 followed by single-draft speculative sampling, registered as the ``"optimal"`` selector) reaches
-the min-cut optimum ``alpha* = min_H [p(H) + 1 - q(H)^k]`` (multidraft.md 2.2) at any vocabulary
-size. Khisti et al. (ICLR 2025, Table 3; multidraft.md 2.4) measured the optimum only 1-4
+the min-cut optimum ``alpha* = min_H [p(H) + 1 - q(H)^k]`` (docs/theory/membership_ot.md#the-prefix-cut-for-iid-drafts) at any vocabulary
+size. Khisti et al. (ICLR 2025, Table 3) measured the optimum only 1-4
 acceptance points above SpecTr (K-SEQ) and SpecInfer (RRS) on OPT-125M -> OPT-13B; we measure the
 same gaps on a realistic pair (an n-gram target/draft fitted to real text).
 """
@@ -86,7 +86,7 @@ def run(ctx: Context) -> ExperimentResult:
 
     err = max(float(np.max(np.abs(np.array(t["optimal"]) - np.array(t["optimum"])))) for t in tables)
     res.claims.append(Claim(
-        "research/optimal_verifier.md 3-4 (selection law + speculative sampling)",
+        "docs/theory/optimal_verifier.md (selection law + speculative sampling)",
         "the optimal verifier's exact acceptance equals the min-cut optimum at k = 2..16 (max abs error)",
         0.0, err, err <= 1e-9, f"{len(tables)} contexts x k in {KS}; tolerance 1e-9"))
     _sampling_claim(ctx, res, pairs)
@@ -142,7 +142,7 @@ def _real_pair(ctx: Context, res: ExperimentResult, methods: list[str]) -> None:
                    "laws of two small transformers trained on CPython's docs, along a target sample.")
     err = max(float(np.max(np.abs(np.array(t["optimal"]) - np.array(t["optimum"])))) for t in tables)
     res.claims.append(Claim(
-        "research/optimal_verifier.md 3-4", "on the byte-level transformer pair the optimal verifier attains the "
+        "docs/theory/optimal_verifier.md", "on the byte-level transformer pair the optimal verifier attains the "
         "min-cut optimum (max abs error)", 0.0, err, err <= 1e-9, f"{n} steps x k in {KS}"))
     if {"kseq", "rrs"} <= set(methods):
         gaps = [100 * (means["optimal"][j] - means[m][j]) for j in range(3) for m in ("kseq", "rrs")]
@@ -172,7 +172,7 @@ def _sampling_claim(ctx: Context, res: ExperimentResult, pairs) -> None:
     z_acc = abs(acc / n - exact) / np.sqrt(max(exact * (1 - exact), 1e-12) / n)
     pval = goodness_of_fit(counts, p)
     res.claims.append(Claim(
-        "DESIGN.md exactness contract", f"sampled optimal verifier (k={k}, {n} draws): acceptance rate within "
+        "docs/theory/token_verifiers.md#verifiers-as-conditional-laws", f"sampled optimal verifier (k={k}, {n} draws): acceptance rate within "
         "5 SE of the exact value, and output tokens ~ target (chi-square p-value)", "|z| <= 5, p >= 1e-6",
         f"|z| = {z_acc:.2f}, p = {pval:.3g}", bool(z_acc <= 5 and pval >= 1e-6),
         f"empirical acceptance {acc / n:.4f} vs exact {exact:.4f}; false-alarm rate about 1e-6"))

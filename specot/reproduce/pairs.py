@@ -1,6 +1,6 @@
 """The (target, draft) next-token pairs the experiments sweep over.
 
-* random Dirichlet pairs (the toy instances of research/multidraft.md 1.5 and 3.8);
+* random Dirichlet pairs (the toy instances of docs/theory/membership_ot.md#random-toy-instances);
 * "realistic" pairs: the next-token laws of an n-gram target and a lower-order n-gram draft fitted
   to real text (CPython's pydoc topics, :mod:`markov`'s n-gram builder) at contexts drawn from the
   target's own text, so that the pairs are weighted as a decoder meets them.

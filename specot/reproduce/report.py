@@ -60,7 +60,7 @@ def write_markdown(runs: list[ExperimentRun], ctx: Context, path: Path, total_se
          "hold is explained in its note (usually: the paper's number comes from a real LLM pair we do not have, "
          "or the research notes mark it as unconfirmed)."),
         ("Every 'Ours' number is computed by this run; 'Paper' numbers are cited from the source in the first "
-         "column (research/*.md for where they were read)."),
+         "column."),
         "",
         "| Experiment | Status | Wall time (s) | Claims holding |",
         "|---|---|---|---|",

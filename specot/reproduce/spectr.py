@@ -1,13 +1,13 @@
 """SpecTr: Sun, Suresh, Ro, Beirami, Jain, Yu, "SpecTr: Fast Speculative Decoding via Optimal
-Transport" (NeurIPS 2023, arXiv 2310.15141; research/multidraft.md 1).
+Transport" (NeurIPS 2023, arXiv 2310.15141; docs/theory/token_verifiers.md#k-seq).
 
 * Acceptance vs k of K-SEQ (k-sequential selection with rho*), RRS (SpecInfer), naive verification
-  and the exact optimum ``alpha* = min_H [p(H) + 1 - q(H)^k]`` (multidraft.md 2.2).
+  and the exact optimum ``alpha* = min_H [p(H) + 1 - q(H)^k]`` (docs/theory/membership_ot.md#the-prefix-cut-for-iid-drafts).
 * The (1 - 1/e) guarantee: ``alpha_KSEQ >= (1 - 1/e) alpha*`` (abstract).
 * Block efficiency (tokens per target call) of k draft sequences of L tokens (the SpecTr tree,
-  multidraft.md 1.6) on a Markov model and on a real-text n-gram pair.
+  docs/theory/token_verifiers.md#trees-of-drafts) on a Markov model and on a real-text n-gram pair.
 * The wall-clock model behind "2.13x, 1.37x over speculative decoding" (abstract) with SpecTr's
-  K = 8, L = 8 and block efficiencies 4.0 vs 2.9 (multidraft.md 1.7, [SECONDARY]).
+  K = 8, L = 8 and block efficiencies 4.0 vs 2.9 (as quoted by secondary sources).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .plotting import new_figure, style
 
 PAPER = "SpecTr (Sun et al. 2023)"
 METHODS = ["optimum", "kseq", "rrs", "naive"]
-#: smallest K-SEQ / optimum ratios found in random searches (multidraft.md 1.5), k -> ratio
+#: smallest K-SEQ / optimum ratios found in random searches (docs/theory/token_verifiers.md#approximation-guarantee), k -> ratio
 NOTES_MIN_RATIO = {2: 0.8895, 3: 0.8665, 4: 0.8601, 8: 0.8479, 16: 0.8460}
 
 
@@ -105,7 +105,7 @@ def _ratio(ctx: Context, res: ExperimentResult, sets: dict, methods: list[str]) 
                             "alpha_KSEQ / alpha*", f">= {e:.4f}", low, bool(low >= e - 1e-12)))
     common = [k for k in worst if k in NOTES_MIN_RATIO]
     res.claims.append(Claim(
-        "multidraft.md 1.5 / 6.8 (random search, 4000+ instances per k)",
+        "docs/theory/token_verifiers.md#approximation-guarantee (random search, 4000+ instances per k)",
         "in practice the ratio stays far above 1 - 1/e (worst ratio at k = " + ", ".join(map(str, common))
         + "; a ratio below 0.8 would flag a bug)",
         " / ".join(f"{NOTES_MIN_RATIO[k]:.4f}" for k in common), " / ".join(f"{worst[k]:.4f}" for k in common),
@@ -183,7 +183,7 @@ def _block_efficiency(ctx: Context, res: ExperimentResult) -> None:
         ratio = be[i, j] / be[0, j]
         ratio_se = ratio * np.hypot(se[i, j] / be[i, j], se[0, j] / be[0, j])
         res.claims.append(Claim(
-            f"{PAPER} (K = 8, L = 8; multidraft.md 1.7 [SECONDARY])",
+            f"{PAPER} (K = 8, L = 8; quoted by secondary sources)",
             "block efficiency of K-SEQ with 8 drafts over single-draft SD (n-gram pair, L = 8)",
             f"4.0 / 2.9 = {4.0 / 2.9:.3f}", f"{be[i, j]:.2f} / {be[0, j]:.2f} = {ratio:.3f} +- {ratio_se:.3f}",
             bool(ratio > 1), "holds if > 1 (K-SEQ's gain); the magnitude depends on the pair: PaLM-2 "
@@ -194,7 +194,7 @@ def _block_efficiency(ctx: Context, res: ExperimentResult) -> None:
 
 # ----------------------------------------------------------------------------------- speedup model
 def _speedup_model(res: ExperimentResult) -> None:
-    """WS = BE / (L c + t_verify) (theory.md 5; Leviathan Thm 3.8 with k drafts): which draft/target
+    """WS = BE / (L c + t_verify) (docs/theory/markov.md#many-drafts-and-the-roofline; Leviathan Thm 3.8 with k drafts): which draft/target
     cost ratio c (and verification cost t_verify, in target calls) make SpecTr's numbers consistent?"""
     CostModel = require("markov.speedup", "CostModel")
     L, K, be_spectr, be_sd, ws, over = 8, 8, 4.0, 2.9, 2.13, 1.37
@@ -234,7 +234,7 @@ def _speedup_model(res: ExperimentResult) -> None:
                                   "efficiencies 4.0 / 2.9 at equal step cost", over, be_spectr / be_sd, atol=0.01,
                                   note="4.0 and 2.9 are rounded to 0.05"))
     res.claims.append(Claim(
-        f"{PAPER}, abstract + multidraft.md 1.7", "2.13x and 2.13/1.37x imply the same draft/target cost ratio c "
+        f"{PAPER}, abstract", "2.13x and 2.13/1.37x imply the same draft/target cost ratio c "
         "(c from SpecTr / c from SD)", "one c", f"{c_tr:.4f} / {c_sd:.4f}", bool(abs(c_tr - c_sd) <= 0.005),
         "memory-bound model: verifying the 8 x 8 tree costs one target call"))
     res.claims.append(Claim(

@@ -1,10 +1,10 @@
 """Yin, Chen, Huang, Wang, "A Theoretical Perspective for Speculative Decoding Algorithm"
-(NeurIPS 2024, arXiv 2411.00841; research/theory.md 1).
+(NeurIPS 2024, arXiv 2411.00841; docs/theory/markov.md).
 
 * Theorem 1 (their Fig. 2 left): with unlimited lookahead, ``E[N_rej] = sum_n E_{x<n ~ target}
   [TV(p_n, q_n)]`` on a Markov chain: simulated rejections converge to the exact sum.
 * Theorem 3 / Fig. 2 middle-right, Fig. 3 right: batch speculative decoding with M drafts (RRS
-  at a round start, Algorithm B of theory.md 1.4): exact DP vs simulation, E[N_rej] vs M with a
+  at a round start, Algorithm B of docs/theory/markov.md#batch-speculative-decoding): exact DP vs simulation, E[N_rej] vs M with a
   positive limit, and the single-step batch improvement for Bernoulli and uniform pairs.
 * Theorems 4-5 / Fig. 4: the quality-rejection Pareto front is the line ``r + Loss = TV``.
 
@@ -85,7 +85,7 @@ def _theorem1(ctx: Context, res: ExperimentResult, chain_seed: int) -> None:
         bool(z <= 5), "holds if |z| <= 5; the paper's chain is not published, so its 16.41 cannot be matched, "
         "only the identity"))
     gap = calls - exact
-    res.claims.append(Claim("theory.md 1.1 (Assumption 1 bookkeeping)", "E[target calls] - E[N_rej] lies in [0, 1]",
+    res.claims.append(Claim("docs/theory/markov.md#decoding-as-a-markov-chain (Assumption 1 bookkeeping)", "E[target calls] - E[N_rej] lies in [0, 1]",
                             "[0, 1]", gap, bool(0 <= gap <= 1)))
     res.data["theorem1"] = {"exact": exact, "simulated": mean[-1], "se": se, "calls": calls}
 
@@ -133,7 +133,7 @@ def _batch(ctx: Context, res: ExperimentResult, chain_seed: int) -> None:
     ax.legend(loc="center right", fontsize=7)
     res.add_figure("batch", fig,
                    "Left: expected rejections of batch speculative decoding vs the number of drafts M on the random "
-                   "chain: exact DP (theory.md 1.4 reconstruction of Theorem 3) and simulations (+-2 SE). Right: "
+                   "chain: exact DP (docs/theory/markov.md#batch-speculative-decoding reconstruction of Theorem 3) and simulations (+-2 SE). Right: "
                    "single-step batch improvement TV - rho_M for Bernoulli and uniform pairs.")
     z = np.abs(mc["one"] - dp) / mc_se["one"]
     res.claims.append(Claim(
@@ -144,11 +144,11 @@ def _batch(ctx: Context, res: ExperimentResult, chain_seed: int) -> None:
         "limit)", "decreasing, limit > 0", f"{np.min(-np.diff(dp)):.4f}; limit {limit:.3f}",
         bool(np.all(np.diff(dp) <= 1e-12) and limit > 0 and dp[-1] >= limit - 1e-12)))
     res.claims.append(Claim(
-        "theory.md 1.4 (tree variant)", "RRS at every depth (tree) rejects no more than Algorithm B (M = 8; "
+        "docs/theory/markov.md#batch-speculative-decoding (tree variant)", "RRS at every depth (tree) rejects no more than Algorithm B (M = 8; "
         "simulated means)", "tree <= B", f"{mc['tree'][-1]:.3f} vs {mc['one'][-1]:.3f}",
         bool(mc["tree"][-1] <= mc["one"][-1] + 4 * np.hypot(mc_se["tree"][-1], mc_se["one"][-1]))))
     res.claims.append(table_claim(
-        f"{PAPER} Fig. 3 right (closed form, theory.md 1.4)", "Bernoulli BI(M), target Ber(.6), draft Ber(.3), M = 2..5",
+        f"{PAPER} Fig. 3 right (closed form, docs/theory/markov.md#batch-speculative-decoding)", "Bernoulli BI(M), target Ber(.6), draft Ber(.3), M = 2..5",
         ["M=2..5"], [.09, .153, .1971, .228], bern[1:5], atol=5.1e-5))
     dec = all(uni[10][m] > uni[50][m] > uni[100][m] for m in range(1, len(Mb)))
     res.claims.append(Claim(
