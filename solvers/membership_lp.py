@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import combinations
-from math import comb, factorial
+from math import comb
 
 import numpy as np
 from scipy import sparse
@@ -84,29 +84,51 @@ def count_draft_sets(q: np.ndarray, k: int, drafts: str) -> int:
     return n ** k                                          # other laws are enumerated tuple by tuple
 
 
-def _compositions(k: int, m: int):
-    """All ordered ``m``-tuples of positive integers summing to ``k``."""
-    for cuts in combinations(range(1, k), m - 1):
-        bounds = (0,) + cuts + (k,)
-        yield tuple(bounds[i + 1] - bounds[i] for i in range(m))
+#: refuse an i.i.d. set law whose exact DP needs more than this many multiply-adds (before building)
+MAX_IID_WORK = 400_000_000
+
+
+def _iid_work(n_support: int, k: int) -> int:
+    """Multiply-adds of :func:`_iid_sets`: ``sum_m C(n, m) m k^2`` (an upper bound)."""
+    return sum(comb(n_support, m) * m for m in range(1, min(k, n_support) + 1)) * (k + 1) ** 2
 
 
 def _iid_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Law of the set of ``k`` i.i.d. draws: ``Q(S) = sum_{c} k!/prod c_i! prod q_i^{c_i}`` over
-    compositions ``c`` of ``k`` into ``|S|`` positive parts (all terms positive: no cancellation)."""
+    r"""Law of the set of ``k`` i.i.d. draws, exactly and without overflow at any ``k``.
+
+    ``Q(S) = sum_c k!/prod c_i! prod q_i^{c_i}`` over the compositions ``c`` of ``k`` into ``|S|``
+    positive parts. Neither the multinomial coefficients (``k! > 2^63`` from ``k = 21``) nor the
+    number of compositions is formed: a DP over the tokens of ``S`` = ``(x_1..x_m)``,
+
+    .. math:: g_j(n) = \sum_{c=1}^{n} \binom{n}{c} q_{x_j}^c\, g_{j-1}(n - c),\quad g_0(n) = [n = 0],
+
+    gives ``Q(S) = g_m(k)`` (``g_j(n)`` = probability that ``n`` draws all land in
+    ``{x_1..x_j}`` and hit each of them). Every term is a non-negative float (binomials are
+    float64, exact to ``k = 56`` and within one rounding beyond), ``g <= 1``: no cancellation, no
+    overflow; the relative error is ``O(m k eps)``. Sets whose probability underflows to 0 are kept
+    (see docs/numerics.md): every set of support tokens is a possible draft set.
+    """
     support = np.flatnonzero(q > 0)
     n = support.size
+    binom = np.array([[float(comb(a, c)) for c in range(k + 1)] for a in range(k + 1)])
+    ns = np.arange(k + 1)
     blocks, probs = [], []
     for m in range(1, min(k, n) + 1):
         idx = np.array(list(combinations(range(n), m)), dtype=np.int64).reshape(-1, m)
-        qs = q[support[idx]]
-        prob = np.zeros(idx.shape[0])
-        for c in _compositions(k, m):
-            coef = factorial(k) / np.prod([factorial(ci) for ci in c])
-            prob += coef * np.prod(qs ** np.array(c), axis=1)
+        qs = q[support[idx]]                                        # [N, m]
+        g = np.zeros((idx.shape[0], k + 1))
+        g[:, 0] = 1.0
+        with np.errstate(under="ignore"):
+            for j in range(m):
+                powers = qs[:, j:j + 1] ** ns                       # q^c, c = 0..k  [N, k+1]
+                new = np.zeros_like(g)
+                for c in range(1, k + 1):
+                    # new[:, nn] += C(nn, c) q^c g[:, nn - c] for nn >= c
+                    new[:, c:] += binom[c:, c] * powers[:, c:c + 1] * g[:, :k + 1 - c]
+                g = new
         pad = np.full((idx.shape[0], k - m), _PAD, dtype=np.int64)
         blocks.append(np.concatenate([support[idx], pad], axis=1))
-        probs.append(prob)
+        probs.append(g[:, k])
     return np.concatenate(blocks), np.concatenate(probs)
 
 
@@ -155,8 +177,12 @@ def _greedy_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 _SET_BUILDERS = {"iid": _iid_sets, "without_replacement": _wor_sets, "hub": _hub_sets, "greedy": _greedy_sets}
 
 
-def sets_from_tuples(tuples: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised :func:`ot_coupling.draft_laws.set_law`: rows = sorted distinct tokens padded with -1."""
+def sets_from_tuples(tuples: np.ndarray, probs: np.ndarray,
+                     keep_zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`ot_coupling.draft_laws.set_law`: rows = sorted distinct tokens padded with -1.
+
+    Sets of probability 0 are dropped unless ``keep_zero`` (a named law's tuples of underflowed
+    probability are possible draws and keep their row)."""
     t = np.sort(np.asarray(tuples, dtype=np.int64), axis=1)
     dup = np.zeros(t.shape, dtype=bool)
     dup[:, 1:] = t[:, 1:] == t[:, :-1]
@@ -165,7 +191,7 @@ def sets_from_tuples(tuples: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray,
     t[t == big] = _PAD
     sets, inverse = np.unique(t, axis=0, return_inverse=True)
     set_probs = np.bincount(inverse.ravel(), weights=probs, minlength=sets.shape[0])
-    keep = set_probs > 0
+    keep = set_probs >= 0 if keep_zero else set_probs > 0
     sets, set_probs = sets[keep], set_probs[keep]
     width = int((sets != _PAD).sum(axis=1).max())
     return sets[:, :width], set_probs
@@ -207,13 +233,18 @@ def draft_set_law(p: np.ndarray, q: np.ndarray | None, k: int | None, drafts,
         raise ValueError(f"the LP is too large: about {n_sets:,} draft sets for V={V} "
                          f"(support {int((q > 0).sum())}), k={k}, drafts={drafts!r} (max_sets={max_sets:,}); "
                          "use solvers.optimal_acceptance for the value")
+    if drafts == "iid" and _iid_work(int((q > 0).sum()), k) > MAX_IID_WORK:
+        raise ValueError(f"the LP is too large: the exact i.i.d. set law for k={k} over "
+                         f"{int((q > 0).sum())} tokens needs about {_iid_work(int((q > 0).sum()), k):,} "
+                         "operations; use solvers.optimal_acceptance for the value")
     if drafts in _SET_BUILDERS:
         sets, probs = _SET_BUILDERS[drafts](q, k)
     else:
-        sets, probs = sets_from_tuples(*law.enumerate(q, k))
-    keep = probs > 0
-    # renormalise against round-off so that the two marginals of the plan have the same total
-    return sets[keep], probs[keep] / probs[keep].sum(), k
+        sets, probs = sets_from_tuples(*law.enumerate(q, k), keep_zero=True)
+    # Sets whose probability underflows to 0 stay (rows of capacity 0): every set of tokens with
+    # q > 0 is a possible draft set, and the plan must have a conditional law for it
+    # (docs/numerics.md). Renormalise against round-off so that both marginals have the same total.
+    return sets, probs / probs.sum(), k
 
 
 # --------------------------------------------------------------------------- the plan

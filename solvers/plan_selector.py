@@ -65,6 +65,24 @@ class LPPlanSelector(Selector):
         """The LP optimum ``alpha*`` (acceptance of the plan)."""
         return self.solve(p, q, k).value
 
+    def enumerate(self, p, q, k: int) -> tuple[np.ndarray, float]:
+        """Exact ``(output law, acceptance)`` by summing ``Q(S) K(. | S)`` over the LP's draft *sets*.
+
+        The plan depends on a tuple only through its set, so this costs one row per set (the LP's
+        size) instead of one per ordered tuple (``V^k``); sets whose probability underflows to 0
+        are rows of the plan too (docs/numerics.md).
+        """
+        p_arr, q_arr, k = self._check(p, q, k)
+        plan = self._solve(p_arr, q_arr, k).plan
+        out = np.zeros_like(p_arr)
+        acc = 0.0
+        for s in range(plan.n_sets):
+            law = plan.set_probs[s] * plan.conditional_law_by_index(s)
+            out += law
+            members = plan.sets[s][plan.sets[s] >= 0]
+            acc += float(law[members].sum())
+        return out, acc
+
     def conditional_law(self, p, q, drafts) -> np.ndarray:
         """``K(. | drafts)`` of the optimal plan (depends on the drafts through their set)."""
         p_arr, q_arr, d = self._check_drafts(p, q, drafts)
