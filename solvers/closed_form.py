@@ -110,6 +110,8 @@ import numpy as np
 from ot_coupling.draft_laws import check_hub, greedy_split, hub_token
 from ot_coupling.validation import validate_k, validate_pair
 
+from .result import SolverResult, warn_if_failed
+
 #: draft laws with a closed form here
 CLOSED_FORM_LAWS = ("iid", "without_replacement", "greedy", "hub")
 
@@ -119,11 +121,18 @@ _WOR_T_MIN = 1e-16
 _WOR_RIGHT = 45.0
 _WOR_STEP = 0.125
 _WOR_CHUNK = 512
+#: a without-replacement cut whose quadrature error estimate exceeds this is flagged success=False
+QUADRATURE_TOL = 1e-9
 
 
-@dataclass(frozen=True)
-class CutResult:
+@dataclass(frozen=True, kw_only=True)
+class CutResult(SolverResult):
     """The optimum ``alpha* = p(H) + 1 - Q(S subset of H)`` and a minimising set ``H``.
+
+    Follows the solver result protocol (:class:`solvers.result.SolverResult`): ``value``,
+    ``success``, ``status`` (0 = ok), ``message``. ``success`` is false (with a
+    :class:`RuntimeWarning`) only when the without-replacement quadrature's error estimate exceeds
+    :data:`QUADRATURE_TOL`.
 
     Attributes
     ----------
@@ -175,9 +184,12 @@ def _prefix_sums(x: np.ndarray) -> np.ndarray:
 
 def _result(p, drafts, k, order, j, value, inside, err=0.0) -> CutResult:
     cut = np.sort(order[:j]).astype(np.int64)
-    return CutResult(value=float(value), cut=cut, drafts=drafts, k=k,
-                     target_mass=float(p[cut].sum()), inside_mass=float(inside),
-                     error_estimate=float(err), order=order)
+    ok = bool(err <= QUADRATURE_TOL)
+    message = "optimal" if ok else (f"quadrature error estimate {err:.1e} exceeds {QUADRATURE_TOL:g}")
+    return warn_if_failed(CutResult(value=float(value), cut=cut, drafts=drafts, k=k,
+                                    target_mass=float(p[cut].sum()), inside_mass=float(inside),
+                                    error_estimate=float(err), order=order, success=ok,
+                                    status=0 if ok else 3, message=message), stacklevel=4)
 
 
 def _cut_iid(p, q, k) -> CutResult:

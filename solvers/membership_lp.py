@@ -60,11 +60,14 @@ from ot_coupling.validation import (
 )
 
 from .closed_form import cut_value
+from .result import SolverResult, warn_if_failed
 
 BACKENDS = ("highs", "cvxpy", "maxflow")
 #: default limit on the number of draft sets (rows) of the LP
 MAX_SETS = 2_000_000
 _PAD = -1
+#: a certificate gap ``certificate_value - value`` above this marks the result success=False
+GAP_TOL = 1e-6
 #: tighter than HiGHS' defaults (1e-7) so that LP values match the closed forms to ~1e-9
 _HIGHS_TOLERANCES = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
@@ -352,20 +355,22 @@ def _make_plan(p, sets, set_probs, edge_set, edge_token, flow) -> MembershipPlan
 
 
 # --------------------------------------------------------------------------- result
-@dataclass(frozen=True)
-class MembershipOT:
-    """Result of :func:`solve_membership_ot`.
+@dataclass(frozen=True, kw_only=True)
+class MembershipOT(SolverResult):
+    """Result of :func:`solve_membership_ot` (solver result protocol, :class:`solvers.result.SolverResult`).
 
     ``value``: acceptance of the returned (exactly feasible) plan, a lower bound on ``alpha*``;
     ``certificate_value``: ``p(H) + 1 - Q(S subset of H)`` of the certificate cut ``cut``, an upper
-    bound; ``tolerance = certificate_value - value``.
+    bound; ``tolerance = certificate_value - value``. For the ``"maxflow"`` backend both are exact
+    bounds of the scaled integer flow. ``success`` is false (with a :class:`RuntimeWarning`) when
+    the backend reports a non-optimal status (``status`` 1: time/iteration limit, 2: other) or the
+    certificate gap exceeds :data:`GAP_TOL` (``status`` 3); ``message`` carries the backend's text.
     """
 
     value: float
     plan: MembershipPlan
     cut: np.ndarray
     certificate_value: float
-    status: str
     backend: str
     n_variables: int
     n_constraints: int
@@ -398,7 +403,8 @@ def _solve_linprog(start, index, value, upper, m, time_limit):
     res = linprog(-np.ones(m), A_ub=A, b_ub=upper, bounds=(0, None), method="highs", options=options)
     if res.x is None:
         raise RuntimeError(f"HiGHS (linprog) failed: {res.message}")
-    return res.x, -res.ineqlin.marginals, "optimal" if res.status == 0 else res.message
+    code = 0 if res.status == 0 else (1 if res.status == 1 else 2)
+    return res.x, -res.ineqlin.marginals, (code, "optimal" if res.status == 0 else str(res.message))
 
 
 def _solve_highspy(start, index, value, upper, m, time_limit, solver="ipm"):
@@ -429,7 +435,8 @@ def _solve_highspy(start, index, value, upper, m, time_limit, solver="ipm"):
     if not sol.value_valid:
         raise RuntimeError(f"HiGHS (highspy) failed: {status}")
     duals = -np.asarray(sol.row_dual) if sol.dual_valid else None
-    return np.asarray(sol.col_value), duals, status.lower()
+    code = 0 if status.lower() == "optimal" else (1 if "limit" in status.lower() else 2)
+    return np.asarray(sol.col_value), duals, (code, status.lower())
 
 
 def _solve_cvxpy(edge_set, edge_token, set_probs, p, solver):
@@ -445,7 +452,8 @@ def _solve_cvxpy(edge_set, edge_token, set_probs, p, solver):
     if f.value is None:
         raise RuntimeError(f"cvxpy ({solver or 'CLARABEL'}) failed: {problem.status}")
     duals = np.concatenate([np.asarray(constraints[0].dual_value), np.asarray(constraints[1].dual_value)])
-    return f.value, duals, problem.status
+    code = 0 if problem.status == "optimal" else 2
+    return f.value, duals, (code, str(problem.status))
 
 
 def _solve_maxflow(edge_set, edge_token, set_probs, p, scale):
@@ -469,7 +477,7 @@ def _solve_maxflow(edge_set, edge_token, set_probs, p, scale):
     side = np.zeros(V, dtype=bool)
     side[reached[(reached > n) & (reached <= n + V)] - (1 + n)] = True
     side |= p <= 0                                          # free to include, never increases the cut
-    return edge_flow, np.flatnonzero(side), "optimal (scaled integer capacities)"
+    return edge_flow, np.flatnonzero(side), (0, "optimal (scaled integer capacities)")
 
 
 def _mass_at_least(values: np.ndarray, weights: np.ndarray, thetas: np.ndarray) -> np.ndarray:
@@ -534,7 +542,7 @@ def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: 
     t1 = time.perf_counter()
     cut = None
     if m == 0:
-        flow, duals, status, used = np.zeros(0), None, "optimal (no membership edge)", backend
+        flow, duals, status, used = np.zeros(0), None, (0, "optimal (no membership edge)"), backend
     elif backend == "highs":
         upper = np.concatenate([set_probs, p_arr])
         api = "linprog" if highs_api == "auto" else highs_api
@@ -561,6 +569,12 @@ def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: 
         cut = _threshold_cut(p_arr, sets, set_probs, token_dual)
     certificate = cut_value(p_arr, sets, set_probs, cut)
     label = drafts if isinstance(drafts, str) else "explicit"
-    return MembershipOT(value=plan.acceptance(), plan=plan, cut=cut, certificate_value=certificate,
-                        status=status, backend=used, n_variables=m, n_constraints=n + V, n_sets=n,
-                        solve_seconds=solve_seconds, build_seconds=build, k=k, drafts=label)
+    value = plan.acceptance()
+    code, message = status
+    gap_tol = GAP_TOL if backend != "maxflow" else max(GAP_TOL, (n + V + 1) / maxflow_scale)
+    if code == 0 and certificate - value > gap_tol:
+        code, message = 3, f"certificate gap {certificate - value:.2e} exceeds {gap_tol:g}"
+    return warn_if_failed(MembershipOT(
+        value=value, plan=plan, cut=cut, certificate_value=certificate, success=code == 0,
+        status=code, message=message, backend=used, n_variables=m, n_constraints=n + V, n_sets=n,
+        solve_seconds=solve_seconds, build_seconds=build, k=k, drafts=label))
