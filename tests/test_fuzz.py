@@ -156,6 +156,31 @@ def test_fuzz_numpy_selector_exact(name):
 
 
 @pytest.mark.parametrize("name", NUMPY_SELECTORS)
+def test_fuzz_numpy_reduced_precision_inputs(name):
+    """float32 / float16 vectors are accepted (sum tolerance of their dtype) and give the
+    acceptance of the rounded, renormalised float64 rows; complex input is a ValueError."""
+
+    @fuzz("verify")
+    @given(problems(name), st.sampled_from([np.float32, np.float16]))
+    def run(case, dtype):
+        p, q, k = case
+        sel = get_selector(name)
+        pr, qr = p.astype(dtype), q.astype(dtype)
+        assume(pr.sum() > 0 and qr.sum() > 0)
+        acc = _call(sel.acceptance, pr, qr, k)
+        p64, q64 = pr.astype(np.float64), qr.astype(np.float64)
+        ref = _call(sel.acceptance, p64 / p64.sum(), q64 / q64.sum(), k)
+        assert (acc is None) == (ref is None)
+        if acc is not None:
+            _check_prob(acc, f"{name}.acceptance ({np.dtype(dtype).name})")
+            assert acc == pytest.approx(ref, abs=1e-12)
+        with pytest.raises(ValueError, match="real"):
+            sel.acceptance(p.astype(np.complex128), q, k)
+
+    run()
+
+
+@pytest.mark.parametrize("name", NUMPY_SELECTORS)
 def test_fuzz_numpy_selector_verify(name):
     """sample / verify / conditional_law: a token of positive target mass, no NaN."""
 
