@@ -219,9 +219,23 @@ def conditional_set_law(p: np.ndarray, q: np.ndarray, S) -> np.ndarray:
     return np.array([float(v / tot) for v in exact])
 
 
+#: largest ``(target token, token)`` rate matrix the exact acceptance builds (``O(V^2)`` memory:
+#: 2^25 float64 = 256 MiB, about V = 5800); larger inputs are refused before any work
+MAX_PAIRS = 2**25
+
+
 def gumbel_acceptance(p: np.ndarray, q: np.ndarray, k: int) -> float:
-    """Exact ``P(Y in drafts)`` of the shared-Gumbel coupling (race integral per target token)."""
+    """Exact ``P(Y in drafts)`` of the shared-Gumbel coupling (race integral per target token).
+
+    ``O(V^2 k n_nodes)`` time and a ``[V, V]`` rate matrix: refused with ``ValueError`` when the
+    matrix would exceed :data:`MAX_PAIRS` entries (docs/numerics.md; the torch selector or a
+    sampled estimate serves larger vocabularies).
+    """
     ys = np.flatnonzero((p > 0) & (q > 0))
+    if ys.size * p.size > MAX_PAIRS:
+        raise ValueError(f"exact gumbel acceptance needs a {ys.size:,} x {p.size:,} rate matrix, more than "
+                         f"MAX_PAIRS={MAX_PAIRS:,} entries; use the torch selector "
+                         "(gpu_backend) or a sampled estimate")
     rates = np.maximum(q[None, :] * (p[ys] / q[ys])[:, None] - p[None, :], 0.0)
     rates[np.arange(ys.size), ys] = 0.0
     return float(p[ys] @ race_integrals(rates, k))

@@ -121,3 +121,29 @@ def test_optimal_lp_enumerate_with_underflowed_sets():
 def test_lp_refuses_huge_k_before_building():
     with pytest.raises(ValueError, match="too large"):
         solve_membership_ot([0.5, 0.5], [0.5, 0.5], 1_000_000)
+
+
+# ----------------------------------------------------------------------------- refusals up front
+def test_gumbel_exact_acceptance_refuses_huge_vocabulary_before_work():
+    import time
+
+    V = 10**6
+    p = np.full(V, 1.0 / V)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="MAX_PAIRS"):
+        get_selector("gumbel").acceptance(p, p, 2)
+    assert time.perf_counter() - start < 30
+
+
+def test_complex_input_is_refused_not_truncated():
+    p = np.array([0.5 + 0.1j, 0.5])
+    with pytest.raises(ValueError, match="real"):
+        optimal_acceptance(p, [0.5, 0.5], 2)
+
+
+def test_reduced_precision_inputs_are_accepted():
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(500)).astype(np.float32)
+    q = rng.dirichlet(np.ones(500)).astype(np.float16)
+    p64, q64 = p.astype(np.float64), q.astype(np.float64)
+    assert optimal_acceptance(p, q, 3) == optimal_acceptance(p64 / p64.sum(), q64 / q64.sum(), 3)
