@@ -60,7 +60,7 @@ from ot_coupling.validation import (
 )
 
 from .closed_form import cut_value
-from .result import SolverResult, warn_if_failed
+from .result import _UNSET, SolverResult, deprecated_alias, renamed_argument, warn_if_failed
 
 BACKENDS = ("highs", "cvxpy", "maxflow")
 #: default limit on the number of draft sets (rows) of the LP
@@ -378,7 +378,9 @@ class MembershipOT(SolverResult):
     solve_seconds: float
     build_seconds: float
     k: int
-    drafts: str
+    draft_law: str
+
+    drafts = deprecated_alias("draft_law", "drafts")
 
     @property
     def tolerance(self) -> float:
@@ -502,8 +504,8 @@ def _threshold_cut(p, sets, set_probs, token_dual):
 
 
 # --------------------------------------------------------------------------- entry point
-def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: str = "highs", *,
-                        highs_api: str = "auto", cvxpy_solver: str | None = None,
+def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backend: str = "highs", *,
+                        drafts=_UNSET, highs_api: str = "auto", cvxpy_solver: str | None = None,
                         maxflow_scale: int = 2**31 - 2, max_sets: int = MAX_SETS,
                         time_limit: float | None = None) -> MembershipOT:
     """Solve the membership-cost transport LP exactly (see the module docstring).
@@ -512,7 +514,7 @@ def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: 
     ----------
     p: target distribution (length ``V``).
     q, k: draft distribution and number of drafts (for a named law).
-    drafts: a law name of :data:`ot_coupling.draft_laws.DRAFT_LAWS` (``"iid"``,
+    draft_law: a law name of :data:`ot_coupling.draft_laws.DRAFT_LAWS` (``"iid"``,
         ``"without_replacement"``, ``"hub"``, ``"greedy"``) or an explicit ``(tuples [n, k], probs [n])``
         law of ordered draft tuples (e.g. drafts from two different models).
     backend: ``"highs"``, ``"cvxpy"`` or ``"maxflow"``.
@@ -523,6 +525,7 @@ def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: 
     -------
     MembershipOT with the value, the complete plan, the certificate cut and solver statistics.
     """
+    drafts = renamed_argument(draft_law, drafts, "drafts", "draft_law", "iid")
     p_arr = validate_distribution(p, "p")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -577,4 +580,4 @@ def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: 
     return warn_if_failed(MembershipOT(
         value=value, plan=plan, cut=cut, certificate_value=certificate, success=code == 0,
         status=code, message=message, backend=used, n_variables=m, n_constraints=n + V, n_sets=n,
-        solve_seconds=solve_seconds, build_seconds=build, k=k, drafts=label))
+        solve_seconds=solve_seconds, build_seconds=build, k=k, draft_law=label))

@@ -19,6 +19,7 @@ from ot_coupling.draft_laws import get_draft_law
 from ot_coupling.validation import SeedLike, as_generator, sample_categorical
 
 from .membership_lp import BACKENDS, MembershipOT, solve_membership_ot
+from .result import _UNSET, renamed_argument
 
 
 class LPPlanSelector(Selector):
@@ -26,7 +27,8 @@ class LPPlanSelector(Selector):
 
     Parameters
     ----------
-    drafts: draft law name (``"iid"``, ``"without_replacement"``, ``"hub"``, ``"greedy"``).
+    draft_law: draft law name (``"iid"``, ``"without_replacement"``, ``"hub"``, ``"greedy"``);
+        ``drafts=`` is its deprecated old name.
     backend: LP backend of :func:`solvers.solve_membership_ot` (``"highs"`` by default).
     cache_size: number of solved ``(p, q, k)`` instances kept.
     **solver_options: passed on to :func:`solvers.solve_membership_ot`.
@@ -34,7 +36,9 @@ class LPPlanSelector(Selector):
 
     name = "optimal_lp"
 
-    def __init__(self, drafts: str = "iid", backend: str = "highs", cache_size: int = 64, **solver_options):
+    def __init__(self, draft_law: str = _UNSET, backend: str = "highs", cache_size: int = 64, *,
+                 drafts: str = _UNSET, **solver_options):
+        drafts = renamed_argument(draft_law, drafts, "drafts", "draft_law", "iid")
         get_draft_law(drafts)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -54,7 +58,7 @@ class LPPlanSelector(Selector):
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        result = solve_membership_ot(p, q, k, drafts=self.draft_law, backend=self.backend,
+        result = solve_membership_ot(p, q, k, self.draft_law, backend=self.backend,
                                      **self.solver_options)
         self._cache[key] = result
         if len(self._cache) > self._cache_size:
@@ -96,4 +100,4 @@ class LPPlanSelector(Selector):
         return token, bool(np.isin(token, d))
 
     def __repr__(self) -> str:
-        return f"LPPlanSelector(drafts={self.draft_law!r}, backend={self.backend!r})"
+        return f"LPPlanSelector(draft_law={self.draft_law!r}, backend={self.backend!r})"

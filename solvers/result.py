@@ -54,3 +54,30 @@ def warn_if_failed(result: SolverResult, stacklevel: int = 3) -> SolverResult:
         warnings.warn(f"{type(result).__name__}: {result.message} (status {result.status})",
                       RuntimeWarning, stacklevel=stacklevel)
     return result
+
+
+_UNSET = object()
+
+
+def renamed_argument(new_value, old_value, old: str, new: str, default):
+    """Resolve a keyword renamed ``old -> new`` (issue 12: one name per concept).
+
+    ``old`` still works with a :class:`DeprecationWarning`; giving both is a ``ValueError``.
+    """
+    if old_value is _UNSET:
+        return default if new_value is _UNSET else new_value
+    if new_value is not _UNSET:
+        raise ValueError(f"give {new}= only ({old}= is its deprecated old name)")
+    warnings.warn(f"{old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=3)
+    return old_value
+
+
+def deprecated_alias(new: str, old: str) -> property:
+    """A read-only property ``old`` returning attribute ``new`` with a :class:`DeprecationWarning`."""
+
+    def getter(self):
+        warnings.warn(f"{type(self).__name__}.{old} is deprecated, use .{new}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(self, new)
+
+    return property(getter, doc=f"Deprecated read-only alias of :attr:`{new}`.")
