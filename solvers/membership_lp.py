@@ -403,9 +403,9 @@ def _solve_linprog(start, index, value, upper, m, time_limit):
     A = sparse.csc_matrix((value, index, start), shape=(upper.size, m))
     options = dict(_HIGHS_TOLERANCES, **({"time_limit": time_limit} if time_limit else {}))
     res = linprog(-np.ones(m), A_ub=A, b_ub=upper, bounds=(0, None), method="highs", options=options)
-    if res.x is None:
-        raise RuntimeError(f"HiGHS (linprog) failed: {res.message}")
     code = 0 if res.status == 0 else (1 if res.status == 1 else 2)
+    if res.x is None:                      # no primal point: the zero flow is feasible (value 0)
+        return np.zeros(m), None, (code or 2, f"HiGHS (linprog) returned no solution: {res.message}")
     return res.x, -res.ineqlin.marginals, (code, "optimal" if res.status == 0 else str(res.message))
 
 
@@ -434,10 +434,10 @@ def _solve_highspy(start, index, value, upper, m, time_limit, solver="ipm"):
     h.run()
     status = h.modelStatusToString(h.getModelStatus())
     sol = h.getSolution()
-    if not sol.value_valid:
-        raise RuntimeError(f"HiGHS (highspy) failed: {status}")
-    duals = -np.asarray(sol.row_dual) if sol.dual_valid else None
     code = 0 if status.lower() == "optimal" else (1 if "limit" in status.lower() else 2)
+    if not sol.value_valid:                # no primal point: the zero flow is feasible (value 0)
+        return np.zeros(m), None, (code or 2, f"HiGHS (highspy) returned no solution: {status}")
+    duals = -np.asarray(sol.row_dual) if sol.dual_valid else None
     return np.asarray(sol.col_value), duals, (code, status.lower())
 
 
@@ -563,12 +563,11 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
 
     plan = _make_plan(p_arr, sets, set_probs, edge_set, edge_token, flow)
     if cut is None:
-        if duals is None:
-            token_dual = np.zeros(V) if m == 0 else None
-            if token_dual is None:
-                raise RuntimeError("the solver returned no duals for the certificate")
-        else:
-            token_dual = duals[n:]
+        if duals is None and m > 0 and status[0] == 0:
+            raise RuntimeError("the solver returned no duals for the certificate")
+        # without duals (no edge, or a failed solve) the threshold cut of zero potentials is still
+        # a valid (exact) upper bound, only a weak one
+        token_dual = np.zeros(V) if duals is None else duals[n:]
         cut = _threshold_cut(p_arr, sets, set_probs, token_dual)
     certificate = cut_value(p_arr, sets, set_probs, cut)
     label = drafts if isinstance(drafts, str) else "explicit"

@@ -147,3 +147,15 @@ def test_reduced_precision_inputs_are_accepted():
     q = rng.dirichlet(np.ones(500)).astype(np.float16)
     p64, q64 = p.astype(np.float64), q.astype(np.float64)
     assert optimal_acceptance(p, q, 3) == optimal_acceptance(p64 / p64.sum(), q64 / q64.sum(), 3)
+
+
+def test_lp_time_limit_is_success_false_with_warning_not_an_exception():
+    rng = np.random.default_rng(0)
+    p, q = rng.dirichlet(np.ones(30)), rng.dirichlet(np.ones(30))
+    with pytest.warns(RuntimeWarning, match="status 1"):
+        res = solve_membership_ot(p, q, 3, time_limit=1e-6)
+    assert not res.success and res.status == 1 and "limit" in res.message.lower()
+    alpha = optimal_acceptance(p, q, 3)
+    # the returned plan is still a valid coupling: its value and certificate bracket alpha*
+    assert res.value <= alpha + 1e-12 <= res.certificate_value + 2e-12
+    np.testing.assert_allclose(res.plan.output_law(), p, atol=1e-12)
