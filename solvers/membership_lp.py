@@ -363,8 +363,10 @@ class MembershipOT(SolverResult):
     ``certificate_value``: ``p(H) + 1 - Q(S subset of H)`` of the certificate cut ``cut``, an upper
     bound; ``tolerance = certificate_value - value``. For the ``"maxflow"`` backend both are exact
     bounds of the scaled integer flow. ``success`` is false (with a :class:`RuntimeWarning`) when
-    the backend reports a non-optimal status (``status`` 1: time/iteration limit, 2: other) or the
-    certificate gap exceeds :data:`GAP_TOL` (``status`` 3); ``message`` carries the backend's text.
+    the backend reports a non-optimal status (``status`` 1: time/iteration limit, 2: other; without
+    a primal point the plan is the independent coupling, whose acceptance is still a valid lower
+    bound) or the certificate gap exceeds :data:`GAP_TOL` (``status`` 3); ``message`` carries the
+    backend's text.
     """
 
     value: float
