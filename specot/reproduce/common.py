@@ -102,10 +102,25 @@ def chi2_power(n: int, probs: np.ndarray, alt: np.ndarray, alpha: float = 1e-6) 
     from scipy.stats import chi2, ncx2
 
     probs, alt = np.asarray(probs, float), np.asarray(alt, float)
-    cells = probs > 0
+    small = n * probs < 5.0  # pooled into one cell, as goodness_of_fit does
+    p_c = np.append(probs[~small], probs[small].sum())
+    a_c = np.append(alt[~small], alt[small].sum())
+    cells = p_c > 0
     df = int(cells.sum()) - 1
-    lam = n * float(np.sum((alt[cells] - probs[cells]) ** 2 / probs[cells]))
+    lam = n * float(np.sum((a_c[cells] - p_c[cells]) ** 2 / p_c[cells]))
     return float(ncx2.sf(chi2.isf(alpha, df), df, lam))
+
+
+def worst_alternative(probs: np.ndarray, error: float = 0.01) -> np.ndarray:
+    """The law at total-variation distance ``error`` from ``probs`` that the chi-square test detects
+    least easily: ``error`` moved between the two most probable tokens (non-centrality
+    ``n error^2 (1/p_a + 1/p_b)`` is smallest for the two largest cells)."""
+    probs = np.asarray(probs, float)
+    a, b = np.argsort(probs)[::-1][:2]
+    alt = probs.copy()
+    alt[a] -= error
+    alt[b] += error
+    return alt
 
 
 def draws_for_power(probs: np.ndarray, alt: np.ndarray, power: float = 0.99, alpha: float = 1e-6) -> int:
