@@ -24,6 +24,7 @@ from scipy.optimize import brentq
 from .common import table_claim
 from .core import Claim, Context, ExperimentResult, require
 from .plotting import new_figure
+from .style import legend_below
 
 PAPER = "Leviathan et al. 2023"
 #: Leviathan et al. 2023, Table 2 (T5-XXL target): task, draft, temperature, gamma, alpha, measured speedup
@@ -49,7 +50,7 @@ def run(ctx: Context) -> ExperimentResult:
 
 def _expected_tokens(res: ExperimentResult, sp) -> None:
     alpha = np.linspace(0, 0.99, 100)
-    fig, axes = new_figure(1, width=5.6, title="Leviathan et al. Thm 3.1: tokens per iteration")
+    fig, axes = new_figure(1, width=5.6, height=4.6, title="Leviathan et al. Thm 3.1: tokens per iteration")
     ax = axes[0]
     for g in (1, 2, 3, 5, 7, 10):
         ax.plot(alpha, sp.expected_tokens_per_step(alpha, g), label=f"gamma = {g}")
@@ -58,7 +59,7 @@ def _expected_tokens(res: ExperimentResult, sp) -> None:
     ax.set_xlabel("acceptance rate alpha = 1 - E[TV(p, q)]")
     ax.set_ylabel("expected tokens per iteration")
     ax.set_title("E[tokens] = (1 - alpha^(gamma+1)) / (1 - alpha)")
-    ax.legend(loc="upper left")
+    legend_below(ax, ncols=3)
     res.add_figure("expected_tokens", fig,
                    "Expected tokens emitted per target call vs the acceptance rate alpha for several draft lengths "
                    "gamma (Leviathan et al. Thm 3.1).")
@@ -87,7 +88,7 @@ def _enumerated_tokens(alpha: float, gamma: int) -> float:
 
 
 def _walltime(ctx: Context, res: ExperimentResult, sp) -> None:
-    fig, axes = new_figure(2, title="Leviathan et al. Thm 3.8: walltime improvement and the optimal gamma")
+    fig, axes = new_figure(2, height=4.4, title="Leviathan et al. Thm 3.8: walltime improvement and the optimal gamma")
     gammas = np.arange(1, 21)
     c = 0.05
     for a in (0.5, 0.6, 0.7, 0.8, 0.9):
@@ -99,7 +100,7 @@ def _walltime(ctx: Context, res: ExperimentResult, sp) -> None:
     axes[0].set_xlabel("draft length gamma (tokens per iteration)")
     axes[0].set_ylabel("walltime improvement over autoregressive (x)")
     axes[0].set_title(f"c = {c} (draft/target cost); stars: optimal gamma")
-    axes[0].legend(loc="upper left")
+    legend_below(axes[0], ncols=3)
     alphas = np.linspace(0.3, 0.95, ctx.size(66, 131))
     for cc in (0.01, 0.05, 0.1, 0.2):
         g = [sp.optimal_gamma(a, cc)[0] if a > cc else 0 for a in alphas]
@@ -107,7 +108,7 @@ def _walltime(ctx: Context, res: ExperimentResult, sp) -> None:
     axes[1].set_xlabel("acceptance rate alpha")
     axes[1].set_ylabel("optimal draft length gamma*")
     axes[1].set_title("optimal gamma vs alpha (their Fig. 3)")
-    axes[1].legend(loc="upper left")
+    legend_below(axes[1], ncols=4)
     res.add_figure("walltime", fig,
                    "Left: walltime improvement vs gamma at cost ratio c = 0.05 (stars at the optimum). Right: the "
                    "integer gamma maximising Thm 3.8 vs alpha for several c (Leviathan et al. Fig. 3).")
@@ -158,7 +159,7 @@ def _table2(res: ExperimentResult, sp) -> None:
     bound = np.array([float(sp.expected_tokens_per_step(a, g)) for *_, g, a, _ in TABLE2])
     meas = np.array([row[-1] for row in TABLE2])
     implied = np.array([_implied_c(sp, a, g, s) for *_, g, a, s in TABLE2])
-    fig, axes = new_figure(1, width=5.6, title="Leviathan et al. Table 2 vs the Thm 3.8 model")
+    fig, axes = new_figure(1, width=5.6, height=4.6, title="Leviathan et al. Table 2 vs the Thm 3.8 model")
     ax = axes[0]
     for temp, marker in ((0, "o"), (1, "s")):
         sel = np.array([row[2] == temp for row in TABLE2])
@@ -170,7 +171,7 @@ def _table2(res: ExperimentResult, sp) -> None:
     ax.set_xlabel("Thm 3.8 with c = 0: E[tokens per iteration] (x)")
     ax.set_ylabel("measured walltime speedup (x)")
     ax.set_title("points above the line exceed the i.i.d.-alpha model")
-    ax.legend(loc="upper left")
+    legend_below(ax, ncols=2)
     res.add_figure("table2_model", fig,
                    "Each row of Leviathan et al.'s Table 2 (T5-XXL, alpha and gamma as reported): the measured speedup "
                    "against the Thm 3.8 prediction with a free draft (c = 0), an upper bound under the i.i.d.-alpha "

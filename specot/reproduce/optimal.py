@@ -33,7 +33,7 @@ FALSE_ALARM, LAW_ERROR, POWER = 1e-6, 0.01, 0.99
 KS = [2, 4, 8, 16]
 METHODS = ["optimal", "optimum", "kseq", "rrs", "rrs_wor", "naive"]
 #: Khisti et al. 2025 (ICLR), Table 3 (OPT-125M -> OPT-13B, Dolly, K = 2, 4, 8): optimum, SpecTr,
-#: SpecInfer acceptance as printed.
+#: SpecInfer acceptance as transcribed (page not verified): drawn on the figure for scale, not claimed.
 KHISTI_DOLLY = {"optimum": [0.6384, 0.6731, 0.6962], "kseq": [0.6246, 0.6560, 0.6800],
                 "rrs": [0.6202, 0.6489, 0.6722]}
 
@@ -116,13 +116,6 @@ def run(ctx: Context) -> ExperimentResult:
                                  f"{100 * (KHISTI_DOLLY['optimum'][j] - KHISTI_DOLLY['kseq'][j]):.2f} / "
                                  f"{100 * (KHISTI_DOLLY['optimum'][j] - KHISTI_DOLLY['rrs'][j]):.2f}"
                                  for j, (k, o) in enumerate(ours.items())))
-    printed = np.array([KHISTI_DOLLY[m] for m in ("optimum", "kseq", "rrs")])
-    res.claims.append(Claim(
-        "Khisti et al. 2025 Table 3 (Dolly)", "the printed acceptances are ordered optimum >= SpecTr >= SpecInfer at "
-        "K = 2, 4, 8 and increase with K (min difference)", ">= 0",
-        float(min(np.min(printed[:-1] - printed[1:]), np.min(np.diff(printed, axis=1)))),
-        bool(np.all(printed[:-1] >= printed[1:]) and np.all(np.diff(printed, axis=1) >= 0)),
-        category="consistency", fails_if="a printed value above the optimum's, or decreasing in K"))
     return res
 
 
@@ -144,7 +137,7 @@ def _real_pair(ctx: Context, res: ExperimentResult, methods: list[str]) -> None:
     ax.set_xlabel("number of drafts k")
     ax.set_ylabel(f"mean acceptance over {n} decoding steps")
     ax.set_title("next-byte laws of two small transformers (V = 256)")
-    ax.legend(loc="lower right")
+    legend_outside(fig, axes, ncols=2)
     res.add_figure("optimal_bytes", fig,
                    "Mean exact acceptance of the optimal verifier, K-SEQ, RRS and naive verification on the next-byte "
                    "laws of two small transformers trained on CPython's docs, along a target sample.")

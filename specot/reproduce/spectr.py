@@ -22,7 +22,7 @@ from .common import acceptance, acceptance_table, mean_curves
 from .core import Claim, Context, ExperimentResult, require
 from .pairs import NGRAM, dirichlet_pairs, ngram_description, ngram_pairs
 from .plotting import new_figure, style
-from .style import band, k_linestyle, legend_outside, method_style
+from .style import band, k_linestyle, legend_below, legend_outside, method_style
 
 PAPER = "SpecTr (Sun et al. 2023)"
 METHODS = ["optimum", "kseq", "rrs", "naive"]
@@ -281,7 +281,7 @@ def _speedup_model(res: ExperimentResult) -> None:
         corners.append(b1 / w - L * c)  # verification cost of the K x L tree in target calls
     t_verify = be_spectr / ws - L * c_sd
     cs = np.linspace(0, 0.3, 301)
-    fig, axes = new_figure(1, width=5.8, title=f"{PAPER}: what cost ratio explains 2.13x and 1.37x?")
+    fig, axes = new_figure(1, width=6.4, height=4.6, title=f"{PAPER}: what cost ratio explains 2.13x and 1.37x?")
     ax = axes[0]
     ax.plot(cs, [CostModel(c=c).speedup(be_spectr, L, K) for c in cs], color=style("kseq")["color"],
             label=f"SpecTr, K = {K}, L = {L}, block efficiency {be_spectr}")
@@ -294,7 +294,7 @@ def _speedup_model(res: ExperimentResult) -> None:
     ax.set_xlabel("draft/target cost ratio c (per draft step)")
     ax.set_ylabel("wall-clock speedup over autoregressive (x)")
     ax.set_title("WS = block efficiency / (L c + 1) (memory-bound verification)")
-    ax.legend(loc="upper right", fontsize=7)
+    legend_below(ax, ncols=2)
     res.add_figure("speedup_model", fig,
                    "The memory-bound wall-clock model WS = BE / (L c + 1) for SpecTr's reported block efficiencies; "
                    "the vertical lines are the cost ratios c at which each curve meets the reported speedup.")

@@ -116,3 +116,8 @@ def legend_outside(fig, axes, *, ncols: int = 3, extra_height: float = 0.25) -> 
     fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=ncols, fontsize=7.5,
                frameon=False)
     fig.set_figheight(fig.get_figheight() + extra_height * rows)
+
+
+def legend_below(ax, *, ncols: int = 2) -> None:
+    """A legend for one axes, under it (outside the data)."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=ncols, fontsize=7.5, frameon=False)
