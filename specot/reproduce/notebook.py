@@ -22,6 +22,9 @@ def run_and_show(name: str, seed: int = 0) -> ExperimentResult:
         display(Image(data=figure_png(fig)))
         display(Markdown(f"*{fig_name}*: {result.captions[fig_name]}"))
     display(Markdown("## Claims: the paper's number (or the exact value), ours, and whether it holds"))
+    display(Markdown("Kinds: **reproduced** (our computation of the paper's setting vs its printed number or "
+                     "trend), **theorem** (an exact identity or bound, checked where it is tight), **consistency** "
+                     "(arithmetic on the paper's own numbers). *Fails if* says what result would have failed it."))
     for note in result.notes:
         display(Markdown(f"- {note}"))
     display(Markdown(claims_table(result.claims)))
