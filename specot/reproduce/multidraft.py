@@ -77,15 +77,17 @@ def _khisti_toy(ctx: Context, res: ExperimentResult, methods: list[str]) -> None
         grid = np.linspace(0.0, 1.0 - q1, n)
         rows = ctx.map(_toy_row, [(q1, q2, methods) for q2 in grid], desc=f"khisti toy q1={q1:.3f}")
         perfect = np.array([_perfect(np.full(3, 1 / 3), _toy_q(q1, g)) for g in grid])
-        if perfect.any():
-            lo, hi = grid[perfect].min(), grid[perfect].max()
+        if perfect.any():  # the exact ends for q1 = 1/3 (see _toy_edges), the grid's otherwise
+            edge = 1 - np.sqrt(2 / 3)
+            lo, hi = (edge, 2 / 3 - edge) if q1 == 1 / 3 else (grid[perfect].min(), grid[perfect].max())
             ax.axvspan(lo, hi, color="tab:green", alpha=0.12, label="p(S) >= q(S)^2 for all S")
         for m in methods:
             ax.plot(grid, [r[m] for r in rows], markevery=max(n // 8, 1), ms=4, **style(m))
         ax.set_xlabel("draft mass on token 2, q2")
         ax.set_ylabel("acceptance P(Y in drafts)")
         ax.set_title(f"q = [{q1:.3g}, q2, {1 - q1:.3g} - q2]")
-        ax.set_ylim(0.45, 1.02)
+        lows = [min(r[m] for r in rows) for m in methods]
+        ax.set_ylim(min(lows) - 0.03, 1.02)
         if q1 == 1 / 3:
             opt = np.array([r["optimum"] for r in rows])
             mism = int(np.sum((opt >= 1 - 1e-9) != perfect))
