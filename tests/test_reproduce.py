@@ -263,3 +263,29 @@ def test_context_seeds_depend_only_on_seed_and_tag():
     a, b = Context(seed=1), Context(seed=1, workers=4)
     assert a.seeds("t", 4) == b.seeds("t", 4) != Context(seed=2).seeds("t", 4)
     assert np.array_equal(a.rng("t").random(3), b.rng("t").random(3))
+
+
+def test_claims_fail_on_a_wrong_implementation(monkeypatch):
+    """Mutation checks: a slightly wrong library (Thm 3.1 off by alpha^gamma, RRS off by 1e-6) makes
+    the claims that check it fail, so they are not claims that cannot fail."""
+    import markov.speedup as sp
+
+    from specot.reproduce import common, multidraft
+
+    right = sp.expected_tokens_per_step
+    monkeypatch.setattr(sp, "expected_tokens_per_step", lambda a, g: right(a, g) - 1e-9 * np.asarray(a) ** g)
+    res = run_experiment("leviathan", Context(progress=False))
+    assert [c.holds for c in res.claims if "Thm 3.1" in c.paper] == [False]
+    monkeypatch.undo()
+
+    exact = common.acceptance
+
+    def off(method, p, q, k):
+        return exact(method, p, q, k) + (1e-6 if method == "rrs" else 0.0)
+
+    monkeypatch.setattr(common, "acceptance", off)
+    monkeypatch.setattr(multidraft, "acceptance", off)
+    res = ExperimentResult()
+    multidraft._worked_examples(res)
+    examples = [c for c in res.claims if "optima, RRS and naive" in c.statement]
+    assert len(examples) == 4 and not any(c.holds for c in examples)
