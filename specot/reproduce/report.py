@@ -111,11 +111,19 @@ def write_markdown(runs: list[ExperimentRun], ctx: Context, path: Path, total_se
 
 
 def write_json(runs: list[ExperimentRun], ctx: Context, path: Path, total_seconds: float) -> None:
-    path.write_text(json.dumps(to_jsonable(summary(runs, ctx, total_seconds)), indent=2))
+    path.write_text(json.dumps(to_jsonable(summary(runs, ctx, total_seconds, root=path.parent)), indent=2))
 
 
-def summary(runs: list[ExperimentRun], ctx: Context, total_seconds: float) -> dict:
-    """Everything in report.md as a JSON-able dict (what ``specot reproduce --json`` prints)."""
+def _rel(f: Path, root: Path | None) -> str:
+    try:
+        return str(Path(f).relative_to(root)) if root is not None else str(f)
+    except ValueError:
+        return str(f)
+
+
+def summary(runs: list[ExperimentRun], ctx: Context, total_seconds: float, root: Path | None = None) -> dict:
+    """Everything in report.md as a JSON-able dict (what ``specot reproduce --json`` prints); figure
+    paths relative to ``root`` when given (the report's folder)."""
     return {
         "mode": "quick" if ctx.quick else "full",
         "seed": ctx.seed,
@@ -131,7 +139,7 @@ def summary(runs: list[ExperimentRun], ctx: Context, total_seconds: float) -> di
                 "counts": {cat: {"holding": h, "claims": n} for cat, (h, n) in r.counts().items()},
                 "message": r.message,
                 "seconds": r.seconds,
-                "files": [str(f) for f in r.files],
+                "files": [_rel(f, root) for f in r.files],
                 "captions": r.result.captions if r.result else {},
                 "notes": r.result.notes if r.result else [],
                 "claims": [c.as_dict() for c in r.result.claims] if r.result else [],
