@@ -14,8 +14,9 @@
 # # The shared-Gumbel coupling: one draft and many
 #
 # Daliri, Musco, Suresh (arXiv 2408.07978): a communication-free coupling matches with probability between
-# (1 - TV)/(1 + TV) and 1 - TV. GumbelSpec: Gumbel-top-k drafts accepted iff the target's Gumbel-max token is
-# among them.
+# (1 - TV)/(1 + TV) and 1 - TV, both bounds checked where they are attained. GumbelSpec: Gumbel-top-k drafts
+# accepted iff the target's Gumbel-max token is among them (its talk's 1.7-2.2x has no published setting and is
+# not claimed; like-for-like ratios are in the notes).
 #
 # The numbers and figures come from `specot.reproduce` (the same code as `specot reproduce --only gumbel`).
 # Quick mode (seconds) unless the environment sets `SPECOT_QUICK=0` (paper scale).

@@ -14,8 +14,9 @@
 # # Leviathan et al.: expected tokens per iteration and walltime improvement
 #
 # Leviathan, Kalman, Matias, *Fast Inference from Transformers via Speculative Decoding* (ICML 2023):
-# Thm 3.1 (tokens per iteration), Thm 3.8 (walltime improvement) and the optimal draft length, checked against
-# their Table 2 and Chen et al.'s Table 1.
+# Thm 3.1 (tokens per iteration) and Thm 3.8 (walltime improvement, the optimal draft length) checked against
+# independent computations (exact enumeration of speculative decoding, brute-force argmax), and consistency
+# checks on the papers' own numbers (their Table 2, Chen et al.'s Table 1).
 #
 # The numbers and figures come from `specot.reproduce` (the same code as `specot reproduce --only leviathan`).
 # Quick mode (seconds) unless the environment sets `SPECOT_QUICK=0` (paper scale).

@@ -1,5 +1,7 @@
-"""``specot reproduce``: the pipeline writes figures and report.md, claims are computed and checked,
-sweeps run in processes and on a dask cluster with the same results, bad options exit 2."""
+"""``specot reproduce``: the pipeline writes figures and report.md, claims are computed and checked
+(each with a category and the result that would fail it), exceptions fail loudly, ``--check``
+reports what moved, sweeps run in processes and on a dask cluster with the same results, bad
+options exit 2."""
 
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ import pytest
 from specot import cli
 from specot.io import dump_json
 from specot.reproduce import Claim, Context, ExperimentResult, reproduce, run_experiment
-from specot.reproduce.core import EXPERIMENTS, missing_pieces, validate_names
+from specot.reproduce.check import compare_reports, values_moved
+from specot.reproduce.common import chi2_power, draws_for_power, worst_alternative
+from specot.reproduce.core import CATEGORIES, EXPERIMENTS, OptionalMissing, missing_pieces, validate_names
 from specot.reproduce.parallel import parallel_map
+from specot.reproduce.report import CLAIMS_HEADER
 
 CHEAP = [n for n in ("leviathan", "theory") if not missing_pieces(n)]
 
@@ -43,7 +48,7 @@ def test_cli_writes_report_and_figures(cheap_run):
             assert svg.exists() and svg.read_text().lstrip().startswith("<?xml")
             assert f"({name}/{png.name})" in report  # every figure is embedded with its caption line
         assert f"## {name}:" in report
-    assert "| Paper | Claim | Paper | Ours | Holds | Note |" in report
+    assert CLAIMS_HEADER in report
 
 
 def test_report_json_claims(cheap_run):
@@ -56,21 +61,38 @@ def test_report_json_claims(cheap_run):
         assert exp["claims"], exp["name"]
         assert set(exp["captions"]) == {p.split("/")[-1][:-4] for p in exp["files"] if p.endswith(".png")}
         for c in exp["claims"]:
-            assert set(c) == {"paper", "statement", "paper_value", "our_value", "holds", "note"}
+            assert set(c) == {"paper", "statement", "category", "paper_value", "our_value", "holds", "fails_if",
+                              "note"}
+            assert c["category"] in CATEGORIES and c["fails_if"].strip()
             # a claim that does not hold must say why
             assert c["holds"] or c["note"], c
+        counted = {cat: sum(c["category"] == cat for c in exp["claims"]) for cat in CATEGORIES}
+        assert {cat: v["claims"] for cat, v in exp["counts"].items()} == {k: v for k, v in counted.items() if v}
+    assert data["headline"].startswith(
+        f"{sum(v['holding'] for k, v in data['categories'].items() if k != 'consistency')}/")
 
 
 def test_theory_and_leviathan_claims_hold(cheap_run):
-    """The identities of Yin et al. and Leviathan et al. hold (the paper-number comparisons of
-    Table 2 / Chen et al. are allowed to differ, with a note)."""
+    """The theorem checks and reproductions of Yin et al. and Leviathan et al. hold (consistency
+    checks on the papers' own numbers, Table 2 / Chen et al., are allowed to fail, with a note)."""
     _, out = cheap_run
     data = json.loads((out / "report.json").read_text())
     for exp in data["experiments"]:
+        assert any(c["category"] == "theorem" for c in exp["claims"])
         for c in exp["claims"]:
-            if "Table" in c["paper"]:
+            if c["category"] == "consistency":
                 continue
             assert c["holds"], (exp["name"], c["statement"], c["our_value"])
+
+
+def test_summary_line_counts_per_category_never_ok_with_failures(cheap_run, capsys, tmp_path):
+    assert cli.main(["reproduce", "--only", "leviathan", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    line = next(s for s in out.splitlines() if s.startswith("leviathan:"))
+    assert "theorem" in line and "consistency" in line and " ok " not in f" {line} "
+    data = json.loads((tmp_path / "report.json").read_text())
+    fails = sum(not c["holds"] for c in data["experiments"][0]["claims"])
+    assert (f"({fails} FAILING)" in line) == (fails > 0)
 
 
 def test_claims_are_reproducible(cheap_run):
@@ -111,10 +133,18 @@ def test_validate_names_keeps_registry_order():
 
 
 def test_claim_close_and_formatting():
-    c = Claim.close("P", "s", 2.0, 2.004, atol=0.005)
-    assert c.holds and "atol 0.005" in c.note
-    assert not Claim.close("P", "s", 2.0, 2.01, atol=0.005).holds
-    assert Claim("P", "s", None, 1.23456789, True).our_text == "1.235"
+    c = Claim.close("P", "s", 2.0, 2.004, atol=0.005, category="consistency")
+    assert c.holds and "atol 0.005" in c.note and c.fails_if == "|ours - 2| > 0.005"
+    assert not Claim.close("P", "s", 2.0, 2.01, atol=0.005, category="theorem").holds
+    assert Claim("P", "s", None, 1.23456789, True, category="theorem", fails_if="x").our_text == "1.235"
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"category": "ok", "fails_if": "x"}, "category"),
+                                            ({"category": "theorem", "fails_if": " "}, "fails_if"),
+                                            ({"fails_if": "x"}, "category")])
+def test_claim_needs_category_and_fails_if(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        Claim("P", "s", 1, 1, True, **kwargs)
 
 
 def test_failing_experiment_is_reported_not_fatal(tmp_path, monkeypatch):
@@ -125,15 +155,91 @@ def test_failing_experiment_is_reported_not_fatal(tmp_path, monkeypatch):
 
     def fine(ctx):
         res = ExperimentResult()
-        res.claims.append(Claim("P", "s", 1, 1, True))
+        res.claims.append(Claim("P", "s", 1, 1, True, category="theorem", fails_if="1 != 1"))
         return res
 
-    monkeypatch.setattr(runner, "experiment_function", lambda name: boom if name == "block" else fine)
-    monkeypatch.setattr(runner, "missing_pieces", lambda name: [])
-    runs = reproduce(["block", "leviathan"], Context(progress=False), tmp_path)
-    assert {r.name: r.status for r in runs} == {"block": "error", "leviathan": "ok"}
+    def optional(ctx):
+        raise OptionalMissing("optional dependency 'torch' is not installed (pip install 'specot[torch]')")
+
+    table = {"block": boom, "leviathan": fine, "optimal": optional}
+    monkeypatch.setattr(runner, "experiment_function", lambda name: table[name])
+    monkeypatch.setattr(runner, "missing_pieces", lambda name: ["markov.nothing"] if name == "theory" else [])
+    runs = reproduce(["block", "leviathan", "optimal", "theory"], Context(progress=False), tmp_path)
+    assert {r.name: r.status for r in runs} == {"block": "error", "leviathan": "ok", "optimal": "skipped",
+                                                "theory": "error"}
     report = (tmp_path / "report.md").read_text()
-    assert "RuntimeError: kaput" in report and "1/1 claims hold" in report
+    assert "RuntimeError: kaput" in report and "1/1 theorem" in report
+    assert "specot[torch]" in report and "markov.nothing" in report
+    assert next(r for r in runs if r.name == "block").summary_line().startswith("block: ERROR: RuntimeError: kaput")
+
+
+def test_a_broken_selector_raises_instead_of_being_dropped(monkeypatch):
+    """acceptance_table returns NaN only where a method is undefined (distinct drafts, k > |supp q|)
+    or not computed (k above MAX_K); a selector that fails raises (it used to be left out silently)."""
+    from specot.reproduce import common
+
+    p, q = np.array([0.5, 0.3, 0.2]), np.array([0.6, 0.4, 0.0])
+    out = common.acceptance_table((p, q, [1, 2, 3], ["rrs_wor", "kseq"]))
+    assert np.isnan(out["rrs_wor"][2]) and not np.isnan(out["rrs_wor"][1])
+    assert not np.isnan(out["kseq"]).any()
+
+    def broken(method, p, q, k):
+        raise RuntimeError(f"{method} is broken")
+
+    monkeypatch.setattr(common, "acceptance", broken)
+    with pytest.raises(RuntimeError, match="kseq is broken"):
+        common.acceptance_table((p, q, [2], ["kseq"]))
+
+
+def test_check_reports_what_moved():
+    claim = {"paper": "P", "statement": "s with 100 runs", "category": "theorem", "paper_value": 0.5,
+             "our_value": "0.6246 / 0.6560", "holds": True, "fails_if": "x", "note": ""}
+    old = {"mode": "quick", "seed": 0, "experiments": [{"name": "e", "status": "ok", "claims": [claim]}]}
+    assert compare_reports(old, old) == []
+    moved = json.loads(json.dumps(old))
+    c = moved["experiments"][0]["claims"][0]
+    c.update(statement="s with 200 runs", our_value="0.6246 / 0.6570", holds=False)
+    lines = compare_reports(old, moved)
+    assert len(lines) == 1 and "now FAILS" in lines[0] and "0.6570" in lines[0]
+    assert not values_moved(1.0, 1.0 + 1e-12) and values_moved(1.0, 1.001) and values_moved("a", "b")
+    gone = {"mode": "quick", "seed": 1, "experiments": [{"name": "e", "status": "error", "claims": []}]}
+    lines = compare_reports(old, gone)
+    assert any("seed" in s for s in lines) and any("status ok -> error" in s for s in lines)
+    assert any("claim gone" in s for s in lines)
+
+
+def test_check_flag_compares_with_a_committed_report(cheap_run, tmp_path, capsys):
+    if "leviathan" not in CHEAP:
+        pytest.skip("markov.speedup missing")
+    first = tmp_path / "first"
+    assert cli.main(["reproduce", "--only", "leviathan", "--out", str(first)]) == 0
+    capsys.readouterr()
+    assert cli.main(["reproduce", "--only", "leviathan", "--out", str(tmp_path / "again"),
+                     "--check", str(first / "report.json")]) == 0
+    assert "nothing moved" in capsys.readouterr().out
+    data = json.loads((first / "report.json").read_text())
+    data["experiments"][0]["claims"][0]["holds"] = not data["experiments"][0]["claims"][0]["holds"]
+    (first / "report.json").write_text(json.dumps(data))
+    assert cli.main(["reproduce", "--only", "leviathan", "--out", str(tmp_path / "again"),
+                     "--check", str(first / "report.json")]) == 1
+    assert "1 change(s)" in capsys.readouterr().out
+
+
+def test_chi2_power_matches_simulation():
+    """The power computation used to size the optimal verifier's sampling test: at the computed n,
+    a 1% TV error is detected about as often as predicted (2000 simulated tests, level 1e-3 so that
+    rejections are not too rare to count)."""
+    from scipy.stats import chisquare
+
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(12))
+    alt = worst_alternative(p, 0.01)
+    assert abs(alt.sum() - 1) < 1e-15 and 0.5 * np.abs(alt - p).sum() == pytest.approx(0.01)
+    n = draws_for_power(p, alt, power=0.5, alpha=1e-3)
+    assert chi2_power(n, p, alt, 1e-3) >= 0.5 > chi2_power(int(n * 0.9), p, alt, 1e-3)
+    counts = rng.multinomial(n, alt, size=2000)
+    rejected = np.mean([chisquare(c, n * p).pvalue < 1e-3 for c in counts])
+    assert abs(rejected - chi2_power(n, p, alt, 1e-3)) < 0.05  # 2000 draws: SE of a rate near 0.5 is 0.011
 
 
 def test_process_pool_matches_serial():
@@ -157,3 +263,29 @@ def test_context_seeds_depend_only_on_seed_and_tag():
     a, b = Context(seed=1), Context(seed=1, workers=4)
     assert a.seeds("t", 4) == b.seeds("t", 4) != Context(seed=2).seeds("t", 4)
     assert np.array_equal(a.rng("t").random(3), b.rng("t").random(3))
+
+
+def test_claims_fail_on_a_wrong_implementation(monkeypatch):
+    """Mutation checks: a slightly wrong library (Thm 3.1 off by alpha^gamma, RRS off by 1e-6) makes
+    the claims that check it fail, so they are not claims that cannot fail."""
+    import markov.speedup as sp
+
+    from specot.reproduce import common, multidraft
+
+    right = sp.expected_tokens_per_step
+    monkeypatch.setattr(sp, "expected_tokens_per_step", lambda a, g: right(a, g) - 1e-9 * np.asarray(a) ** g)
+    res = run_experiment("leviathan", Context(progress=False))
+    assert [c.holds for c in res.claims if "Thm 3.1" in c.paper] == [False]
+    monkeypatch.undo()
+
+    exact = common.acceptance
+
+    def off(method, p, q, k):
+        return exact(method, p, q, k) + (1e-6 if method == "rrs" else 0.0)
+
+    monkeypatch.setattr(common, "acceptance", off)
+    monkeypatch.setattr(multidraft, "acceptance", off)
+    res = ExperimentResult()
+    multidraft._worked_examples(res)
+    examples = [c for c in res.claims if "optima, RRS and naive" in c.statement]
+    assert len(examples) == 4 and not any(c.holds for c in examples)

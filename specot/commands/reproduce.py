@@ -29,6 +29,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="run sweeps on an existing dask.distributed cluster at ADDRESS")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    parser.add_argument("--check", nargs="?", const="benchmarks/results/reproduce/report.json", metavar="REPORT",
+                        help="compare this run with a committed report.json (default "
+                             "benchmarks/results/reproduce/report.json) and print the claims that moved; "
+                             "exit 1 if any did")
     parser.set_defaults(run=run)
     return parser
 
@@ -54,8 +58,20 @@ def run(args) -> int:
     if args.json:
         print(dump_json(summary(runs, ctx, total)))
     else:
+        from specot.reproduce.report import headline
+
         for r in runs:
-            detail = f"{r.n_hold}/{r.n_claims} claims hold" if r.status == "ok" else r.message
-            print(f"{r.name:<11} {r.status:<8} {r.seconds:7.1f} s  {detail}")
+            print(f"{r.summary_line()}  [{r.seconds:.1f} s]")
+        print(headline(runs))
         print(f"report: {os.path.join(args.out, 'report.md')}")
-    return 1 if any(r.status == "error" for r in runs) else 0
+    moved = False
+    if args.check:
+        from specot.reproduce.check import compare_reports, load_report
+
+        lines = compare_reports(load_report(args.check), summary(runs, ctx, total))
+        moved = bool(lines)
+        print(f"--check against {args.check}: " + (f"{len(lines)} change(s)" if lines else "nothing moved"),
+              file=sys.stderr if args.json else sys.stdout)
+        for line in lines:
+            print("  " + line, file=sys.stderr if args.json else sys.stdout)
+    return 1 if moved or any(r.status == "error" for r in runs) else 0

@@ -2,12 +2,24 @@
 
 A registry of experiments (:data:`EXPERIMENTS`, name -> ``run(ctx) -> ExperimentResult``), each a
 pure function of the run mode and seed held by a :class:`Context`; a :class:`Claim` per checked
-statement (paper's number, ours, whether it holds); :func:`reproduce` runs them and writes one PNG
-+ SVG per figure and ``report.md``. The notebooks in ``notebooks/`` call the same functions.
+statement (paper's number or the exact value, ours, whether it holds, its category -- reproduced,
+theorem or consistency -- and the result that would have failed it); :func:`reproduce` runs them
+and writes one PNG + SVG per figure, ``report.md`` and ``report.json``. The notebooks in
+``notebooks/`` call the same functions; every figure takes its colours and line styles from
+:mod:`specot.reproduce.style`.
 """
 
-from .core import EXPERIMENTS, TITLES, Claim, Context, ExperimentResult, MissingPiece
+from .core import (
+    CATEGORIES,
+    EXPERIMENTS,
+    TITLES,
+    Claim,
+    Context,
+    ExperimentResult,
+    MissingPiece,
+    OptionalMissing,
+)
 from .runner import ExperimentRun, reproduce, run_experiment
 
-__all__ = ["EXPERIMENTS", "TITLES", "Claim", "Context", "ExperimentResult", "ExperimentRun", "MissingPiece",
-           "reproduce", "run_experiment"]
+__all__ = ["CATEGORIES", "EXPERIMENTS", "TITLES", "Claim", "Context", "ExperimentResult", "ExperimentRun",
+           "MissingPiece", "OptionalMissing", "reproduce", "run_experiment"]

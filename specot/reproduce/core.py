@@ -4,8 +4,18 @@ An *experiment* is a pure function ``run(ctx: Context) -> ExperimentResult`` of 
 (quick or full) and the seed held by ``ctx``: it computes its numbers by calling the library
 (``ot_coupling``, ``solvers``, ``markov``, ``gpu_backend``), draws its figures, and states each
 checked claim of a paper as a :class:`Claim` (the paper's number next to ours). Nothing in a
-claim's ``our_value`` is typed in; ``paper_value`` is the cited number from the paper (or the
-research notes' worked example, cited as such).
+claim's ``our_value`` is typed in; ``paper_value`` is the number printed in the paper (cited with
+table/figure) or an independent computation of ours (named in the claim).
+
+Every claim has a ``category`` (:data:`CATEGORIES`): ``"reproduced"`` (our independent computation
+or simulation of the paper's setting against the paper's reported number, with a tolerance from
+the paper's printed precision or our standard error), ``"theorem"`` (an exact identity or bound,
+checked where it is tight or near-tight) or ``"consistency"`` (arithmetic on the paper's own
+numbers, counted apart), and a ``fails_if`` sentence: the result that would have failed it.
+
+An experiment that raises fails loudly (status ``"error"``); only an absent *declared optional
+dependency* (:data:`OPTIONAL_DEPENDENCIES`, raised as :class:`OptionalMissing`) makes it
+``"skipped"``, with the reason shown.
 
 Experiments are looked up by name in :data:`EXPERIMENTS` (``name -> "module:function"``, imported
 on use so that ``--only`` does not import every dependency).
@@ -45,7 +55,7 @@ TITLES: dict[str, str] = {
     "block": "Block verification (Sun et al. 2025): gain over token-by-token verification vs gamma",
 }
 
-#: library modules each experiment needs (checked before it runs; a missing one skips it).
+#: library modules each experiment needs (checked before it runs; a missing one is an error).
 REQUIRES: dict[str, list[str]] = {
     "leviathan": ["markov.speedup"],
     "multidraft": ["solvers.closed_form", "ot_coupling.kseq", "ot_coupling.rrs", "ot_coupling.naive"],
@@ -73,7 +83,30 @@ def missing_pieces(name: str) -> list[str]:
 
 
 class MissingPiece(RuntimeError):
-    """A library piece an experiment needs is not available (not built yet, or an extra missing)."""
+    """A library piece an experiment needs is not available: a bug of this build, reported as an error."""
+
+
+#: optional third-party packages (import name -> the pyproject extra that declares it); only their
+#: absence may skip an experiment or a part of one.
+OPTIONAL_DEPENDENCIES: dict[str, str] = {"torch": "torch", "transformers": "models", "distributed": "dask"}
+
+
+class OptionalMissing(RuntimeError):
+    """A declared optional dependency (:data:`OPTIONAL_DEPENDENCIES`) is not installed: the only
+    reason an experiment is reported as skipped."""
+
+
+def require_optional(package: str) -> None:
+    """Raise :class:`OptionalMissing` (naming the extra) when optional ``package`` is not installed."""
+    if package not in OPTIONAL_DEPENDENCIES:
+        raise ValueError(f"package {package!r} is not a declared optional dependency")
+    try:
+        found = find_spec(package) is not None
+    except (ModuleNotFoundError, ValueError):
+        found = False
+    if not found:
+        raise OptionalMissing(f"optional dependency {package!r} is not installed "
+                              f"(pip install 'specot[{OPTIONAL_DEPENDENCIES[package]}]')")
 
 
 def require(module: str, *names: str):
@@ -109,13 +142,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+#: the kinds of claim: counted separately; the headline counts ``reproduced`` + ``theorem``.
+CATEGORIES = ("reproduced", "theorem", "consistency")
+
+
 @dataclass(frozen=True)
 class Claim:
     """One checked statement of a paper.
 
-    ``paper_value`` is the paper's number (or statement) as printed; ``our_value`` is computed by
-    the experiment; ``holds`` says whether our computation supports the statement (within the
-    tolerance named in ``note``); ``note`` explains a difference and its cause.
+    ``paper_value`` is the paper's number (or statement) as printed, or the exact value of the
+    identity being checked; ``our_value`` is computed by the experiment; ``holds`` says whether our
+    computation supports the statement (within the tolerance named in ``note``); ``note`` explains
+    a difference and its cause. ``category`` is one of :data:`CATEGORIES`; ``fails_if`` states the
+    result that would have failed the claim (a claim that cannot fail tests nothing).
     """
 
     paper: str
@@ -124,16 +163,29 @@ class Claim:
     our_value: Any
     holds: bool
     note: str = ""
+    category: str = ""
+    fails_if: str = ""
+
+    def __post_init__(self):
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r} ({self.statement!r})")
+        if not str(self.fails_if).strip():
+            raise ValueError(f"fails_if must say what result would fail the claim ({self.statement!r})")
+        object.__setattr__(self, "holds", bool(self.holds))
 
     @classmethod
     def close(cls, paper: str, statement: str, paper_value: float, our_value: float, *,
-              atol: float = 0.0, rtol: float = 0.0, note: str = "") -> Claim:
-        """A numeric claim that holds when ``|ours - paper| <= atol + rtol |paper|``."""
+              atol: float = 0.0, rtol: float = 0.0, note: str = "", category: str = "", fails_if: str = ""
+              ) -> Claim:
+        """A numeric claim that holds when ``|ours - paper| <= atol + rtol |paper|`` (``fails_if``
+        defaults to that inequality's negation)."""
         ours = float(our_value)
-        ok = bool(abs(ours - float(paper_value)) <= atol + rtol * abs(float(paper_value)))
+        bound = atol + rtol * abs(float(paper_value))
+        ok = bool(abs(ours - float(paper_value)) <= bound)
         tol = " ".join(s for s in (f"atol {atol:g}" if atol else "", f"rtol {rtol:g}" if rtol else "") if s)
         text = f"tolerance {tol or 'exact'}" + (f"; {note}" if note else "")
-        return cls(paper, statement, paper_value, ours, ok, text)
+        fails_if = fails_if or f"|ours - {_fmt(paper_value)}| > {bound:.3g}"
+        return cls(paper, statement, paper_value, ours, ok, text, category, fails_if)
 
     @property
     def paper_text(self) -> str:
@@ -144,8 +196,9 @@ class Claim:
         return _fmt(self.our_value)
 
     def as_dict(self) -> dict:
-        return {"paper": self.paper, "statement": self.statement, "paper_value": self.paper_value,
-                "our_value": self.our_value, "holds": self.holds, "note": self.note}
+        return {"paper": self.paper, "statement": self.statement, "category": self.category,
+                "paper_value": self.paper_value, "our_value": self.our_value, "holds": self.holds,
+                "fails_if": self.fails_if, "note": self.note}
 
 
 @dataclass

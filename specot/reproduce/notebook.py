@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from .core import Context, ExperimentResult
+from .core import CATEGORIES, Context, ExperimentResult
 from .plotting import figure_png
 from .report import claims_table
 from .runner import run_experiment
@@ -21,9 +21,14 @@ def run_and_show(name: str, seed: int = 0) -> ExperimentResult:
     for fig_name, fig in result.figures.items():
         display(Image(data=figure_png(fig)))
         display(Markdown(f"*{fig_name}*: {result.captions[fig_name]}"))
-    display(Markdown("## Claims: the paper's number, ours, and whether it holds"))
+    display(Markdown("## Claims: the paper's number (or the exact value), ours, and whether it holds"))
+    display(Markdown("Kinds: **reproduced** (our computation of the paper's setting vs its printed number or "
+                     "trend), **theorem** (an exact identity or bound, checked where it is tight), **consistency** "
+                     "(arithmetic on the paper's own numbers). *Fails if* says what result would have failed it."))
     for note in result.notes:
         display(Markdown(f"- {note}"))
     display(Markdown(claims_table(result.claims)))
-    print(f"{sum(c.holds for c in result.claims)}/{len(result.claims)} claims hold")
+    counts = ", ".join(f"{sum(c.holds for c in cs)}/{len(cs)} {cat}" for cat in CATEGORIES
+                       if (cs := [c for c in result.claims if c.category == cat]))
+    print(f"{name}: {counts} claims hold")
     return result

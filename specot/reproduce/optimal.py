@@ -2,24 +2,38 @@
 
 The optimal verifier (docs/theory/optimal_verifier.md: the selection law r* = q clip(p/q, thB, thA)
 followed by single-draft speculative sampling, registered as the ``"optimal"`` selector) reaches
-the min-cut optimum ``alpha* = min_H [p(H) + 1 - q(H)^k]`` (docs/theory/membership_ot.md#the-prefix-cut-for-iid-drafts) at any vocabulary
-size. Khisti et al. (ICLR 2025, Table 3) measured the optimum only 1-4
-acceptance points above SpecTr (K-SEQ) and SpecInfer (RRS) on OPT-125M -> OPT-13B; we measure the
-same gaps on a realistic pair (an n-gram target/draft fitted to real text).
+the min-cut optimum ``alpha* = min_H [p(H) + 1 - q(H)^k]`` (docs/theory/membership_ot.md) at any
+vocabulary size. Khisti et al. (ICLR 2025, Table 3) measured the optimum only a few acceptance
+points above SpecTr (K-SEQ) and SpecInfer (RRS) on OPT-125M -> OPT-13B; we show the same gaps on a
+realistic pair (an n-gram target/draft fitted to real text) next to theirs, without a pass/fail
+criterion: the pairs differ, so no tolerance can be derived from their table.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .common import acceptance_table, available, goodness_of_fit, mean_curves
-from .core import Claim, Context, ExperimentResult, MissingPiece, require
+from .common import (
+    acceptance_table,
+    chi2_power,
+    draws_for_power,
+    goodness_of_fit,
+    mean_curves,
+    worst_alternative,
+)
+from .core import Claim, Context, ExperimentResult, OptionalMissing, require
 from .pairs import bytes_pair_cached, model_pairs, ngram_description, ngram_pairs
 from .plotting import new_figure, style
+from .style import legend_outside
+
+OPTIMAL_DOC = "docs/theory/optimal_verifier.md"
+#: false-alarm level of the sampling tests and the smallest output-law error they must detect (TV).
+FALSE_ALARM, LAW_ERROR, POWER = 1e-6, 0.01, 0.99
 
 KS = [2, 4, 8, 16]
 METHODS = ["optimal", "optimum", "kseq", "rrs", "rrs_wor", "naive"]
-#: Khisti et al. Table 3 (Dolly, K = 2, 4, 8): optimum, SpecTr, SpecInfer acceptance.
+#: Khisti et al. 2025 (ICLR), Table 3 (OPT-125M -> OPT-13B, Dolly, K = 2, 4, 8): optimum, SpecTr,
+#: SpecInfer acceptance as transcribed (page not verified): drawn on the figure for scale, not claimed.
 KHISTI_DOLLY = {"optimum": [0.6384, 0.6731, 0.6962], "kseq": [0.6246, 0.6560, 0.6800],
                 "rrs": [0.6202, 0.6489, 0.6722]}
 
@@ -39,11 +53,7 @@ def _sampled(item) -> tuple[int, int, np.ndarray]:
 
 def run(ctx: Context) -> ExperimentResult:
     res = ExperimentResult()
-    methods, missing = available(METHODS if not ctx.quick else [m for m in METHODS if m != "rrs_wor"])
-    if "optimal" not in methods:
-        raise MissingPiece("selector 'optimal' (solvers.optimal_verifier)")
-    if missing:
-        res.notes.append(f"selectors not available in this build, left out: {', '.join(missing)}")
+    methods = METHODS if not ctx.quick else [m for m in METHODS if m != "rrs_wor"]
     n = ctx.size(48, 1000)
     pairs = ngram_pairs(ctx.rng("optimal-ngram"), n)
     res.notes.append(f"realistic pair: {ngram_description()}; {n} contexts")
@@ -61,10 +71,9 @@ def run(ctx: Context) -> ExperimentResult:
     axes[0].set_xticks(x, [str(k) for k in KS])
     axes[0].set_xlabel("number of drafts k")
     axes[0].set_ylabel(f"mean acceptance over {n} contexts")
-    axes[0].set_ylim(0, 1.22)
+    axes[0].set_ylim(0, 1.05)
     axes[0].set_yticks(np.linspace(0, 1, 6))
     axes[0].set_title("acceptance P(Y in drafts)")
-    axes[0].legend(loc="upper center", ncols=2, fontsize=7)
     for m in methods:
         if m in ("optimal", "rrs_wor", "naive"):
             continue
@@ -78,7 +87,7 @@ def run(ctx: Context) -> ExperimentResult:
     axes[1].set_xlabel("number of drafts k")
     axes[1].set_ylabel("optimum minus method (acceptance points, %)")
     axes[1].set_title("gap to the i.i.d. optimum")
-    axes[1].legend(fontsize=7)
+    legend_outside(fig, axes, ncols=3)
     res.add_figure("optimal_vs_kseq_rrs", fig,
                    "Mean exact acceptance of the optimal verifier, K-SEQ, RRS and naive verification at k = 2, 4, 8, "
                    "16 on the n-gram pair (left), and the gap of K-SEQ and RRS to the optimum in acceptance points, with Khisti et al.'s OPT-125M/13B Dolly gaps as open "
@@ -86,9 +95,10 @@ def run(ctx: Context) -> ExperimentResult:
 
     err = max(float(np.max(np.abs(np.array(t["optimal"]) - np.array(t["optimum"])))) for t in tables)
     res.claims.append(Claim(
-        "docs/theory/optimal_verifier.md (selection law + speculative sampling)",
+        OPTIMAL_DOC + " (selection law + speculative sampling)",
         "the optimal verifier's exact acceptance equals the min-cut optimum at k = 2..16 (max abs error)",
-        0.0, err, err <= 1e-9, f"{len(tables)} contexts x k in {KS}; tolerance 1e-9"))
+        0.0, err, err <= 1e-9, f"{len(tables)} contexts x k in {KS}; tolerance 1e-9", category="theorem",
+        fails_if="any context and k where the two differ by more than 1e-9"))
     _sampling_claim(ctx, res, pairs)
     if ctx.quick:  # quick runs stay a pure function of the seed, whatever a machine has cached
         cached = "cached here" if bytes_pair_cached() else "trained once, about a minute on 2 cores"
@@ -96,25 +106,16 @@ def run(ctx: Context) -> ExperimentResult:
     else:
         try:
             _real_pair(ctx, res, [m for m in methods if m != "rrs_wor"])
-        except MissingPiece as exc:
-            res.notes.append(f"real model pair left out: {exc}")
+        except OptionalMissing as exc:
+            res.notes.append(f"real model pair skipped: {exc}")
 
-    for j, k in enumerate(KS[:3]):
-        ours = [100 * (means["optimal"][j] - means[m][j]) for m in ("kseq", "rrs") if m in methods]
-        paper = [100 * (KHISTI_DOLLY["optimum"][j] - KHISTI_DOLLY[m][j]) for m in ("kseq", "rrs")]
-        res.claims.append(Claim(
-            "Khisti et al. 2025 Table 3 (OPT-125M -> OPT-13B, Dolly)",
-            f"the optimum is only a few acceptance points above K-SEQ / RRS (k = {k}; points)",
-            " / ".join(f"{v:.2f}" for v in paper), " / ".join(f"{v:.2f}" for v in ours),
-            bool(all(0 < o <= 3 * v for o, v in zip(ours, paper))),
-            "holds if each gap is positive and within 3x the paper's; our pair is an n-gram pair, not OPT, "
-            "so only the order of magnitude is comparable"))
-    if {"kseq", "rrs"} <= set(methods):
-        order_ok = bool(np.all(means["optimal"] >= means["kseq"] - 1e-12) and np.all(means["kseq"] > means["rrs"]))
-        res.claims.append(Claim(
-            "Khisti et al. 2025 Table 3", "mean acceptance ordering optimum >= K-SEQ > RRS at every k",
-            "holds at K = 2, 4, 8", ", ".join(f"k={k}: {a:.3f}/{b:.3f}/{c:.3f}" for k, a, b, c in
-                                              zip(KS, means["optimal"], means["kseq"], means["rrs"])), order_ok))
+    ours = {k: [100 * (means["optimal"][j] - means[m][j]) for m in ("kseq", "rrs")] for j, k in enumerate(KS[:3])}
+    res.notes.append("gaps of the optimum over K-SEQ / RRS in acceptance points, ours (n-gram pair) vs Khisti et al. "
+                     "Table 3 (OPT, Dolly), shown for scale only (different models, no tolerance derivable): "
+                     + "; ".join(f"k = {k}: {o[0]:.2f} / {o[1]:.2f} vs "
+                                 f"{100 * (KHISTI_DOLLY['optimum'][j] - KHISTI_DOLLY['kseq'][j]):.2f} / "
+                                 f"{100 * (KHISTI_DOLLY['optimum'][j] - KHISTI_DOLLY['rrs'][j]):.2f}"
+                                 for j, (k, o) in enumerate(ours.items())))
     return res
 
 
@@ -136,43 +137,56 @@ def _real_pair(ctx: Context, res: ExperimentResult, methods: list[str]) -> None:
     ax.set_xlabel("number of drafts k")
     ax.set_ylabel(f"mean acceptance over {n} decoding steps")
     ax.set_title("next-byte laws of two small transformers (V = 256)")
-    ax.legend(loc="lower right")
+    legend_outside(fig, axes, ncols=2)
     res.add_figure("optimal_bytes", fig,
                    "Mean exact acceptance of the optimal verifier, K-SEQ, RRS and naive verification on the next-byte "
                    "laws of two small transformers trained on CPython's docs, along a target sample.")
     err = max(float(np.max(np.abs(np.array(t["optimal"]) - np.array(t["optimum"])))) for t in tables)
     res.claims.append(Claim(
-        "docs/theory/optimal_verifier.md", "on the byte-level transformer pair the optimal verifier attains the "
-        "min-cut optimum (max abs error)", 0.0, err, err <= 1e-9, f"{n} steps x k in {KS}"))
-    if {"kseq", "rrs"} <= set(methods):
-        gaps = [100 * (means["optimal"][j] - means[m][j]) for j in range(3) for m in ("kseq", "rrs")]
-        paper = [100 * (KHISTI_DOLLY["optimum"][j] - KHISTI_DOLLY[m][j]) for j in range(3) for m in ("kseq", "rrs")]
-        res.claims.append(Claim(
-            "Khisti et al. 2025 Table 3", "on real transformer laws the optimum is only a few points above K-SEQ / "
-            "RRS (k = 2, 4, 8; points, K-SEQ / RRS per k)", " / ".join(f"{v:.2f}" for v in paper),
-            " / ".join(f"{g:.2f}" for g in gaps), bool(all(0 < g <= 3 * v for g, v in zip(gaps, paper))),
-            "holds if each gap is positive and within 3x the paper's. Our byte-level draft (d = 32, one "
-            "layer) is far weaker relative to its target than OPT-125M to OPT-13B, and the gap to the optimum grows "
-            "as draft and target disagree"))
+        OPTIMAL_DOC, "on the byte-level transformer pair the optimal verifier attains the "
+        "min-cut optimum (max abs error)", 0.0, err, err <= 1e-9, f"{n} steps x k in {KS}", category="theorem",
+        fails_if="any step and k where the two differ by more than 1e-9"))
+    gaps = [100 * (means["optimal"][j] - means[m][j]) for j in range(3) for m in ("kseq", "rrs")]
+    res.notes.append("byte-level pair: gaps of the optimum over K-SEQ / RRS at k = 2, 4, 8 (points): "
+                     + " / ".join(f"{g:.2f}" for g in gaps) + " (for scale; Khisti et al.'s OPT pair differs)")
 
 
 def _sampling_claim(ctx: Context, res: ExperimentResult, pairs) -> None:
-    """Run the optimal verifier itself (drafts sampled, coins flipped) on one context: the acceptance
-    rate and every token's frequency must agree with the exact values within 6 standard errors."""
-    k, n_tasks, per = 2, 4, ctx.size(500, 25000)
+    """Run the optimal verifier itself (drafts sampled, coins flipped) on one context: the
+    acceptance rate and the output law must agree with the exact values. The context is the one
+    where the verifier rejects most among the first 16 (quick mode), or the one with the flattest
+    target among those with acceptance <= 0.9 (full mode: the costliest to test), and the number of
+    draws is chosen so that the chi-square test at false-alarm ``FALSE_ALARM`` detects
+    an output law ``LAW_ERROR`` away in total variation (the hardest direction) with power ``POWER``."""
+    from scipy.stats import norm
+
+    k, n_tasks = 2, 4
     sel = require("ot_coupling.registry", "get_selector")("optimal")
-    exacts = [float(sel.acceptance(p, q, k)) for p, q in pairs[:16]]
-    i = int(np.argmin(exacts))  # the hardest of the first contexts: acceptance well below 1
+    exacts = np.array([float(sel.acceptance(p, q, k)) for p, q in pairs])
+    if ctx.quick:
+        i = int(np.argmin(exacts[:16]))
+    else:
+        cand = np.flatnonzero(exacts <= 0.9)
+        cand = cand if cand.size else np.arange(len(pairs))
+        i = int(cand[np.argmin([pairs[j][0].max() for j in cand])])
     p, q, exact = *pairs[i], exacts[i]
+    alt = worst_alternative(p, LAW_ERROR)
+    n_needed = draws_for_power(p, alt, POWER, FALSE_ALARM)
+    per = -(-n_needed // n_tasks)
     out = ctx.map(_sampled, [(p, q, k, per, s) for s in ctx.seeds("optimal-sampling", n_tasks)],
                   desc="optimal verifier sampling")
     acc = sum(o[0] for o in out)
     n = sum(o[1] for o in out)
     counts = sum(o[2] for o in out)
+    power = chi2_power(n, p, alt, FALSE_ALARM)
     z_acc = abs(acc / n - exact) / np.sqrt(max(exact * (1 - exact), 1e-12) / n)
+    z_max = float(norm.isf(FALSE_ALARM / 2))
     pval = goodness_of_fit(counts, p)
     res.claims.append(Claim(
-        "docs/theory/token_verifiers.md#verifiers-as-conditional-laws", f"sampled optimal verifier (k={k}, {n} draws): acceptance rate within "
-        "5 SE of the exact value, and output tokens ~ target (chi-square p-value)", "|z| <= 5, p >= 1e-6",
-        f"|z| = {z_acc:.2f}, p = {pval:.3g}", bool(z_acc <= 5 and pval >= 1e-6),
-        f"empirical acceptance {acc / n:.4f} vs exact {exact:.4f}; false-alarm rate about 1e-6"))
+        OPTIMAL_DOC, f"sampled optimal verifier (k = {k}, {n} draws): acceptance rate equals the exact value and "
+        "output tokens follow the target (chi-square)", f"|z| <= {z_max:.2f}, p >= {FALSE_ALARM:g}",
+        f"|z| = {z_acc:.2f}, p = {pval:.3g}", bool(z_acc <= z_max and pval >= FALSE_ALARM),
+        f"empirical acceptance {acc / n:.4f} vs exact {exact:.4f}; false-alarm level {FALSE_ALARM:g} per test; "
+        f"{n} draws give power {power:.3f} against an output law {LAW_ERROR:g} away in total variation (mass moved "
+        "between the two most likely tokens, the least detectable direction)", category="theorem",
+        fails_if=f"|z| > {z_max:.2f} or chi-square p-value < {FALSE_ALARM:g}"))

@@ -1,6 +1,6 @@
 """The (target, draft) next-token pairs the experiments sweep over.
 
-* random Dirichlet pairs (the toy instances of docs/theory/membership_ot.md#random-toy-instances);
+* random Dirichlet pairs (small toy instances);
 * "realistic" pairs: the next-token laws of an n-gram target and a lower-order n-gram draft fitted
   to real text (CPython's pydoc topics, :mod:`markov`'s n-gram builder) at contexts drawn from the
   target's own text, so that the pairs are weighted as a decoder meets them.
@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .core import MissingPiece, require
+from .core import MissingPiece, require, require_optional
 
 
 def dirichlet_pairs(rng: np.random.Generator, n: int, V: int | tuple[int, int], concentration: float = 1.0
@@ -72,15 +72,15 @@ def bytes_pair_cached() -> bool:
 def model_pairs(name: str, n: int, seed: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
     """``n`` next-token pairs of a real model pair (:func:`gpu_backend.models.load_pair`), taken along
     a target sample from a pydoc prompt (:func:`gpu_backend.harness.collect_distributions`), and the
-    pair's description. ``MissingPiece`` when the pair cannot be loaded here."""
+    pair's description. :class:`~specot.reproduce.core.OptionalMissing` when torch or transformers
+    (declared optional dependencies) are absent; any other failure to load propagates."""
+    require_optional("torch")
+    require_optional("transformers")
     load_pair = require("gpu_backend.models", "load_pair")
     collect = require("gpu_backend.harness", "collect_distributions")
     import torch
 
-    try:
-        pair = load_pair(name)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise MissingPiece(f"model pair {name!r}: {exc}") from None
+    pair = load_pair(name)
     P, Q, _, _ = collect(pair, n, generator=torch.Generator().manual_seed(seed))
     P, Q = P.double().numpy(), Q.double().numpy()
     return [(P[i] / P[i].sum(), Q[i] / Q[i].sum()) for i in range(n)], pair.description

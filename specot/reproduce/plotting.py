@@ -1,5 +1,5 @@
 """Figure helpers: object-oriented matplotlib (no pyplot state, works under any backend), one
-style for every figure, and saving as PNG + SVG."""
+style for every figure (:mod:`specot.reproduce.style`), and saving as PNG + SVG."""
 
 from __future__ import annotations
 
@@ -8,34 +8,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-#: one colour / marker per method, shared by every figure.
-STYLE = {
-    "optimum": {"color": "black", "marker": "*", "linestyle": "-"},
-    "optimum (wor)": {"color": "0.45", "marker": "P", "linestyle": "--"},
-    "optimal": {"color": "tab:cyan", "marker": "*", "linestyle": "-"},
-    "kseq": {"color": "tab:blue", "marker": "o", "linestyle": "-"},
-    "rrs": {"color": "tab:orange", "marker": "s", "linestyle": "-"},
-    "rrs_wor": {"color": "tab:red", "marker": "v", "linestyle": "--"},
-    "naive": {"color": "tab:gray", "marker": "x", "linestyle": ":"},
-    "speculative": {"color": "tab:green", "marker": "d", "linestyle": "-."},
-    "gumbel": {"color": "tab:purple", "marker": "^", "linestyle": "-"},
-    "spechub": {"color": "tab:brown", "marker": "h", "linestyle": "-."},
-    "greedy": {"color": "tab:olive", "marker": "<", "linestyle": "-."},
-}
-
-LABELS = {
-    "optimum": "optimum, i.i.d. drafts (min-cut)",
-    "optimum (wor)": "optimum, drafts w/o replacement",
-    "optimal": "optimal verifier",
-    "kseq": "K-SEQ (SpecTr)",
-    "rrs": "RRS / SpecInfer (i.i.d.)",
-    "rrs_wor": "RRS w/o replacement",
-    "naive": "naive (sample p, accept if drafted)",
-    "speculative": "speculative sampling (k=1)",
-    "gumbel": "shared-Gumbel coupling",
-    "spechub": "SpecHub",
-    "greedy": "greedy drafts",
-}
+from .style import METHODS, legend_outside, line, method_style  # noqa: F401 - the one style table
 
 _RC = {
     "font.size": 10,
@@ -62,9 +35,10 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 5.2, height: fl
     return fig, axes
 
 
-def style(method: str) -> dict:
-    """Plot keyword arguments (colour, marker, line style, label) of a method."""
-    return dict(STYLE.get(method, {}), label=LABELS.get(method, method))
+def style(method: str, k: int | None = None) -> dict:
+    """Plot keyword arguments (colour, marker, line style, label) of a method from
+    :mod:`specot.reproduce.style` (line style by ``k`` when given)."""
+    return line(method, k)
 
 
 def save_figure(fig, out_dir: Path, name: str) -> list[Path]:

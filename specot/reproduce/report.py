@@ -8,7 +8,7 @@ from pathlib import Path
 
 from specot.io import to_jsonable
 
-from .core import TITLES, Claim, Context
+from .core import CATEGORIES, TITLES, Claim, Context
 from .runner import ExperimentRun
 
 
@@ -16,13 +16,37 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+CLAIMS_HEADER = "| Source | Claim | Kind | Paper / exact | Ours | Holds | Fails if | Note |"
+
+
 def claims_table(claims: list[Claim]) -> str:
-    """A markdown table: paper | claim | paper's value | ours | holds | note."""
-    rows = ["| Paper | Claim | Paper | Ours | Holds | Note |", "|---|---|---|---|---|---|"]
+    """A markdown table: source | claim | category | paper's value | ours | holds | fails if | note."""
+    rows = [CLAIMS_HEADER, "|---|---|---|---|---|---|---|---|"]
     for c in claims:
         rows.append("| " + " | ".join(_cell(x) for x in (
-            c.paper, c.statement, c.paper_text, c.our_text, "yes" if c.holds else "**no**", c.note)) + " |")
+            c.paper, c.statement, c.category, c.paper_text, c.our_text, "yes" if c.holds else "**no**",
+            c.fails_if, c.note)) + " |")
     return "\n".join(rows)
+
+
+def category_counts(runs: list[ExperimentRun]) -> dict[str, tuple[int, int]]:
+    """``category -> (holding, total)`` over all runs (every category, zeros included)."""
+    out = {cat: [0, 0] for cat in CATEGORIES}
+    for r in runs:
+        for cat, (h, n) in r.counts().items():
+            out[cat][0] += h
+            out[cat][1] += n
+    return {cat: (h, n) for cat, (h, n) in out.items()}
+
+
+def headline(runs: list[ExperimentRun]) -> str:
+    """``"41/42 claims hold (30/31 reproduced, 11/11 theorem); consistency checks: 5/7"``."""
+    cnt = category_counts(runs)
+    h = cnt["reproduced"][0] + cnt["theorem"][0]
+    n = cnt["reproduced"][1] + cnt["theorem"][1]
+    return (f"{h}/{n} claims hold ({cnt['reproduced'][0]}/{cnt['reproduced'][1]} reproduced, "
+            f"{cnt['theorem'][0]}/{cnt['theorem'][1]} theorem); consistency checks on the papers' own "
+            f"numbers: {cnt['consistency'][0]}/{cnt['consistency'][1]}")
 
 
 def experiment_markdown(run: ExperimentRun, out_dir: Path | None = None) -> str:
@@ -32,7 +56,8 @@ def experiment_markdown(run: ExperimentRun, out_dir: Path | None = None) -> str:
         lines += [f"**{run.status}** after {run.seconds:.1f} s: {run.message}", ""]
         return "\n".join(lines)
     res = run.result
-    lines += [f"Wall time {run.seconds:.1f} s; {run.n_hold}/{run.n_claims} claims hold.", ""]
+    counts = ", ".join(f"{h}/{n} {cat}" for cat, (h, n) in run.counts().items()) or "no claims"
+    lines += [f"Wall time {run.seconds:.1f} s; claims holding: {counts}.", ""]
     for note in res.notes:
         lines += [f"- {note}"]
     if res.notes:
@@ -41,14 +66,17 @@ def experiment_markdown(run: ExperimentRun, out_dir: Path | None = None) -> str:
         rel = f"{run.name}/{fig_name}.png"
         lines += [f"![{fig_name}]({rel})", "", f"*Figure `{run.name}/{fig_name}`.* {res.captions.get(fig_name, '')}",
                   ""]
-    if res.claims:
-        lines += [claims_table(res.claims), ""]
+    main = [c for c in res.claims if c.category != "consistency"]
+    cons = [c for c in res.claims if c.category == "consistency"]
+    if main:
+        lines += [claims_table(main), ""]
+    if cons:
+        lines += ["Consistency checks (arithmetic on the paper's own printed numbers; not counted as "
+                  "reproductions):", "", claims_table(cons), ""]
     return "\n".join(lines)
 
 
 def write_markdown(runs: list[ExperimentRun], ctx: Context, path: Path, total_seconds: float) -> None:
-    n_claims = sum(r.n_claims for r in runs)
-    n_hold = sum(r.n_hold for r in runs)
     mode = "quick" if ctx.quick else "full"
     lines = [
         "# specot reproduce: the papers' figures and claims, regenerated and checked",
@@ -56,20 +84,25 @@ def write_markdown(runs: list[ExperimentRun], ctx: Context, path: Path, total_se
         (f"Mode **{mode}**, seed {ctx.seed}, workers {ctx.workers}"
          + (f", dask scheduler {ctx.scheduler}" if ctx.scheduler else "")
          + f"; Python {platform.python_version()} on {platform.machine()}."),
-        (f"Total wall time {total_seconds:.1f} s. **{n_hold}/{n_claims} claims hold**; a claim that does not "
-         "hold is explained in its note (usually: the paper's number comes from a real LLM pair we do not have, "
-         "or the research notes mark it as unconfirmed)."),
-        ("Every 'Ours' number is computed by this run; 'Paper' numbers are cited from the source in the first "
-         "column."),
+        f"Total wall time {total_seconds:.1f} s. **{headline(runs)}**.",
         "",
-        "| Experiment | Status | Wall time (s) | Claims holding |",
-        "|---|---|---|---|",
+        ("Kinds of claim: **reproduced** = our independent computation or simulation of the paper's setting "
+         "against the number printed in the paper (table/figure cited), with a tolerance from the paper's printed "
+         "precision or our standard error; **theorem** = an exact identity or bound of the paper, checked on "
+         "instances where it is tight or near-tight; **consistency** = arithmetic on the paper's own printed "
+         "numbers (listed apart, not counted in the headline). 'Fails if' states the result that would have "
+         "failed each claim; a claim that does not hold is explained in its note."),
+        "",
+        "| Experiment | Status | Wall time (s) | Reproduced | Theorem | Consistency |",
+        "|---|---|---|---|---|---|",
     ]
     for r in runs:
         if r.status == "ok":
-            lines.append(f"| [{r.name}](#{r.name}) | ok | {r.seconds:.1f} | {r.n_hold}/{r.n_claims} |")
+            c = r.counts()
+            cells = [f"{c[k][0]}/{c[k][1]}" if k in c else "-" for k in CATEGORIES]
+            lines.append(f"| [{r.name}](#{r.name}) | ok | {r.seconds:.1f} | " + " | ".join(cells) + " |")
         else:
-            lines.append(f"| {r.name} | {r.status}: {_cell(r.message)} | {r.seconds:.1f} | - |")
+            lines.append(f"| {r.name} | **{r.status}**: {_cell(r.message)} | {r.seconds:.1f} | - | - | - |")
     lines.append("")
     for r in runs:
         lines.append(f'<a id="{r.name}"></a>')
@@ -78,24 +111,35 @@ def write_markdown(runs: list[ExperimentRun], ctx: Context, path: Path, total_se
 
 
 def write_json(runs: list[ExperimentRun], ctx: Context, path: Path, total_seconds: float) -> None:
-    path.write_text(json.dumps(to_jsonable(summary(runs, ctx, total_seconds)), indent=2))
+    path.write_text(json.dumps(to_jsonable(summary(runs, ctx, total_seconds, root=path.parent)), indent=2))
 
 
-def summary(runs: list[ExperimentRun], ctx: Context, total_seconds: float) -> dict:
-    """Everything in report.md as a JSON-able dict (what ``specot reproduce --json`` prints)."""
+def _rel(f: Path, root: Path | None) -> str:
+    try:
+        return str(Path(f).relative_to(root)) if root is not None else str(f)
+    except ValueError:
+        return str(f)
+
+
+def summary(runs: list[ExperimentRun], ctx: Context, total_seconds: float, root: Path | None = None) -> dict:
+    """Everything in report.md as a JSON-able dict (what ``specot reproduce --json`` prints); figure
+    paths relative to ``root`` when given (the report's folder)."""
     return {
         "mode": "quick" if ctx.quick else "full",
         "seed": ctx.seed,
         "seconds": total_seconds,
         "claims": sum(r.n_claims for r in runs),
         "claims_holding": sum(r.n_hold for r in runs),
+        "categories": {cat: {"holding": h, "claims": n} for cat, (h, n) in category_counts(runs).items()},
+        "headline": headline(runs),
         "experiments": [
             {
                 "name": r.name,
                 "status": r.status,
+                "counts": {cat: {"holding": h, "claims": n} for cat, (h, n) in r.counts().items()},
                 "message": r.message,
                 "seconds": r.seconds,
-                "files": [str(f) for f in r.files],
+                "files": [_rel(f, root) for f in r.files],
                 "captions": r.result.captions if r.result else {},
                 "notes": r.result.notes if r.result else [],
                 "claims": [c.as_dict() for c in r.result.claims] if r.result else [],

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import (
+    CATEGORIES,
     TITLES,
     Context,
     ExperimentResult,
-    MissingPiece,
+    OptionalMissing,
     experiment_function,
     missing_pieces,
     validate_names,
@@ -21,8 +22,9 @@ from .plotting import save_figure
 
 @dataclass
 class ExperimentRun:
-    """One experiment's outcome: ``status`` is ``"ok"``, ``"skipped"`` (a library piece is
-    missing; ``message`` names it) or ``"error"`` (an exception; ``message`` has its last line)."""
+    """One experiment's outcome: ``status`` is ``"ok"``, ``"skipped"`` (a declared optional
+    dependency is absent; ``message`` names it) or ``"error"`` (an exception, or a library module
+    it needs is missing; ``message`` has the exception's last line)."""
 
     name: str
     status: str
@@ -39,6 +41,23 @@ class ExperimentRun:
     def n_hold(self) -> int:
         return sum(c.holds for c in self.result.claims) if self.result else 0
 
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """``category -> (claims holding, claims)`` for the categories present."""
+        out = {}
+        for cat in CATEGORIES:
+            cs = [c for c in (self.result.claims if self.result else []) if c.category == cat]
+            if cs:
+                out[cat] = (sum(c.holds for c in cs), len(cs))
+        return out
+
+    def summary_line(self) -> str:
+        """``"leviathan: 6/6 reproduced, 2/2 theorem, 1/3 consistency"`` (status word only when not ok)."""
+        if self.status != "ok":
+            return f"{self.name}: {self.status.upper()}: {self.message}"
+        parts = [f"{h}/{n} {cat}" for cat, (h, n) in self.counts().items()]
+        fails = self.n_claims - self.n_hold
+        return f"{self.name}: " + (", ".join(parts) or "no claims") + (f" ({fails} FAILING)" if fails else "")
+
 
 def run_experiment(name: str, ctx: Context | None = None) -> ExperimentResult:
     """Run one experiment (by registry name) and return its result; nothing is written."""
@@ -50,8 +69,10 @@ def reproduce(names: list[str] | None = None, ctx: Context | None = None,
     """Run the named experiments (all by default), write ``<out>/<name>/<figure>.png|.svg``,
     ``<out>/report.md`` and ``<out>/report.json``; return the runs.
 
-    An experiment whose library pieces are missing is reported as skipped; an experiment that
-    raises is reported as an error (with its traceback on stderr) and the others still run.
+    An experiment that raises, or whose library modules are missing, is reported as an error (with
+    its traceback on stderr; the others still run and the CLI exits 1); only an absent declared
+    optional dependency (:class:`~specot.reproduce.core.OptionalMissing`) reports it as skipped,
+    with the reason.
     """
     ctx = ctx or Context()
     names = validate_names(names)
@@ -63,12 +84,12 @@ def reproduce(names: list[str] | None = None, ctx: Context | None = None,
         t0 = time.perf_counter()
         missing = missing_pieces(name)
         if missing:
-            runs.append(ExperimentRun(name, "skipped", 0.0, message=f"needs {', '.join(missing)}"))
+            runs.append(ExperimentRun(name, "error", 0.0, message=f"library modules missing: {', '.join(missing)}"))
             continue
         try:
             result = experiment_function(name)(ctx)
-        except MissingPiece as exc:
-            runs.append(ExperimentRun(name, "skipped", time.perf_counter() - t0, message=f"needs {exc}"))
+        except OptionalMissing as exc:
+            runs.append(ExperimentRun(name, "skipped", time.perf_counter() - t0, message=str(exc)))
             continue
         except Exception as exc:  # noqa: BLE001 - one experiment's failure must not stop the others
             traceback.print_exc()
