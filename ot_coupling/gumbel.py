@@ -30,8 +30,11 @@ drafted tokens by inclusion-exclusion (subsets ``J``) and integrating ``w`` out 
 
 with ``a_J(s) = sum_{x in J} q_x (s - r_x)^+`` and ``b(s) = sum_{z undrafted, z != y} q_z (s - r_z)^+``.
 Between breakpoints ``a_J + b`` is affine, so each integral is a finite sum of
-``c (s_1 - s_0) / (L_0 L_1)`` terms: exact, ``O(2^k V^2)`` per draft set (small ``k`` only; the
-inclusion-exclusion signs cancel, so keep ``k <= 4``).
+``c (s_1 - s_0) / (L_0 L_1)`` terms: exact, ``O(2^k V^2)`` per draft set (small ``k`` only). The
+inclusion-exclusion signs cancel (badly for draft sets of tiny probability); every step is
+rational, so a target token whose float sum cancels by more than a factor 100 is recomputed in
+exact rational arithmetic (:class:`fractions.Fraction`): no NaN, no negative value
+(docs/numerics.md).
 
 Exact acceptance: ``alpha = sum_y p_y int_0^inf e^{-w} P(N_y(w) <= k - 1) dw`` where ``N_y(w)``
 counts draft tokens beating ``y``, Poisson-binomial with probabilities ``1 - exp(-c_x w)``,
@@ -43,6 +46,7 @@ trapezoidal rule in the Gumbel variable of :mod:`ot_coupling.race` (error < 1e-1
 
 from __future__ import annotations
 
+from fractions import Fraction
 from itertools import combinations
 
 import numpy as np
@@ -96,73 +100,142 @@ def sample_order_given_set(q: np.ndarray, S: np.ndarray, rng: np.random.Generato
     return S[pos[0]]
 
 
-def _piecewise_integral(lo: float, hi: float, knots: np.ndarray, level, slope, numer) -> float:
-    """``int_lo^hi numer(s) / level(s)^2 ds`` where, between consecutive ``knots``, ``level`` is
-    affine with the given ``slope`` and ``numer`` is constant (exact; ``hi`` may be inf)."""
-    pts = np.unique(np.concatenate([[lo], knots[(knots > lo) & (knots < hi)]]))
-    total = 0.0
-    for j, s0 in enumerate(pts):
-        s1 = pts[j + 1] if j + 1 < pts.size else hi
-        mid = s0 + 1.0 if np.isinf(s1) else 0.5 * (s0 + s1)
-        c, beta, L0 = numer(mid), slope(mid), level(s0)
-        if c == 0.0:
+#: the float evaluation of one ``P(Y = y, S)`` is redone in exact rational arithmetic when the
+#: inclusion-exclusion cancels more than this factor (sum of |terms| / |sum|); below it the float
+#: result is accurate to ~1e-13 relative (docs/numerics.md)
+_CANCELLATION_LIMIT = 100.0
+
+
+def _joint_one(p, q, r, arrives, S: list[int], y: int, num):
+    """Signed terms of ``P(Y = y, S) / p_y`` (module docstring), in the number type ``num``.
+
+    ``num`` is ``float`` or :class:`fractions.Fraction` (exact: every operation is rational);
+    ``r[x] is None`` encodes ``r_x = inf`` (``q_x = 0``). Returns the list of terms.
+    """
+    drafted = [x for x in S if x != y]
+    undrafted = [z for z in arrives if z not in S and z != y]
+    knots_all = sorted({r[x] for x in S + undrafted})
+    in_s = y in S
+    lo, hi = (r[y], None) if in_s else (num(0), r[y])          # hi None: +inf
+    pts = [lo] + [t for t in knots_all if t > lo and (hi is None or t < hi)]
+    one = num(1)
+    zero = num(0)
+
+    def level(s, J):                                            # 1 + a_J(s) + b(s)
+        out = one
+        for x in J:
+            if r[x] < s:
+                out += q[x] * (s - r[x])
+        for z in undrafted:
+            if r[z] < s:
+                out += q[z] * (s - r[z])
+        return out
+
+    b_slopes = []                                                # slope of b on each segment
+    for s0 in pts:
+        b_slopes.append(sum((q[z] for z in undrafted if r[z] <= s0), zero))
+    terms = []
+    subsets = [J for m in range(len(drafted) + 1) for J in combinations(drafted, m)]
+    if in_s:
+        for J in subsets:
+            terms.append((-one if len(J) % 2 else one) / level(r[y], J))
+    for J in subsets:
+        if not J:
             continue
-        if np.isinf(s1):
-            total += c / (beta * L0)  # c <= beta, so beta > 0 here
-        else:
-            total += c * (s1 - s0) / (L0 * (L0 + beta * (s1 - s0)))
-    return total
+        sign = one if len(J) % 2 else -one
+        for j, s0 in enumerate(pts):
+            s1 = pts[j + 1] if j + 1 < len(pts) else hi
+            c = sum((q[x] for x in J if r[x] <= s0), zero)
+            if c == 0:
+                continue
+            beta = c + b_slopes[j]
+            L0 = level(s0, J)
+            if s1 is None:
+                terms.append(sign * c / (beta * L0))
+            else:
+                terms.append(sign * c * (s1 - s0) / (L0 * (L0 + beta * (s1 - s0))))
+    return terms
 
 
-def joint_set_law(p: np.ndarray, q: np.ndarray, S) -> np.ndarray:
-    """``P(Y = y, draft set = S)`` for every ``y`` under the shared-Gumbel coupling (exact)."""
+def _joint(p: np.ndarray, q: np.ndarray, S, exact: bool) -> list:
+    """``P(Y = y, S)`` for every ``y`` as Python floats (exact fallback per ``y`` where the
+    inclusion-exclusion cancels) or, with ``exact``, as :class:`fractions.Fraction`."""
     S = sorted(int(x) for x in S)
     V = p.size
-    with np.errstate(divide="ignore"):
-        r = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
-    arrives = q > 0
-    out = np.zeros(V)
-    for y in np.flatnonzero(p > 0):
-        drafted = [x for x in S if x != y]
-        undrafted = [z for z in np.flatnonzero(arrives) if z not in S and z != y]
-        qu, ru = q[undrafted], r[undrafted]
-        knots = r[S + undrafted]
+    arrives = [int(x) for x in np.flatnonzero(q > 0)]
+    pf = [float(v) for v in p]
+    qf = [float(v) for v in q]
+    rf = [pf[x] / qf[x] if qf[x] > 0 else None for x in range(V)]
+    fr = None
 
-        def b(s, qu=qu, ru=ru):
-            return float(qu @ np.maximum(s - ru, 0.0))
+    def exact_tables():
+        pe = [Fraction(v) for v in pf]
+        qe = [Fraction(v) for v in qf]
+        return pe, qe, [pe[x] / qe[x] if qf[x] > 0 else None for x in range(V)]
 
-        def b_slope(s, qu=qu, ru=ru):
-            return float(qu[ru < s].sum())
-
-        subsets = [J for m in range(len(drafted) + 1) for J in combinations(drafted, m)]
-        total = 0.0
-        lo, hi = (r[y], np.inf) if y in S else (0.0, r[y])
-        if y in S:
-            for J in subsets:
-                aJ = float(q[list(J)] @ np.maximum(r[y] - r[list(J)], 0.0)) if J else 0.0
-                total += (-1) ** len(J) / (1.0 + aJ + b(r[y]))
-        for J in subsets:
-            if not J:
+    out = []
+    for y in range(V):
+        if pf[y] <= 0:
+            out.append(Fraction(0) if exact else 0.0)
+            continue
+        if not exact:
+            with np.errstate(all="ignore"):
+                terms = _joint_one(pf, qf, rf, arrives, S, y, float)
+            total, size = float(np.sum(terms)) if terms else 0.0, float(np.sum(np.abs(terms))) if terms else 0.0
+            if np.isfinite(total) and total > 0 and size <= _CANCELLATION_LIMIT * total:
+                out.append(pf[y] * total)
                 continue
-            qj, rj = q[list(J)], r[list(J)]
-
-            def level(s, qj=qj, rj=rj):
-                return 1.0 + float(qj @ np.maximum(s - rj, 0.0)) + b(s)
-
-            def numer(s, qj=qj, rj=rj):
-                return float(qj[rj < s].sum())
-
-            def slope(s, qj=qj, rj=rj):
-                return float(qj[rj < s].sum()) + b_slope(s)
-
-            total += (-1) ** (len(J) + 1) * _piecewise_integral(lo, hi, knots, level, slope, numer)
-        out[y] = p[y] * total
+        if fr is None:
+            fr = exact_tables()
+        pe, qe, re_ = fr
+        total = sum(_joint_one(pe, qe, re_, arrives, S, y, Fraction), Fraction(0))
+        total = max(total, Fraction(0))                          # exact: never negative
+        out.append(pe[y] * total if exact else float(pe[y] * total))
     return out
 
 
+def joint_set_law(p: np.ndarray, q: np.ndarray, S) -> np.ndarray:
+    """``P(Y = y, draft set = S)`` for every ``y`` under the shared-Gumbel coupling.
+
+    Evaluated in float64 where the inclusion-exclusion over subsets of ``S`` is well conditioned
+    and in exact rational arithmetic (:class:`fractions.Fraction`; every step of the closed form
+    is rational) where it cancels, so every entry is non-negative and within ~1e-13 relative of
+    the exact value (docs/numerics.md); entries below the float range are 0.
+    """
+    return np.array(_joint(np.asarray(p, np.float64), np.asarray(q, np.float64), S, exact=False))
+
+
+def conditional_set_law(p: np.ndarray, q: np.ndarray, S) -> np.ndarray:
+    """``P(Y = . | draft set = S)``: the normalised :func:`joint_set_law`; exact rational
+    normalisation when ``P(S)`` is too small for float64 (never NaN)."""
+    joint = joint_set_law(p, q, S)
+    total = joint.sum()
+    if total > 1e-250:
+        return joint / total
+    exact = _joint(np.asarray(p, np.float64), np.asarray(q, np.float64), S, exact=True)
+    tot = sum(exact, Fraction(0))
+    if tot <= 0:
+        raise ValueError(f"draft set {sorted(S)} has probability 0 under the Gumbel-top-k law")
+    return np.array([float(v / tot) for v in exact])
+
+
+#: largest ``(target token, token)`` rate matrix the exact acceptance builds (``O(V^2)`` memory:
+#: 2^25 float64 = 256 MiB, about V = 5800); larger inputs are refused before any work
+MAX_PAIRS = 2**25
+
+
 def gumbel_acceptance(p: np.ndarray, q: np.ndarray, k: int) -> float:
-    """Exact ``P(Y in drafts)`` of the shared-Gumbel coupling (race integral per target token)."""
+    """Exact ``P(Y in drafts)`` of the shared-Gumbel coupling (race integral per target token).
+
+    ``O(V^2 k n_nodes)`` time and a ``[V, V]`` rate matrix: refused with ``ValueError`` when the
+    matrix would exceed :data:`MAX_PAIRS` entries (docs/numerics.md; the torch selector or a
+    sampled estimate serves larger vocabularies).
+    """
     ys = np.flatnonzero((p > 0) & (q > 0))
+    if ys.size * p.size > MAX_PAIRS:
+        raise ValueError(f"exact gumbel acceptance needs a {ys.size:,} x {p.size:,} rate matrix, more than "
+                         f"MAX_PAIRS={MAX_PAIRS:,} entries; use the torch selector "
+                         "(gpu_backend) or a sampled estimate")
     rates = np.maximum(q[None, :] * (p[ys] / q[ys])[:, None] - p[None, :], 0.0)
     rates[np.arange(ys.size), ys] = 0.0
     return float(p[ys] @ race_integrals(rates, k))
@@ -188,8 +261,7 @@ class GumbelCoupling(Selector):
     def conditional_law(self, p, q, drafts) -> np.ndarray:
         """``P(Y | draft set)`` (the verifier uses the set; see the module docstring)."""
         p, q, d = self._check_drafts(p, q, drafts)
-        joint = joint_set_law(p, q, set(d.tolist()))
-        return joint / joint.sum()
+        return conditional_set_law(p, q, set(d.tolist()))
 
     def enumerate(self, p, q, k: int) -> tuple[np.ndarray, float]:
         """Exact ``(output law, acceptance)``: ``sum_S Q(S) K(. | S)`` over draft *sets* (the
@@ -197,8 +269,7 @@ class GumbelCoupling(Selector):
         p, q, k = self._check(p, q, k)
         out, acc = np.zeros_like(p), 0.0
         for S, w in set_law(*self.draft_tuples(q, k)).items():
-            joint = joint_set_law(p, q, S)
-            law = w * joint / joint.sum()
+            law = w * conditional_set_law(p, q, S)
             out += law
             acc += law[sorted(S)].sum()
         return out, float(acc)

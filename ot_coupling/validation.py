@@ -12,6 +12,9 @@ import numpy as np
 
 #: Absolute tolerance on ``|sum(x) - 1|`` accepted by :func:`validate_distribution`.
 SUM_TOL = 1e-9
+#: Looser sum tolerances for inputs given in reduced precision (the same as the torch backend's):
+#: the entries of a float32 / float16 vector are rounded to 24 / 11 mantissa bits.
+REDUCED_SUM_TOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float16): 1e-2}
 
 SeedLike = Union[None, int, np.random.Generator]
 
@@ -19,19 +22,28 @@ SeedLike = Union[None, int, np.random.Generator]
 def validate_distribution(x, name: str = "p", *, atol: float = SUM_TOL) -> np.ndarray:
     """Check that ``x`` is a probability vector and return it as float64, renormalised.
 
-    Requirements: one-dimensional, non-empty, finite (no NaN/inf), non-negative, and
-    ``|sum(x) - 1| <= atol``. Exact zeros are allowed. The returned copy is divided by its sum so
-    that downstream code sees a sum of 1 to machine precision.
+    Requirements: real (complex input is refused, not truncated), one-dimensional, non-empty,
+    finite (no NaN/inf), non-negative, and ``|sum(x) - 1| <= atol`` (for a float32 / float16 array
+    the looser :data:`REDUCED_SUM_TOL` of its dtype). Exact zeros are allowed; positive masses are
+    kept however small (no flush to zero, docs/numerics.md). The returned float64 copy is divided
+    by its sum so that downstream code sees a sum of 1 to machine precision.
 
     Raises
     ------
     ValueError
         naming ``name`` and what is wrong.
     """
+    raw_dtype = getattr(x, "dtype", None)
+    if np.iscomplexobj(x):
+        raise ValueError(f"{name} must be real, got a complex array")
     try:
         arr = np.array(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a numeric vector ({exc})") from None
+    try:
+        atol = max(atol, REDUCED_SUM_TOL.get(np.dtype(raw_dtype), atol)) if raw_dtype is not None else atol
+    except TypeError:                       # a dtype numpy does not know (e.g. a torch dtype)
+        pass
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.size == 0:

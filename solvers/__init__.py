@@ -2,7 +2,8 @@
 
 Closed forms (min-cut over prefixes sorted by p/q), the membership LP (HiGHS, cvxpy, max-flow)
 with certificates, the optimal selection law and verifier, and the quality/rejection Pareto front.
-Attributes are imported lazily so that ``import solvers`` stays cheap.
+Every solver result derives from :class:`SolverResult` (``value``, ``success``, ``status``,
+``message``; scipy's ``OptimizeResult`` protocol). Attributes are imported lazily so that ``import solvers`` stays cheap.
 """
 
 from ot_coupling.lazy import lazy_exports
@@ -21,6 +22,7 @@ _EXPORTS = {
     "LPPlanSelector": "plan_selector",
     "pareto_front": "pareto",
     "ParetoFront": "pareto",
+    "SolverResult": "result",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -110,6 +110,8 @@ import numpy as np
 from ot_coupling.draft_laws import check_hub, greedy_split, hub_token
 from ot_coupling.validation import validate_k, validate_pair
 
+from .result import _UNSET, SolverResult, deprecated_alias, renamed_argument, warn_if_failed
+
 #: draft laws with a closed form here
 CLOSED_FORM_LAWS = ("iid", "without_replacement", "greedy", "hub")
 
@@ -119,17 +121,24 @@ _WOR_T_MIN = 1e-16
 _WOR_RIGHT = 45.0
 _WOR_STEP = 0.125
 _WOR_CHUNK = 512
+#: a without-replacement cut whose quadrature error estimate exceeds this is flagged success=False
+QUADRATURE_TOL = 1e-9
 
 
-@dataclass(frozen=True)
-class CutResult:
+@dataclass(frozen=True, kw_only=True)
+class CutResult(SolverResult):
     """The optimum ``alpha* = p(H) + 1 - Q(S subset of H)`` and a minimising set ``H``.
+
+    Follows the solver result protocol (:class:`solvers.result.SolverResult`): ``value``,
+    ``success``, ``status`` (0 = ok), ``message``. ``success`` is false (with a
+    :class:`RuntimeWarning`) only when the without-replacement quadrature's error estimate exceeds
+    :data:`QUADRATURE_TOL`.
 
     Attributes
     ----------
     value: the optimal acceptance ``alpha*``.
     cut: sorted token ids of the minimising set ``H``.
-    drafts, k: the draft law and the number of drafts.
+    draft_law, k: the draft law and the number of drafts (``drafts``: deprecated alias of ``draft_law``).
     target_mass: ``p(H)``.
     inside_mass: ``Q(S(X) subset of H)``, the probability that every draft lies in ``H``.
     error_estimate: quadrature error estimate (``"without_replacement"``), 0 for exact formulas.
@@ -139,7 +148,7 @@ class CutResult:
 
     value: float
     cut: np.ndarray
-    drafts: str
+    draft_law: str
     k: int
     target_mass: float
     inside_mass: float
@@ -148,6 +157,8 @@ class CutResult:
 
     def __post_init__(self):
         self.cut.setflags(write=False)
+
+    drafts = deprecated_alias("draft_law", "drafts")
 
 
 def ratio_order(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -175,9 +186,12 @@ def _prefix_sums(x: np.ndarray) -> np.ndarray:
 
 def _result(p, drafts, k, order, j, value, inside, err=0.0) -> CutResult:
     cut = np.sort(order[:j]).astype(np.int64)
-    return CutResult(value=float(value), cut=cut, drafts=drafts, k=k,
-                     target_mass=float(p[cut].sum()), inside_mass=float(inside),
-                     error_estimate=float(err), order=order)
+    ok = bool(err <= QUADRATURE_TOL)
+    message = "optimal" if ok else (f"quadrature error estimate {err:.1e} exceeds {QUADRATURE_TOL:g}")
+    return warn_if_failed(CutResult(value=float(value), cut=cut, draft_law=drafts, k=k,
+                                    target_mass=float(p[cut].sum()), inside_mass=float(inside),
+                                    error_estimate=float(err), order=order, success=ok,
+                                    status=0 if ok else 3, message=message), stacklevel=4)
 
 
 def _cut_iid(p, q, k) -> CutResult:
@@ -251,7 +265,7 @@ def _cut_wor(p, q, k) -> CutResult:
         raise ValueError(f"k={k} drafts without replacement need at least k tokens with q > 0, "
                          f"q has {n_support}")
     if k == 1:                                             # one draft: the same law as "iid"
-        return replace(_cut_iid(p, q, 1), drafts="without_replacement")
+        return replace(_cut_iid(p, q, 1), draft_law="without_replacement")
     order = ratio_order(p, q)
     P = _prefix_sums(p[order])
     outside, err = _wor_outside(q[order], k)
@@ -268,7 +282,7 @@ def _cut_greedy(p, q, k) -> CutResult:
     value = p[top].sum() + np.minimum(p[others], rest[others]).sum()
     in_cut = mask | (others & (p < rest))
     cut = np.flatnonzero(in_cut).astype(np.int64)
-    return CutResult(value=float(value), cut=cut, drafts="greedy", k=k, target_mass=float(p[cut].sum()),
+    return CutResult(value=float(value), cut=cut, draft_law="greedy", k=k, target_mass=float(p[cut].sum()),
                      inside_mass=float(rest[in_cut & others].sum()))
 
 
@@ -282,39 +296,42 @@ def _cut_hub(p, q, k) -> CutResult:
     gain[a] = 0.0
     value = p[a] + 1.0 - gain.sum()
     if value >= 1.0:
-        return CutResult(value=1.0, cut=np.zeros(0, dtype=np.int64), drafts="hub", k=2,
+        return CutResult(value=1.0, cut=np.zeros(0, dtype=np.int64), draft_law="hub", k=2,
                          target_mass=0.0, inside_mass=0.0)
     in_cut = gain > 0
     in_cut[a] = True
     cut = np.flatnonzero(in_cut).astype(np.int64)
-    return CutResult(value=float(value), cut=cut, drafts="hub", k=2, target_mass=float(p[cut].sum()),
+    return CutResult(value=float(value), cut=cut, draft_law="hub", k=2, target_mass=float(p[cut].sum()),
                      inside_mass=float(pair[in_cut].sum()))
 
 
 _CUTS = {"iid": _cut_iid, "without_replacement": _cut_wor, "greedy": _cut_greedy, "hub": _cut_hub}
 
 
-def optimal_cut(p, q, k: int, drafts: str = "iid") -> CutResult:
+def optimal_cut(p, q, k: int, draft_law: str = _UNSET, *, drafts: str = _UNSET) -> CutResult:
     """The optimal acceptance and a minimising set ``H`` of ``p(H) + 1 - Q(S subset of H)``.
 
     Parameters
     ----------
     p, q: target and draft distributions (length ``V``; exact zeros allowed).
     k: number of drafts.
-    drafts: ``"iid"`` (O(V log V)), ``"without_replacement"`` (O(V k L), quadrature, see the module
+    draft_law: ``"iid"`` (default) (O(V log V)), ``"without_replacement"`` (O(V k L), quadrature, see the module
         docstring), ``"greedy"`` or ``"hub"`` (O(V), ``k = 2``).
+    drafts: deprecated old name of ``draft_law``.
     """
+    drafts = renamed_argument(draft_law, drafts, "drafts", "draft_law", "iid")
     p_arr, q_arr = validate_pair(p, q)
     k = validate_k(k)
     if drafts not in _CUTS:
-        raise ValueError(f"drafts must be one of {', '.join(CLOSED_FORM_LAWS)} for the closed form, "
+        raise ValueError(f"draft_law must be one of {', '.join(CLOSED_FORM_LAWS)} for the closed form, "
                          f"got {drafts!r}")
     return _CUTS[drafts](p_arr, q_arr, k)
 
 
-def optimal_acceptance(p, q, k: int, drafts: str = "iid") -> float:
+def optimal_acceptance(p, q, k: int, draft_law: str = _UNSET, *, drafts: str = _UNSET) -> float:
     """``alpha*(p, q, k)``: the optimal acceptance of ``k`` drafts (see :func:`optimal_cut`)."""
-    return optimal_cut(p, q, k, drafts).value
+    law = renamed_argument(draft_law, drafts, "drafts", "draft_law", "iid")
+    return optimal_cut(p, q, k, law).value
 
 
 def cut_value(p: np.ndarray, sets: np.ndarray, set_probs: np.ndarray, cut) -> float:

@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import combinations
-from math import comb, factorial
+from math import comb
 
 import numpy as np
 from scipy import sparse
@@ -60,11 +60,14 @@ from ot_coupling.validation import (
 )
 
 from .closed_form import cut_value
+from .result import _UNSET, SolverResult, deprecated_alias, renamed_argument, warn_if_failed
 
 BACKENDS = ("highs", "cvxpy", "maxflow")
 #: default limit on the number of draft sets (rows) of the LP
 MAX_SETS = 2_000_000
 _PAD = -1
+#: a certificate gap ``certificate_value - value`` above this marks the result success=False
+GAP_TOL = 1e-6
 #: tighter than HiGHS' defaults (1e-7) so that LP values match the closed forms to ~1e-9
 _HIGHS_TOLERANCES = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
@@ -84,29 +87,51 @@ def count_draft_sets(q: np.ndarray, k: int, drafts: str) -> int:
     return n ** k                                          # other laws are enumerated tuple by tuple
 
 
-def _compositions(k: int, m: int):
-    """All ordered ``m``-tuples of positive integers summing to ``k``."""
-    for cuts in combinations(range(1, k), m - 1):
-        bounds = (0,) + cuts + (k,)
-        yield tuple(bounds[i + 1] - bounds[i] for i in range(m))
+#: refuse an i.i.d. set law whose exact DP needs more than this many multiply-adds (before building)
+MAX_IID_WORK = 400_000_000
+
+
+def _iid_work(n_support: int, k: int) -> int:
+    """Multiply-adds of :func:`_iid_sets`: ``sum_m C(n, m) m k^2`` (an upper bound)."""
+    return sum(comb(n_support, m) * m for m in range(1, min(k, n_support) + 1)) * (k + 1) ** 2
 
 
 def _iid_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Law of the set of ``k`` i.i.d. draws: ``Q(S) = sum_{c} k!/prod c_i! prod q_i^{c_i}`` over
-    compositions ``c`` of ``k`` into ``|S|`` positive parts (all terms positive: no cancellation)."""
+    r"""Law of the set of ``k`` i.i.d. draws, exactly and without overflow at any ``k``.
+
+    ``Q(S) = sum_c k!/prod c_i! prod q_i^{c_i}`` over the compositions ``c`` of ``k`` into ``|S|``
+    positive parts. Neither the multinomial coefficients (``k! > 2^63`` from ``k = 21``) nor the
+    number of compositions is formed: a DP over the tokens of ``S`` = ``(x_1..x_m)``,
+
+    .. math:: g_j(n) = \sum_{c=1}^{n} \binom{n}{c} q_{x_j}^c\, g_{j-1}(n - c),\quad g_0(n) = [n = 0],
+
+    gives ``Q(S) = g_m(k)`` (``g_j(n)`` = probability that ``n`` draws all land in
+    ``{x_1..x_j}`` and hit each of them). Every term is a non-negative float (binomials are
+    float64, exact to ``k = 56`` and within one rounding beyond), ``g <= 1``: no cancellation, no
+    overflow; the relative error is ``O(m k eps)``. Sets whose probability underflows to 0 are kept
+    (see docs/numerics.md): every set of support tokens is a possible draft set.
+    """
     support = np.flatnonzero(q > 0)
     n = support.size
+    binom = np.array([[float(comb(a, c)) for c in range(k + 1)] for a in range(k + 1)])
+    ns = np.arange(k + 1)
     blocks, probs = [], []
     for m in range(1, min(k, n) + 1):
         idx = np.array(list(combinations(range(n), m)), dtype=np.int64).reshape(-1, m)
-        qs = q[support[idx]]
-        prob = np.zeros(idx.shape[0])
-        for c in _compositions(k, m):
-            coef = factorial(k) / np.prod([factorial(ci) for ci in c])
-            prob += coef * np.prod(qs ** np.array(c), axis=1)
+        qs = q[support[idx]]                                        # [N, m]
+        g = np.zeros((idx.shape[0], k + 1))
+        g[:, 0] = 1.0
+        with np.errstate(under="ignore"):
+            for j in range(m):
+                powers = qs[:, j:j + 1] ** ns                       # q^c, c = 0..k  [N, k+1]
+                new = np.zeros_like(g)
+                for c in range(1, k + 1):
+                    # new[:, nn] += C(nn, c) q^c g[:, nn - c] for nn >= c
+                    new[:, c:] += binom[c:, c] * powers[:, c:c + 1] * g[:, :k + 1 - c]
+                g = new
         pad = np.full((idx.shape[0], k - m), _PAD, dtype=np.int64)
         blocks.append(np.concatenate([support[idx], pad], axis=1))
-        probs.append(prob)
+        probs.append(g[:, k])
     return np.concatenate(blocks), np.concatenate(probs)
 
 
@@ -155,8 +180,12 @@ def _greedy_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 _SET_BUILDERS = {"iid": _iid_sets, "without_replacement": _wor_sets, "hub": _hub_sets, "greedy": _greedy_sets}
 
 
-def sets_from_tuples(tuples: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised :func:`ot_coupling.draft_laws.set_law`: rows = sorted distinct tokens padded with -1."""
+def sets_from_tuples(tuples: np.ndarray, probs: np.ndarray,
+                     keep_zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`ot_coupling.draft_laws.set_law`: rows = sorted distinct tokens padded with -1.
+
+    Sets of probability 0 are dropped unless ``keep_zero`` (a named law's tuples of underflowed
+    probability are possible draws and keep their row)."""
     t = np.sort(np.asarray(tuples, dtype=np.int64), axis=1)
     dup = np.zeros(t.shape, dtype=bool)
     dup[:, 1:] = t[:, 1:] == t[:, :-1]
@@ -165,7 +194,7 @@ def sets_from_tuples(tuples: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray,
     t[t == big] = _PAD
     sets, inverse = np.unique(t, axis=0, return_inverse=True)
     set_probs = np.bincount(inverse.ravel(), weights=probs, minlength=sets.shape[0])
-    keep = set_probs > 0
+    keep = set_probs >= 0 if keep_zero else set_probs > 0
     sets, set_probs = sets[keep], set_probs[keep]
     width = int((sets != _PAD).sum(axis=1).max())
     return sets[:, :width], set_probs
@@ -207,13 +236,18 @@ def draft_set_law(p: np.ndarray, q: np.ndarray | None, k: int | None, drafts,
         raise ValueError(f"the LP is too large: about {n_sets:,} draft sets for V={V} "
                          f"(support {int((q > 0).sum())}), k={k}, drafts={drafts!r} (max_sets={max_sets:,}); "
                          "use solvers.optimal_acceptance for the value")
+    if drafts == "iid" and _iid_work(int((q > 0).sum()), k) > MAX_IID_WORK:
+        raise ValueError(f"the LP is too large: the exact i.i.d. set law for k={k} over "
+                         f"{int((q > 0).sum())} tokens needs about {_iid_work(int((q > 0).sum()), k):,} "
+                         "operations; use solvers.optimal_acceptance for the value")
     if drafts in _SET_BUILDERS:
         sets, probs = _SET_BUILDERS[drafts](q, k)
     else:
-        sets, probs = sets_from_tuples(*law.enumerate(q, k))
-    keep = probs > 0
-    # renormalise against round-off so that the two marginals of the plan have the same total
-    return sets[keep], probs[keep] / probs[keep].sum(), k
+        sets, probs = sets_from_tuples(*law.enumerate(q, k), keep_zero=True)
+    # Sets whose probability underflows to 0 stay (rows of capacity 0): every set of tokens with
+    # q > 0 is a possible draft set, and the plan must have a conditional law for it
+    # (docs/numerics.md). Renormalise against round-off so that both marginals have the same total.
+    return sets, probs / probs.sum(), k
 
 
 # --------------------------------------------------------------------------- the plan
@@ -321,20 +355,22 @@ def _make_plan(p, sets, set_probs, edge_set, edge_token, flow) -> MembershipPlan
 
 
 # --------------------------------------------------------------------------- result
-@dataclass(frozen=True)
-class MembershipOT:
-    """Result of :func:`solve_membership_ot`.
+@dataclass(frozen=True, kw_only=True)
+class MembershipOT(SolverResult):
+    """Result of :func:`solve_membership_ot` (solver result protocol, :class:`solvers.result.SolverResult`).
 
     ``value``: acceptance of the returned (exactly feasible) plan, a lower bound on ``alpha*``;
     ``certificate_value``: ``p(H) + 1 - Q(S subset of H)`` of the certificate cut ``cut``, an upper
-    bound; ``tolerance = certificate_value - value``.
+    bound; ``tolerance = certificate_value - value``. For the ``"maxflow"`` backend both are exact
+    bounds of the scaled integer flow. ``success`` is false (with a :class:`RuntimeWarning`) when
+    the backend reports a non-optimal status (``status`` 1: time/iteration limit, 2: other) or the
+    certificate gap exceeds :data:`GAP_TOL` (``status`` 3); ``message`` carries the backend's text.
     """
 
     value: float
     plan: MembershipPlan
     cut: np.ndarray
     certificate_value: float
-    status: str
     backend: str
     n_variables: int
     n_constraints: int
@@ -342,7 +378,9 @@ class MembershipOT:
     solve_seconds: float
     build_seconds: float
     k: int
-    drafts: str
+    draft_law: str
+
+    drafts = deprecated_alias("draft_law", "drafts")
 
     @property
     def tolerance(self) -> float:
@@ -367,7 +405,8 @@ def _solve_linprog(start, index, value, upper, m, time_limit):
     res = linprog(-np.ones(m), A_ub=A, b_ub=upper, bounds=(0, None), method="highs", options=options)
     if res.x is None:
         raise RuntimeError(f"HiGHS (linprog) failed: {res.message}")
-    return res.x, -res.ineqlin.marginals, "optimal" if res.status == 0 else res.message
+    code = 0 if res.status == 0 else (1 if res.status == 1 else 2)
+    return res.x, -res.ineqlin.marginals, (code, "optimal" if res.status == 0 else str(res.message))
 
 
 def _solve_highspy(start, index, value, upper, m, time_limit, solver="ipm"):
@@ -398,7 +437,8 @@ def _solve_highspy(start, index, value, upper, m, time_limit, solver="ipm"):
     if not sol.value_valid:
         raise RuntimeError(f"HiGHS (highspy) failed: {status}")
     duals = -np.asarray(sol.row_dual) if sol.dual_valid else None
-    return np.asarray(sol.col_value), duals, status.lower()
+    code = 0 if status.lower() == "optimal" else (1 if "limit" in status.lower() else 2)
+    return np.asarray(sol.col_value), duals, (code, status.lower())
 
 
 def _solve_cvxpy(edge_set, edge_token, set_probs, p, solver):
@@ -414,7 +454,8 @@ def _solve_cvxpy(edge_set, edge_token, set_probs, p, solver):
     if f.value is None:
         raise RuntimeError(f"cvxpy ({solver or 'CLARABEL'}) failed: {problem.status}")
     duals = np.concatenate([np.asarray(constraints[0].dual_value), np.asarray(constraints[1].dual_value)])
-    return f.value, duals, problem.status
+    code = 0 if problem.status == "optimal" else 2
+    return f.value, duals, (code, str(problem.status))
 
 
 def _solve_maxflow(edge_set, edge_token, set_probs, p, scale):
@@ -438,7 +479,7 @@ def _solve_maxflow(edge_set, edge_token, set_probs, p, scale):
     side = np.zeros(V, dtype=bool)
     side[reached[(reached > n) & (reached <= n + V)] - (1 + n)] = True
     side |= p <= 0                                          # free to include, never increases the cut
-    return edge_flow, np.flatnonzero(side), "optimal (scaled integer capacities)"
+    return edge_flow, np.flatnonzero(side), (0, "optimal (scaled integer capacities)")
 
 
 def _mass_at_least(values: np.ndarray, weights: np.ndarray, thetas: np.ndarray) -> np.ndarray:
@@ -463,8 +504,8 @@ def _threshold_cut(p, sets, set_probs, token_dual):
 
 
 # --------------------------------------------------------------------------- entry point
-def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: str = "highs", *,
-                        highs_api: str = "auto", cvxpy_solver: str | None = None,
+def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backend: str = "highs", *,
+                        drafts=_UNSET, highs_api: str = "auto", cvxpy_solver: str | None = None,
                         maxflow_scale: int = 2**31 - 2, max_sets: int = MAX_SETS,
                         time_limit: float | None = None) -> MembershipOT:
     """Solve the membership-cost transport LP exactly (see the module docstring).
@@ -473,7 +514,7 @@ def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: 
     ----------
     p: target distribution (length ``V``).
     q, k: draft distribution and number of drafts (for a named law).
-    drafts: a law name of :data:`ot_coupling.draft_laws.DRAFT_LAWS` (``"iid"``,
+    draft_law: a law name of :data:`ot_coupling.draft_laws.DRAFT_LAWS` (``"iid"``,
         ``"without_replacement"``, ``"hub"``, ``"greedy"``) or an explicit ``(tuples [n, k], probs [n])``
         law of ordered draft tuples (e.g. drafts from two different models).
     backend: ``"highs"``, ``"cvxpy"`` or ``"maxflow"``.
@@ -484,6 +525,7 @@ def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: 
     -------
     MembershipOT with the value, the complete plan, the certificate cut and solver statistics.
     """
+    drafts = renamed_argument(draft_law, drafts, "drafts", "draft_law", "iid")
     p_arr = validate_distribution(p, "p")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -503,7 +545,7 @@ def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: 
     t1 = time.perf_counter()
     cut = None
     if m == 0:
-        flow, duals, status, used = np.zeros(0), None, "optimal (no membership edge)", backend
+        flow, duals, status, used = np.zeros(0), None, (0, "optimal (no membership edge)"), backend
     elif backend == "highs":
         upper = np.concatenate([set_probs, p_arr])
         api = "linprog" if highs_api == "auto" else highs_api
@@ -530,6 +572,12 @@ def solve_membership_ot(p, q=None, k: int | None = None, drafts="iid", backend: 
         cut = _threshold_cut(p_arr, sets, set_probs, token_dual)
     certificate = cut_value(p_arr, sets, set_probs, cut)
     label = drafts if isinstance(drafts, str) else "explicit"
-    return MembershipOT(value=plan.acceptance(), plan=plan, cut=cut, certificate_value=certificate,
-                        status=status, backend=used, n_variables=m, n_constraints=n + V, n_sets=n,
-                        solve_seconds=solve_seconds, build_seconds=build, k=k, drafts=label)
+    value = plan.acceptance()
+    code, message = status
+    gap_tol = GAP_TOL if backend != "maxflow" else max(GAP_TOL, (n + V + 1) / maxflow_scale)
+    if code == 0 and certificate - value > gap_tol:
+        code, message = 3, f"certificate gap {certificate - value:.2e} exceeds {gap_tol:g}"
+    return warn_if_failed(MembershipOT(
+        value=value, plan=plan, cut=cut, certificate_value=certificate, success=code == 0,
+        status=code, message=message, backend=used, n_variables=m, n_constraints=n + V, n_sets=n,
+        solve_seconds=solve_seconds, build_seconds=build, k=k, draft_law=label))

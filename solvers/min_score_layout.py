@@ -218,12 +218,22 @@ def selection_probabilities(layout: Layout, drafts: np.ndarray, q: np.ndarray) -
 
 
 def sample_scores(layout: Layout, drafts: np.ndarray, q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One score ``U_i ~ Uniform(S_{X_i})`` per draft (inverse CDF over the token's intervals)."""
+    """One score ``U_i ~ Uniform(S_{X_i})`` per draft (inverse CDF over the token's intervals).
+
+    A token with ``0 < q_y`` below the spacing of doubles at its position in ``[0, 1]`` can own no
+    interval of positive length (``S_y`` is empty in floating point; its selection probability
+    :func:`selection_probabilities` is 0, docs/numerics.md). Such a draft gets the score
+    ``1 + Uniform(0, 1)``: it is never selected over a draft with a non-empty set, and drafts that
+    all have empty sets are selected uniformly, as :func:`selection_probabilities` says.
+    """
     out = np.empty(drafts.size)
     for i, y in enumerate(drafts.tolist()):
         a, b = layout.intervals(y)
         cum = np.concatenate([[0.0], np.cumsum(b - a)])
         v = rng.random() * cum[-1]
+        if not cum[-1] > 0:
+            out[i] = 1.0 + rng.random()
+            continue
         m = min(int(np.searchsorted(cum, v, side="right")) - 1, a.size - 1)
         out[i] = a[m] + (v - cum[m])
     return out

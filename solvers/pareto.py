@@ -24,18 +24,26 @@ from scipy.optimize import linprog
 
 from ot_coupling.validation import tv_distance, validate_k, validate_pair
 
+from .result import SolverResult, warn_if_failed
 
-@dataclass
-class ParetoFront:
+
+@dataclass(frozen=True, kw_only=True)
+class ParetoFront(SolverResult):
     """Points ``(rejection[i], loss[i])`` of the front with the optimal rules ``acceptance[i]``
-    (``b``) and ``resampling[i]`` (``P``; ``p`` where ``rejection = 0``)."""
+    (``b``) and ``resampling[i]`` (``P``; ``p`` where ``rejection = 0``).
+
+    Solver result protocol (:class:`solvers.result.SolverResult`): ``value`` is the array of
+    optimal losses (the same array as ``loss``); ``success`` is false (with a
+    :class:`RuntimeWarning`) when any level's LP was not solved to optimality (its loss is NaN
+    then; ``status`` 2); ``point_status[i]`` is HiGHS' message for level ``i``.
+    """
 
     rejection: np.ndarray
     loss: np.ndarray
     acceptance: np.ndarray
     resampling: np.ndarray
     tv: float
-    status: list[str]
+    point_status: list[str]
     solve_seconds: float
 
     def line_gap(self) -> float:
@@ -43,7 +51,8 @@ class ParetoFront:
         return float(np.max(np.abs(self.loss - np.maximum(self.tv - self.rejection, 0.0))))
 
     def to_dict(self) -> dict:
-        return {"rejection": self.rejection, "loss": self.loss, "tv": self.tv, "status": self.status,
+        return {"rejection": self.rejection, "loss": self.loss, "tv": self.tv, "success": self.success,
+                "status": self.status, "message": self.message, "point_status": self.point_status,
                 "line_gap": self.line_gap(), "solve_seconds": self.solve_seconds}
 
 
@@ -85,6 +94,11 @@ def pareto_front(p, q, rejections=None, n_points: int = 11) -> ParetoFront:
         loss.append(float(sol.fun))
         acc.append(np.divide(a, q, out=np.ones(V), where=q > 0).clip(0.0, 1.0))
         res.append(w / w.sum() if w.sum() > 0 else p.copy())
-    return ParetoFront(rejection=levels, loss=np.array(loss), acceptance=np.array(acc),
-                       resampling=np.array(res), tv=tv, status=status,
-                       solve_seconds=time.perf_counter() - start)
+    failed = [i for i, s in enumerate(status) if s != "optimal"]
+    message = "optimal" if not failed else (f"{len(failed)} of {len(status)} levels not solved "
+                                            f"(first: rejection {levels[failed[0]]:g}: {status[failed[0]]})")
+    losses = np.array(loss)
+    return warn_if_failed(ParetoFront(
+        value=losses, success=not failed, status=2 if failed else 0, message=message,
+        rejection=levels, loss=losses, acceptance=np.array(acc), resampling=np.array(res), tv=tv,
+        point_status=status, solve_seconds=time.perf_counter() - start))

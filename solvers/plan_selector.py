@@ -19,6 +19,7 @@ from ot_coupling.draft_laws import get_draft_law
 from ot_coupling.validation import SeedLike, as_generator, sample_categorical
 
 from .membership_lp import BACKENDS, MembershipOT, solve_membership_ot
+from .result import _UNSET, renamed_argument
 
 
 class LPPlanSelector(Selector):
@@ -26,7 +27,8 @@ class LPPlanSelector(Selector):
 
     Parameters
     ----------
-    drafts: draft law name (``"iid"``, ``"without_replacement"``, ``"hub"``, ``"greedy"``).
+    draft_law: draft law name (``"iid"``, ``"without_replacement"``, ``"hub"``, ``"greedy"``);
+        ``drafts=`` is its deprecated old name.
     backend: LP backend of :func:`solvers.solve_membership_ot` (``"highs"`` by default).
     cache_size: number of solved ``(p, q, k)`` instances kept.
     **solver_options: passed on to :func:`solvers.solve_membership_ot`.
@@ -34,7 +36,9 @@ class LPPlanSelector(Selector):
 
     name = "optimal_lp"
 
-    def __init__(self, drafts: str = "iid", backend: str = "highs", cache_size: int = 64, **solver_options):
+    def __init__(self, draft_law: str = _UNSET, backend: str = "highs", cache_size: int = 64, *,
+                 drafts: str = _UNSET, **solver_options):
+        drafts = renamed_argument(draft_law, drafts, "drafts", "draft_law", "iid")
         get_draft_law(drafts)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -54,7 +58,7 @@ class LPPlanSelector(Selector):
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        result = solve_membership_ot(p, q, k, drafts=self.draft_law, backend=self.backend,
+        result = solve_membership_ot(p, q, k, self.draft_law, backend=self.backend,
                                      **self.solver_options)
         self._cache[key] = result
         if len(self._cache) > self._cache_size:
@@ -64,6 +68,24 @@ class LPPlanSelector(Selector):
     def acceptance(self, p, q, k: int) -> float:
         """The LP optimum ``alpha*`` (acceptance of the plan)."""
         return self.solve(p, q, k).value
+
+    def enumerate(self, p, q, k: int) -> tuple[np.ndarray, float]:
+        """Exact ``(output law, acceptance)`` by summing ``Q(S) K(. | S)`` over the LP's draft *sets*.
+
+        The plan depends on a tuple only through its set, so this costs one row per set (the LP's
+        size) instead of one per ordered tuple (``V^k``); sets whose probability underflows to 0
+        are rows of the plan too (docs/numerics.md).
+        """
+        p_arr, q_arr, k = self._check(p, q, k)
+        plan = self._solve(p_arr, q_arr, k).plan
+        out = np.zeros_like(p_arr)
+        acc = 0.0
+        for s in range(plan.n_sets):
+            law = plan.set_probs[s] * plan.conditional_law_by_index(s)
+            out += law
+            members = plan.sets[s][plan.sets[s] >= 0]
+            acc += float(law[members].sum())
+        return out, acc
 
     def conditional_law(self, p, q, drafts) -> np.ndarray:
         """``K(. | drafts)`` of the optimal plan (depends on the drafts through their set)."""
@@ -78,4 +100,4 @@ class LPPlanSelector(Selector):
         return token, bool(np.isin(token, d))
 
     def __repr__(self) -> str:
-        return f"LPPlanSelector(drafts={self.draft_law!r}, backend={self.backend!r})"
+        return f"LPPlanSelector(draft_law={self.draft_law!r}, backend={self.backend!r})"

@@ -12,7 +12,7 @@ from solvers import pareto_front
 def test_front_is_the_line(case):
     p, q = case
     front = pareto_front(p, q, n_points=7)
-    assert all(s == "optimal" for s in front.status)
+    assert front.success and front.status == 0 and all(s == "optimal" for s in front.point_status)
     assert front.line_gap() < 1e-8
     for r, loss, b, P in zip(front.rejection, front.loss, front.acceptance, front.resampling):
         # the returned rule realises the point: its rejection and loss (Thm 4 with its own P)

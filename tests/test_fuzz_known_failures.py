@@ -1,0 +1,41 @@
+"""Failures the fuzzer (tests/test_fuzz.py) found in modules outside the numerics scope.
+
+Each is a minimal reproducer marked ``xfail(strict=False)`` so that it documents the bug without
+breaking CI; when the owning module is fixed the test passes (XPASS) and the mark can go.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ot_coupling.draft_laws import enumerate_drafts
+from ot_coupling.registry import get_selector
+
+
+@pytest.mark.xfail(strict=False, reason="rrs_wor.acceptance is 1.5e-9 below the exact value "
+                                        "(ot_coupling/rrs.py, kernels helper)")
+def test_rrs_wor_acceptance_one_hot_target():
+    # p one-hot at 0: every lossless rule outputs 0, so acceptance = P(0 is drafted) exactly
+    p = np.array([1.0, 0.0, 0.0, 0.0])
+    q = np.array([4.99999975e-08, 4.99999975e-01, 4.99999975e-01, 4.99999975e-13])
+    q = q / q.sum()
+    tuples, probs = enumerate_drafts(q, 3, "without_replacement")
+    exact = probs[(tuples == 0).any(axis=1)].sum()
+    sel = get_selector("rrs_wor")
+    assert sel.enumerate(p, q, 3)[1] == pytest.approx(exact, abs=1e-12)
+    assert sel.acceptance(p, q, 3) == pytest.approx(exact, abs=1e-12)
+
+
+@pytest.mark.xfail(strict=False, reason="optimal (layout) outputs a token with p = 0 when the drafted "
+                                        "token's min-score set is empty in floating point: accept "
+                                        "ratio 1 where r = 0 (solvers/optimal_verifier.py, kernels helper)")
+def test_optimal_never_outputs_zero_target_token():
+    p = np.array([0.5, 0.5 - 1e-17, 1e-17, 0.0])
+    q = np.array([0.2, 0.3, 0.5 - 1e-17, 1e-17])
+    p, q = p / p.sum(), q / q.sum()
+    sel = get_selector("optimal")
+    law = sel.conditional_law(p, q, [3, 3])       # drafts (3, 3): probability 1e-34 > 0
+    assert law[3] == 0.0                           # p_3 = 0: token 3 must never be output
+    token, _ = sel.verify(p, q, [3, 3], rng=0)
+    assert p[token] > 0
