@@ -32,6 +32,7 @@ prefix cut (:func:`solvers.closed_form.optimal_cut`): ``certificate_value - valu
 from __future__ import annotations
 
 import time
+from itertools import combinations
 from math import comb, lgamma
 
 import numpy as np
@@ -39,12 +40,20 @@ import numpy as np
 from ot_coupling.validation import validate_distribution, validate_k
 
 from .closed_form import cut_value, optimal_cut
-from .membership_lp import _PAD, MembershipOT, _compositions, _make_plan
+from .membership_lp import _PAD, GAP_TOL, MembershipOT, _make_plan
 from .min_score_layout import Layout, greedy_layout
+from .result import warn_if_failed
 
 #: default limit on the number of draft multisets enumerated (refused before any work above it)
 MAX_MULTISETS = 20_000_000
 _CHUNK = 1 << 16
+
+
+def _compositions(k: int, m: int):
+    """All ordered ``m``-tuples of positive integers summing to ``k``."""
+    for cuts in combinations(range(1, k), m - 1):
+        bounds = (0,) + cuts + (k,)
+        yield tuple(bounds[i + 1] - bounds[i] for i in range(m))
 
 
 def count_iid_multisets(q: np.ndarray, k: int) -> int:
@@ -154,7 +163,7 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     k = validate_k(k)
     n_multi = count_iid_multisets(q_arr, k)
     if n_multi > max_multisets:
-        raise ValueError(f"{n_multi} draft multisets exceed max_multisets={max_multisets}; "
+        raise ValueError(f"problem too large: {n_multi} draft multisets exceed max_multisets={max_multisets}; "
                          "use solvers.optimal_acceptance for the value alone")
     t0 = time.perf_counter()
     layout = greedy_layout(p_arr, q_arr, k)
@@ -208,8 +217,12 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     build = time.perf_counter() - t0
     cut = optimal_cut(p_arr, q_arr, k).cut
     certificate = cut_value(p_arr, sets, set_probs, cut)
-    return MembershipOT(value=plan.acceptance(), plan=plan, cut=cut, certificate_value=certificate,
-                        status=f"optimal (min-score layout; raw marginal error {error:.1e})", backend="layout", n_variables=edge_set.size,
-                        n_constraints=sets.shape[0] + p_arr.size, n_sets=sets.shape[0],
-                        solve_seconds=build, build_seconds=0.0, k=k, drafts="iid")
+    value = plan.acceptance()
+    code, message = 0, f"optimal (min-score layout; raw marginal error {error:.1e})"
+    if certificate - value > GAP_TOL:
+        code, message = 3, f"certificate gap {certificate - value:.2e} exceeds {GAP_TOL:g}"
+    return warn_if_failed(MembershipOT(
+        value=value, plan=plan, cut=cut, certificate_value=certificate, success=code == 0, status=code,
+        message=message, backend="layout", n_variables=edge_set.size, n_constraints=sets.shape[0] + p_arr.size,
+        n_sets=sets.shape[0], solve_seconds=build, build_seconds=0.0, k=k, draft_law="iid"))
 
