@@ -62,7 +62,7 @@ from ot_coupling.validation import (
 from .closed_form import cut_value
 from .result import _UNSET, SolverResult, deprecated_alias, renamed_argument, warn_if_failed
 
-BACKENDS = ("highs", "cvxpy", "maxflow")
+BACKENDS = ("auto", "layout", "highs", "cvxpy", "maxflow")
 #: default limit on the number of draft sets (rows) of the LP
 MAX_SETS = 2_000_000
 _PAD = -1
@@ -506,7 +506,7 @@ def _threshold_cut(p, sets, set_probs, token_dual):
 
 
 # --------------------------------------------------------------------------- entry point
-def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backend: str = "highs", *,
+def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backend: str = "auto", *,
                         drafts=_UNSET, highs_api: str = "auto", cvxpy_solver: str | None = None,
                         maxflow_scale: int = 2**31 - 2, max_sets: int = MAX_SETS,
                         time_limit: float | None = None) -> MembershipOT:
@@ -519,7 +519,10 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
     draft_law: a law name of :data:`ot_coupling.draft_laws.DRAFT_LAWS` (``"iid"``,
         ``"without_replacement"``, ``"hub"``, ``"greedy"``) or an explicit ``(tuples [n, k], probs [n])``
         law of ordered draft tuples (e.g. drafts from two different models).
-    backend: ``"highs"``, ``"cvxpy"`` or ``"maxflow"``.
+    backend: ``"auto"`` (default: ``"layout"`` for i.i.d. drafts, ``"highs"`` otherwise),
+        ``"layout"`` (the exact i.i.d. plan read off the min-score layout, no LP:
+        :func:`solvers.iid_plan.iid_layout_plan`), ``"highs"``, ``"cvxpy"`` or ``"maxflow"``
+        (the LP backends, kept as the cross-check and for explicit tuple laws).
     highs_api: ``"auto"``, ``"linprog"`` or ``"highspy"`` (backend ``"highs"`` only).
     max_sets: refuse (``ValueError``) problems with more draft sets than this, before building.
 
@@ -533,6 +536,15 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if highs_api not in ("auto", "linprog", "highspy"):
         raise ValueError(f"highs_api must be 'auto', 'linprog' or 'highspy', got {highs_api!r}")
+    if backend == "auto":
+        backend = "layout" if isinstance(drafts, str) and drafts == "iid" else "highs"
+    if backend == "layout":
+        if not (isinstance(drafts, str) and drafts == "iid"):
+            raise ValueError(f"backend 'layout' needs draft_law='iid', got {drafts!r}")
+        if q is None or k is None:
+            raise ValueError("backend 'layout' needs q and k")
+        from .iid_plan import iid_layout_plan
+        return iid_layout_plan(p_arr, q, k, max_multisets=max_sets)
     t0 = time.perf_counter()
     sets, set_probs, k = draft_set_law(p_arr, q, k, drafts, max_sets)
     V, n = p_arr.size, set_probs.size

@@ -71,8 +71,8 @@ def test_cvxpy_backend(solver):
 
 def test_highspy_api_matches_linprog():
     p, q = CASES[3]
-    a = solve_membership_ot(p, q, 3, highs_api="linprog")
-    b = solve_membership_ot(p, q, 3, highs_api="highspy")
+    a = solve_membership_ot(p, q, 3, backend="highs", highs_api="linprog")
+    b = solve_membership_ot(p, q, 3, backend="highs", highs_api="highspy")
     assert a.value == pytest.approx(b.value, abs=1e-9)
     assert "linprog" in a.backend and "highspy" in b.backend
 
