@@ -1,0 +1,36 @@
+"""Small helpers of the kernel layer over the Python array API (``array_api_compat``).
+
+Every kernel of :mod:`ot_coupling.kernels` takes its namespace from its inputs,
+``xp = array_namespace(x)``, as scipy does, so one function serves numpy arrays and torch tensors
+(CPU or CUDA). The helpers below cover the few operations the array API spells awkwardly.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace, device, is_numpy_namespace, is_torch_namespace
+
+__all__ = ["array_namespace", "device", "is_numpy_namespace", "is_torch_namespace", "full_like",
+           "one_minus_power", "as_float64", "scalar"]
+
+
+def full_like(xp, x, value):
+    """``x``-shaped array of ``value`` (same dtype and device)."""
+    return xp.full(x.shape, value, dtype=x.dtype, device=device(x))
+
+
+def as_float64(xp, x):
+    """``x`` as float64 (no copy when it already is)."""
+    return x if x.dtype == xp.float64 else xp.astype(x, xp.float64)
+
+
+def one_minus_power(xp, x, k: int):
+    """``1 - (1 - x)^k`` without cancellation for small ``x`` (``-expm1(k log1p(-x))``, ``x`` clipped
+    to ``[0, 1]``; ``x = 1`` gives 1)."""
+    x = xp.clip(x, 0.0, 1.0)
+    out = -xp.expm1(k * xp.log1p(-xp.where(x < 1, x, 0.0)))
+    return xp.where(x < 1, out, 1.0)
+
+
+def scalar(x) -> float:
+    """A 0-d array as a Python float (device to host)."""
+    return float(x)
