@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from .base import Noise, TorchSelector
 from ot_coupling.kernels.kseq import kseq_acceptance, kseq_residual
 from ot_coupling.kernels.kseq import kseq_rho as kernel_rho
 
+from .base import Noise, TorchSelector
 from .ops import coin, membership, race_sample, take
 
 def kseq_rho(p: torch.Tensor, q: torch.Tensor, k: int) -> torch.Tensor:

@@ -26,7 +26,7 @@ def as_float64(xp, x):
 def one_minus_power(xp, x, k: int):
     """``1 - (1 - x)^k`` without cancellation for small ``x`` (``-expm1(k log1p(-x))``, ``x`` clipped
     to ``[0, 1]``; ``x = 1`` gives 1)."""
-    x = xp.clip(x, 0.0, 1.0)
+    x = clip_max(xp, clip_min(xp, x, 0.0), 1.0)
     out = -xp.expm1(k * xp.log1p(-xp.where(x < 1, x, 0.0)))
     return xp.where(x < 1, out, 1.0)
 
@@ -34,3 +34,18 @@ def one_minus_power(xp, x, k: int):
 def scalar(x) -> float:
     """A 0-d array as a Python float (device to host)."""
     return float(x)
+
+
+def clip_min(xp, x, lo: float):
+    """``max(x, lo)`` elementwise (the compat ``clip`` is several times slower than these)."""
+    return x.clamp(min=lo) if is_torch_namespace(xp) else xp.maximum(x, lo)
+
+
+def clip_max(xp, x, hi: float):
+    """``min(x, hi)`` elementwise."""
+    return x.clamp(max=hi) if is_torch_namespace(xp) else xp.minimum(x, hi)
+
+
+def positive(xp, x):
+    """The positive part ``x^+``."""
+    return clip_min(xp, x, 0.0)

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import array_namespace, device
+from ._array import array_namespace, clip_max, clip_min, device
 
 
 class QuadRule(NamedTuple):
@@ -227,13 +227,13 @@ def newton_step(lam, mass, grad, E, M, k: int, t, w):
         sq = xp.sqrt(dinv)
         S = sq[:, :, None] * At
         g = xp.where(valid, xp.sqrt(d), 0.0)
-        g = g / xp.clip(xp.linalg.vector_norm(g, axis=1, keepdims=True), tiny, None)
+        g = g / clip_min(xp, xp.linalg.vector_norm(g, axis=1, keepdims=True), tiny)
         C = (xp.eye(G, dtype=At.dtype, device=dev)[None] - S @ xp.matrix_transpose(S)
              + g[:, :, None] * g[:, None, :])
         step = sq * xp.linalg.solve(C, (sq * b)[:, :, None])[:, :, 0]
     else:
         v = xp.sum(At, axis=1)
-        v = v / xp.clip(xp.linalg.vector_norm(v, axis=1, keepdims=True), tiny, None)
+        v = v / clip_min(xp, xp.linalg.vector_norm(v, axis=1, keepdims=True), tiny)
         C = (xp.eye(N, dtype=At.dtype, device=dev)[None]
              - xp.matrix_transpose(At) @ (dinv[:, :, None] * At) + v[:, :, None] * v[:, None, :])
         y = xp.linalg.solve(C, _bvm(dinv * b, At)[:, :, None])[:, :, 0]
@@ -297,7 +297,7 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
     while True:
         top = xp.max(xp.where(valid, z, -math.inf), axis=1, keepdims=True)
         top = xp.where(xp.isfinite(top), top, 0.0)
-        z = xp.where(valid, xp.clip(z - top, -MIN_LOG_WEIGHT, None), 0.0)
+        z = xp.where(valid, clip_min(xp, z - top, -MIN_LOG_WEIGHT), 0.0)
         lam = xp.exp(z)
         l_min = xp.min(xp.where(valid, lam, math.inf), axis=1)
         l_min = xp.where(xp.isfinite(l_min), l_min, 1.0)
@@ -334,6 +334,6 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
                             value=float(xp.max(err)) if P else 0.0, converged=status == 0)
         step = newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
         big = xp.max(xp.abs(step), axis=1, keepdims=True)
-        step = step * xp.clip(2.0 / xp.clip(big, 1e-300, None), None, 1.0)   # damping: |dz| <= 2
-        z = xp.clip(z + xp.where(done[:, None], 0.0, step), -MIN_LOG_WEIGHT, None)
+        step = step * clip_max(xp, 2.0 / clip_min(xp, big, 1e-300), 1.0)   # damping: |dz| <= 2
+        z = clip_min(xp, z + xp.where(done[:, None], 0.0, step), -MIN_LOG_WEIGHT)
         it += 1
