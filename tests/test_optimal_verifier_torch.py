@@ -34,7 +34,7 @@ def test_acceptance_matches_numpy_and_optimum(device, k):
     assert acc.shape == (36,) and acc.dtype == torch.float64
     ref = np.array([OptimalVerifier("importance").acceptance(P[b], Q[b], k) for b in range(36)])
     opt = np.array([optimal_acceptance(P[b], Q[b], k) for b in range(36)])
-    assert np.abs(acc.cpu().numpy() - ref).max() <= 1e-6
+    assert np.abs(acc.cpu().numpy() - ref).max() <= 1e-12  # one fit kernel (docs/backends.md)
     assert np.abs(acc.cpu().numpy() - opt).max() <= 1e-9
 
 
