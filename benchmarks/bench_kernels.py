@@ -29,40 +29,45 @@ from gpu_backend.kseq import kseq_rho
 from gpu_backend.optimal import TorchOptimal
 from solvers.importance_weights import importance_plan
 import ot_coupling
-repeats, V, B = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+repeats, V, B, only = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 
-def best(fn):
-    fn(); ts = []
+def best(fn, key=None):
+    ts = []
+    fn()
     for _ in range(repeats):
         t0 = time.process_time(); fn(); ts.append(time.process_time() - t0)
     return min(ts)
 
 rng = np.random.default_rng(0)
-out = {}
+class Out(dict):
+    def __setitem__(self, key, fn):
+        if only in key:
+            super().__setitem__(key, best(fn))
+out = Out()
 for conc in (1.0, 0.05):
     P, Q = rng.dirichlet(np.full(V, conc), size=1), rng.dirichlet(np.full(V, conc), size=1)
     pt, qt = torch.tensor(P), torch.tensor(Q)
-    out[f"optimal torch, 1 row, Dirichlet({conc}), k=8"] = best(lambda: TorchOptimal().acceptance(pt, qt, 8))
-    out[f"optimal numpy importance, 1 row, Dirichlet({conc}), k=8"] = best(lambda: importance_plan(P, Q, 8))
+    out[f"optimal torch, 1 row, Dirichlet({conc}), k=8"] = (lambda: TorchOptimal().acceptance(pt, qt, 8))
+    out[f"optimal numpy importance, 1 row, Dirichlet({conc}), k=8"] = (lambda: importance_plan(P, Q, 8))
 P, Q = rng.dirichlet(np.ones(V), size=B), rng.dirichlet(np.ones(V), size=B)
 pt, qt = torch.tensor(P), torch.tensor(Q)
 g = torch.Generator().manual_seed(0)
-out[f"kseq rho* torch [{B}, V], k=4"] = best(lambda: kseq_rho(pt, qt, 4))
+out[f"kseq rho* torch [{B}, V], k=4"] = (lambda: kseq_rho(pt, qt, 4))
 for name in ("speculative", "kseq", "rrs", "rrs_wor", "spechub", "greedy", "naive"):
     sel = get_selector(name)
     k = 1 if name == "speculative" else 2
-    out[f"{name} torch sample [{B}, V], k={k}"] = best(lambda: sel.sample(pt, qt, k, g))
-    out[f"{name} torch acceptance [{B}, V], k={k}"] = best(lambda: sel.acceptance(pt, qt, k))
+    out[f"{name} torch sample [{B}, V], k={k}"] = (lambda: sel.sample(pt, qt, k, g))
+    out[f"{name} torch acceptance [{B}, V], k={k}"] = (lambda: sel.acceptance(pt, qt, k))
 for name in ("kseq", "rrs", "rrs_wor"):
     ref = ot_coupling.get_selector(name)
-    out[f"{name} numpy acceptance, 1 row, k=3"] = best(lambda: ref.acceptance(P[0], Q[0], 3 if name != "rrs_wor" else 2))
+    out[f"{name} numpy acceptance, 1 row, k=3"] = (lambda: ref.acceptance(P[0], Q[0], 3 if name != "rrs_wor" else 2))
 print(json.dumps(out))
 '''
 
 
-def run(tree: Path, repeats: int, V: int, B: int) -> dict[str, float]:
+def run(tree: Path, repeats: int, V: int, B: int, only: str) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(tree))
-    res = subprocess.run([sys.executable, "-c", CHILD, str(repeats), str(V), str(B)], cwd=tree,
+    res = subprocess.run([sys.executable, "-c", CHILD, str(repeats), str(V), str(B), only], cwd=tree,
                          env=env, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -73,13 +78,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="V = 4096 instead of 49152")
+    ap.add_argument("--only", default="", help="run only the measurements whose name contains this")
     args = ap.parse_args()
     here = Path(__file__).resolve().parents[1]
     V, B = (4096, 8) if args.quick else (49152, 16)
     best: dict[str, dict[str, float]] = {"base": {}, "this": {}}
     for _ in range(args.rounds):
         for side, tree in (("base", args.base.resolve()), ("this", here)):
-            for key, t in run(tree, args.repeats, V, B).items():
+            for key, t in run(tree, args.repeats, V, B, args.only).items():
                 best[side][key] = min(t, best[side].get(key, float("inf")))
     print(f"V = {V}; best CPU time of {args.rounds} rounds x {args.repeats} calls, one thread\n")
     print("| measurement | base (ms) | this (ms) | this / base |")

@@ -59,6 +59,9 @@ TAIL = 40.0
 #: weights are kept within ``exp(-MIN_LOG_WEIGHT)`` of the largest one in their level
 MIN_LOG_WEIGHT = 60.0
 
+#: damping of the Newton steps in ``log lam`` (largest change of one weight per step)
+MAX_STEP = 2.0
+
 #: ``LevelFit.status`` codes
 STATUS_MESSAGES = {
     0: "converged: the L1 error of the selection law is within tol",
@@ -334,6 +337,6 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
                             value=float(xp.max(err)) if P else 0.0, converged=status == 0)
         step = newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
         big = xp.max(xp.abs(step), axis=1, keepdims=True)
-        step = step * clip_max(xp, 2.0 / clip_min(xp, big, 1e-300), 1.0)   # damping: |dz| <= 2
+        step = step * clip_max(xp, MAX_STEP / clip_min(xp, big, 1e-300), 1.0)   # damping: |dz| <= MAX_STEP
         z = clip_min(xp, z + xp.where(done[:, None], 0.0, step), -MIN_LOG_WEIGHT)
         it += 1
