@@ -242,3 +242,19 @@ def test_float32_inputs(k):
     assert float((K_rrs.rrs_acceptance(P32, Q32, k).double() - r64).abs().max()) <= F32_TOL["rrs"]
     w64 = K_rrs.rrs_wor_acceptance(P64[3:], Q64[3:], k)
     assert float((K_rrs.rrs_wor_acceptance(P32[3:], Q32[3:], k) - w64).abs().max()) <= F32_TOL["rrs_wor"]
+
+
+# ------------------------------------------------------------------ naive inclusion probabilities
+@pytest.mark.parametrize("law, k", [("iid", 3), ("hub", 2), ("greedy", 3), ("without_replacement", 3)])
+def test_inclusion_probabilities(nx, law, k):
+    from ot_coupling.kernels.inclusion import inclusion_probabilities
+
+    _, Q = _pairs(5, 30, 40 + k)
+    Q[3, 0] = 0.97                                  # a confident draft (hub cancellation case)
+    Q[3] /= Q[3].sum()
+    ref = inclusion_probabilities(Q, k, law)
+    got = nx.np(inclusion_probabilities(nx.of(Q), k, law))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=TOL64)
+    size = {"iid": None, "hub": 2, "greedy": k, "without_replacement": k}[law]
+    if size is not None:                            # E|S| = sum_x P(x in S) for draws without repeats
+        np.testing.assert_allclose(ref.sum(1), size, rtol=0, atol=1e-12)
