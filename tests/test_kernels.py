@@ -258,3 +258,21 @@ def test_inclusion_probabilities(nx, law, k):
     size = {"iid": None, "hub": 2, "greedy": k, "without_replacement": k}[law]
     if size is not None:                            # E|S| = sum_x P(x in S) for draws without repeats
         np.testing.assert_allclose(ref.sum(1), size, rtol=0, atol=1e-12)
+
+
+def test_verifiers_never_use_a_non_converged_fit_silently():
+    """The result protocol: a fit that missed its tolerance warns (numpy and torch), and the
+    output law stays exact (the rule accepts against its own marginal)."""
+    from gpu_backend.optimal import TorchOptimal
+    from solvers.optimal_verifier import OptimalVerifier
+
+    rng = np.random.default_rng(7)
+    p, q = rng.dirichlet(np.ones(300)), rng.dirichlet(np.ones(300))
+    ov = OptimalVerifier("importance", max_iter=0, tol=1e-15)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        plan = ov.plan(p, q, 4)
+    assert not plan.success and plan.status in (1, 2) and plan.message
+    law = ov.conditional_law(p, q, [0, 1, 2, 3])
+    assert np.isfinite(law).all() and abs(law.sum() - 1) <= 1e-12
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        TorchOptimal(max_iter=0, tol=1e-15).acceptance(torch.tensor(p)[None], torch.tensor(q)[None], 4)
