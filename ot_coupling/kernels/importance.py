@@ -144,7 +144,7 @@ def n_panels(l_min, l_max, k: int, rule: QuadRule = FINE_RULE) -> int:
     ``l_max / l_min`` is capped at ``exp(MIN_LOG_WEIGHT)`` (the fit never lets weights spread
     further), so the count is finite even when a weight underflowed."""
     xp = array_namespace(l_min, l_max)
-    span = xp.log(TAIL * k * l_max / clip_min(xp, l_min, xp.finfo(l_min.dtype).tiny))
+    span = xp.log(TAIL * k * l_max) - xp.log(clip_min(xp, l_min, xp.finfo(l_min.dtype).tiny))
     worst = min(float(xp.max(span)), math.log(TAIL * k) + MIN_LOG_WEIGHT)
     return max(1, math.ceil(worst / rule.width))
 
