@@ -19,6 +19,8 @@ _NUMPY_IS_ARRAY_API = int(np.__version__.split(".")[0]) >= 2
 def array_namespace(*xs):
     """The array-API namespace of ``xs`` (``array_api_compat.array_namespace``), with numpy >= 2
     returned as itself."""
+    if _NUMPY_IS_ARRAY_API and all(type(x) is np.ndarray for x in xs):
+        return np                                   # fast path: no compat lookup
     xp = _compat_namespace(*xs)
     if _NUMPY_IS_ARRAY_API and is_numpy_namespace(xp):
         return np
@@ -41,9 +43,10 @@ def as_float64(xp, x):
 def one_minus_power(xp, x, k: int):
     """``1 - (1 - x)^k`` without cancellation for small ``x`` (``-expm1(k log1p(-x))``, ``x`` clipped
     to ``[0, 1]``; ``x = 1`` gives 1)."""
-    x = clip_max(xp, clip_min(xp, x, 0.0), 1.0)
-    out = -xp.expm1(k * xp.log1p(-xp.where(x < 1, x, 0.0)))
-    return xp.where(x < 1, out, 1.0)
+    if is_torch_namespace(xp):
+        return -xp.expm1(k * xp.log1p(-x.clamp(0.0, 1.0)))   # log1p(-1) = -inf gives exactly 1
+    with np.errstate(divide="ignore"):
+        return -xp.expm1(k * xp.log1p(-clip_max(xp, clip_min(xp, x, 0.0), 1.0)))
 
 
 def scalar(x) -> float:
