@@ -52,8 +52,10 @@ def rrs_plan(P, Q, D, without_replacement: bool):
         nums.append(positive(xp, px - t * qx))
         dens.append(z * c * qx)
         t = t + z * c
+        if i == k - 1:
+            break                            # the last Z is not needed: the residual uses t only
         z = _z(xp, P, Q, t)
-        if without_replacement and i < k - 1:
+        if without_replacement:
             Qu = xp.where(xp.arange(Q.shape[1], device=dev)[None, :] == d, 0.0, Qu)
     residual = positive(xp, P - t[:, None] * Q)
     return xp.stack(nums, axis=1), xp.stack(dens, axis=1), residual
