@@ -4,10 +4,11 @@ Measured in one run (docs/theory/optimal_verifier.md):
 
 1. per-row time at V = 49152, k = 8 on CPU of the torch fast path (``gpu_backend.optimal``, plan +
    acceptance), the numpy importance rule and the numpy min-score layout (the exact reference),
-   next to the baseline K-SEQ (``gpu_backend.kseq.kseq_rho``: SpecTr's rho* per row) and the
+   next to the baseline K-SEQ (``gpu_backend.kseq.kseq_rho``: SpecTr's rho* per row, the shared kernel
+   ``ot_coupling.kernels.kseq.kseq_rho``) and the
    closed-form optimum (``solvers.closed_form.optimal_acceptance``);
 2. a ``[B, 49152]`` batch through the torch fast path (B = 64 on CUDA; smaller on CPU);
-3. Newton iterations, fit error ``max |r(lam)/r* - 1|``, quadrature bound and acceptance minus the
+3. Newton iterations, fit status (``LevelFit.status``: 0 converged), fit error ``max |r(lam)/r* - 1|``, quadrature bound and acceptance minus the
    optimum against V and k.
 
 Inputs: Dirichlet(1) pairs (the hard case: tens of thousands of distinct ratios ``p/q``) and
@@ -94,8 +95,8 @@ def batch(V: int, B: int, k: int, conc: float, device: str, repeats: int) -> Non
 
 def quality(Vs, ks, conc: float) -> None:
     print(f"\n## fit quality, Dirichlet({conc}) (numpy importance rule, tol 1e-12 in L1 per level)")
-    print("| V | k | Newton steps | groups | fit error (L1) | quad. bound (L1) | acceptance - alpha* | time |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| V | k | Newton steps | status | groups | fit error (L1) | quad. bound (L1) | acceptance - alpha* | time |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for V in Vs:
         for k in ks:
             P, Q = pairs(V, 1, conc, 2)
@@ -104,7 +105,7 @@ def quality(Vs, ks, conc: float) -> None:
             dt = time.process_time() - t0
             gap = np.minimum(plan.marginal[0], P[0]).sum() - optimal_acceptance(P[0], Q[0], k)
             groups = np.unique(plan.weights[0][Q[0] > 0]).size
-            print(f"| {V} | {k} | {plan.iterations} | {groups} | {plan.fit_error[0]:.1e} | {plan.quad_error[0]:.1e} | "
+            print(f"| {V} | {k} | {plan.iterations} | {plan.status} | {groups} | {plan.fit_error[0]:.1e} | {plan.quad_error[0]:.1e} | "
                   f"{gap:+.1e} | {dt * 1e3:.0f} ms |")
 
 

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
             if sel.max_k is not None and k > sel.max_k or (name == "spechub" and k != 2):
                 continue
             drafts = sel.draft(q, k, gen)
-            noise = sel.draw_noise(args.batch, args.vocab, k, generator=gen, device=device, dtype=dtype)
+            noise = sel.draw_noise(args.batch, args.vocab, k, rng=gen, device=device, dtype=dtype)
             batched = timed(lambda sel=sel, d=drafts, z=noise: sel.verify(p, q, d, noise=z),
                             device, args.repeats)
 

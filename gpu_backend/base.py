@@ -46,9 +46,11 @@ class TorchSelector(ABC):
         """Verify prepared inputs (``[B, V]`` probabilities in the compute dtype) with given noise."""
 
     # ------------------------------------------------------------------ derived
-    def draw_noise(self, batch: int, vocab: int, k: int, *, generator: torch.Generator | None = None,
-                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> Noise:
-        """Draw the noise dict of :meth:`noise_shapes` from ``generator``."""
+    def draw_noise(self, batch: int, vocab: int, k: int, *, rng: torch.Generator | None = None,
+                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
+                   generator: torch.Generator | None = None) -> Noise:
+        """Draw the noise dict of :meth:`noise_shapes` from ``rng`` (``generator``: former name)."""
+        generator = _rng(rng, generator)
         out: Noise = {}
         for name, (shape, kind) in self.noise_shapes(batch, vocab, k).items():
             u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
@@ -64,9 +66,13 @@ class TorchSelector(ABC):
                 raise ValueError(f"unknown noise kind {kind!r}")
         return out
 
-    def verify(self, p, q, drafts, generator: torch.Generator | None = None, *,
-               noise: Noise | None = None, logits: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Verify drafts ``[B, k]``: returns ``(tokens [B], accepted [B] bool)``; tokens ~ p exactly."""
+    def verify(self, p, q, drafts, rng: torch.Generator | None = None, *,
+               noise: Noise | None = None, logits: bool = False,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Verify drafts ``[B, k]``: returns ``(tokens [B], accepted [B] bool)``; tokens ~ p exactly.
+        Randomness from ``rng`` (a ``torch.Generator``; ``generator=`` is its former name) unless
+        ``noise`` is given."""
+        generator = _rng(rng, generator)
         p_t, q_t = prepare_pair(p, q, logits=logits)
         d = _check_drafts(drafts, p_t, self.max_k, self.name)
         if noise is None:
@@ -99,15 +105,18 @@ class TorchSelector(ABC):
             out[key] = t
         return out
 
-    def draft(self, q, k: int, generator: torch.Generator | None = None, *,
-              logits: bool = False) -> torch.Tensor:
+    def draft(self, q, k: int, rng: torch.Generator | None = None, *,
+              logits: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample ``[B, k]`` drafts from this rule's draft law."""
+        generator = _rng(rng, generator)
         _, q_t = prepare_pair(q, q, logits=logits, names=("q", "q"))
         return sample_drafts(q_t, k, self.draft_law, generator=generator)
 
-    def sample(self, p, q, k: int, generator: torch.Generator | None = None, *,
-               logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(self, p, q, k: int, rng: torch.Generator | None = None, *,
+               logits: bool = False, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draft then verify: ``(tokens [B], accepted [B], drafts [B, k])``."""
+        generator = _rng(rng, generator)
         p_t, q_t, k = self._prepare(p, q, k, logits=logits)
         drafts = sample_drafts(q_t, k, self.draft_law, generator=generator)
         noise = self.draw_noise(p_t.shape[0], p_t.shape[1], k, generator=generator,
@@ -117,6 +126,14 @@ class TorchSelector(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, draft_law={self.draft_law!r})"
+
+
+def _rng(rng: torch.Generator | None, generator: torch.Generator | None) -> torch.Generator | None:
+    """The randomness parameter is ``rng`` in every package; ``generator=`` (its former torch name)
+    is still accepted."""
+    if rng is not None and generator is not None:
+        raise ValueError("pass rng or generator (its former name), not both")
+    return rng if rng is not None else generator
 
 
 def _check_drafts(drafts, p: torch.Tensor, max_k: int | None, name: str) -> torch.Tensor:

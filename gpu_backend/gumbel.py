@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Noise, TorchSelector
+from .base import Noise, TorchSelector, _rng
 from .drafting import require_support
 from .ops import membership, race_integral, race_sample, take
 
@@ -86,9 +86,11 @@ class TorchGumbel(TorchSelector):
         tokens = race_sample(p, race)
         return tokens, membership(tokens, drafts)
 
-    def sample(self, p, q, k: int, generator: torch.Generator | None = None, *,
-               logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(self, p, q, k: int, rng: torch.Generator | None = None, *,
+               logits: bool = False, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draw ``F ~ Exp(1)^V`` once: drafts = first ``k`` arrivals of ``F / q``, ``Y = argmin F / p``."""
+        generator = _rng(rng, generator)
         p_t, q_t, k = self._prepare(p, q, k, logits=logits)
         require_support(q_t, k, "drafts without replacement")
         race = self.draw_noise(p_t.shape[0], p_t.shape[1], 1, generator=generator,

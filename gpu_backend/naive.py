@@ -11,45 +11,22 @@ from __future__ import annotations
 
 import torch
 
+from ot_coupling.kernels.inclusion import inclusion_probabilities as kernel_inclusion
+
 from .base import Noise, TorchSelector
 from .drafting import LAWS, require_support
-from .ops import (
-    membership,
-    normalise,
-    one_minus_power,
-    race_integral,
-    race_sample,
-    stable_topk,
-    take,
-    zero_at,
-)
-
-#: largest B * V^2 of the exact inclusion probabilities without replacement
-MAX_PAIRS = 2_000_000
-
+from .ops import membership, race_sample
 
 def inclusion_probabilities(q: torch.Tensor, k: int, law: str) -> torch.Tensor:
-    """``P(x in S)`` per token and row (``[B, V]``) for the draft law ``law``."""
-    if law == "iid":
-        return one_minus_power(q, k)
+    """``P(x in S)`` per token and row (``[B, V]``) for the draft law ``law``: the shared kernel
+    :func:`ot_coupling.kernels.inclusion.inclusion_probabilities` (support checked here)."""
     if law == "hub":
         if k != 2:
             raise ValueError(f"hub-pair drafts need k=2, got k={k}")
         require_support(q, 2, "hub-pair drafts")
-        hub = q.argmax(dim=1, keepdim=True)
-        return (q / (1 - take(q, hub))).scatter(1, hub, 1.0)
-    require_support(q, k, f"{law} drafts")
-    if law == "greedy":
-        top = stable_topk(q, k - 1)
-        return normalise(zero_at(q, top)).scatter(1, top, 1.0)
-    batch, vocab = q.shape
-    if batch * vocab * vocab > MAX_PAIRS:
-        raise ValueError(f"exact inclusion probabilities without replacement cost O(B V^2); B*V^2 = "
-                         f"{batch * vocab * vocab} exceeds {MAX_PAIRS}")
-    live = q > 0
-    rates = q.unsqueeze(1) / torch.where(live, q, 1).unsqueeze(2)   # [B, x, z] = q_z / q_x
-    rates = rates * (1 - torch.eye(vocab, dtype=q.dtype, device=q.device))
-    return torch.where(live, race_integral(rates, k), 0)
+    elif law != "iid":
+        require_support(q, k, f"{law} drafts")
+    return kernel_inclusion(q, k, law)
 
 
 class TorchNaive(TorchSelector):

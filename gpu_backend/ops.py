@@ -54,11 +54,6 @@ def membership(tokens: torch.Tensor, drafts: torch.Tensor) -> torch.Tensor:
     return (drafts == tokens.unsqueeze(1)).any(dim=1)
 
 
-def one_minus_power(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``1 - (1 - x)^k`` without cancellation for small ``x`` (``-expm1(k log1p(-x))``)."""
-    return -torch.expm1(k * torch.log1p(-x.clamp(0, 1)))
-
-
 def stable_topk(x: torch.Tensor, m: int) -> torch.Tensor:
     """Indices ``[B, m]`` of the ``m`` largest entries per row, in descending order, ties going to
     the lower index (the order of ``numpy.argsort(-x, kind="stable")[:m]``).

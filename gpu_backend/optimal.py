@@ -25,24 +25,20 @@ the exponential race. Acceptance ``sum min(r(lam), p)`` = ``alpha*`` up to the f
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from solvers.importance_weights import (
-    COARSE_RULE,
-    COARSE_TOL,
+from ot_coupling.kernels.importance import (
     FINE_RULE,
-    MIN_LOG_WEIGHT,
-    TAIL,
+    STATUS_MESSAGES,
+    LevelFit,
     LevelProblems,
-    QuadRule,
-    coarse_ratios,
-    gauss_legendre,
-    quadrature_bound,
+    fit_levels,
 )
-from solvers.importance_weights import fit_levels as np_fit_levels
+from solvers.importance_weights import coarse_ratios
 
 from .base import Noise, TorchSelector
 from .ops import coin, membership, race_sample, take
@@ -56,7 +52,9 @@ MAX_ENTRIES = 30_000_000
 class TorchImportancePlan:
     """Fitted rule per row: ``weights``, ``top`` (level ``A``), ``marginal`` ``r(lam)`` (all ``[B, V]``),
     ``fit_error [B]`` (``||r(lam) - target||_1``), ``quad_error [B]`` (bound on ``||r_computed - r(lam)||_1``),
-    ``iterations`` (Newton steps of the slowest chunk)."""
+    ``iterations`` (Newton steps of the slowest chunk); ``converged [B]`` and the scipy-style
+    ``success`` / ``status`` / ``message`` of the worst level fit
+    (:class:`ot_coupling.kernels.importance.LevelFit`)."""
 
     weights: torch.Tensor
     top: torch.Tensor
@@ -64,6 +62,23 @@ class TorchImportancePlan:
     fit_error: torch.Tensor
     quad_error: torch.Tensor
     iterations: int
+    converged: torch.Tensor
+    status: int = 0
+    message: str = STATUS_MESSAGES[0]
+
+    @property
+    def success(self) -> bool:
+        return self.status == 0
+
+    @property
+    def value(self) -> float:
+        """The largest ``fit_error`` of the batch (the acceptance lost against ``alpha*``, at most)."""
+        return float(self.fit_error.max()) if self.fit_error.numel() else 0.0
+
+    def _rows(self, idx) -> TorchImportancePlan:
+        return TorchImportancePlan(self.weights[idx], self.top[idx], self.marginal[idx],
+                                   self.fit_error[idx], self.quad_error[idx], self.iterations,
+                                   self.converged[idx], self.status, self.message)
 
 
 def selection_thresholds(p: torch.Tensor, q: torch.Tensor, k: int):
@@ -131,124 +146,18 @@ def _groups(rs: torch.Tensor, qs: torch.Tensor, level: torch.Tensor):
     return gid, mass, torch.where(mass > 0, ratio, torch.ones_like(ratio))
 
 
-def _nodes(l_min: torch.Tensor, k: int, panels: int, rule: QuadRule):
-    """Nodes ``t [P, N]`` and weights ``w [P, N]`` of :func:`solvers.importance_weights.quadrature_nodes`
-    (``l_max = 1``)."""
-    dt, dev = l_min.dtype, l_min.device
-    x0, w0 = (torch.tensor(a, dtype=dt, device=dev) for a in gauss_legendre(rule.head))
-    x1, w1 = (torch.tensor(a, dtype=dt, device=dev) for a in gauss_legendre(rule.panel))
-    t1 = torch.full_like(l_min, 1.0 / k)
-    head_t = t1.unsqueeze(1) * (1 + x0) / 2
-    head_w = t1.unsqueeze(1) * w0 / 2
-    lo, hi = torch.log(t1), torch.log(TAIL / l_min)
-    h = (hi - lo) / panels
-    starts = lo.unsqueeze(1) + h.unsqueeze(1) * torch.arange(panels, dtype=dt, device=dev)
-    u = starts.unsqueeze(2) + (h.view(-1, 1, 1) / 2) * (1 + x1)
-    tu = torch.exp(u)
-    wu = tu * (h.view(-1, 1, 1) / 2) * w1
-    P = l_min.shape[0]
-    return torch.cat([head_t, tu.reshape(P, -1)], 1), torch.cat([head_w, wu.reshape(P, -1)], 1)
-
-
-def fit_levels(mass: torch.Tensor, ratio: torch.Tensor, floor: torch.Tensor, k: int, *,
-               tol: float = 1e-12, max_iter: int = 60):
-    """Batched :func:`solvers.importance_weights.fit_levels`: ``(lam, phi, l1_error, quad_bound,
-    iterations)`` for ``[P, G]`` level problems (Newton on the coarse rule, then on the fine one)."""
-    valid = mass > 0
-    ratio = torch.maximum(ratio, (k * floor ** (k - 1)).unsqueeze(1) * (1 + 1e-12))
-    z = torch.where(valid, torch.log(torch.where(valid, ratio, torch.ones_like(ratio))), torch.zeros_like(ratio))
-    it = 0
-    if k > 1:
-        lam, _, _, _, it = _newton(z, mass, ratio, floor, k, COARSE_TOL, max_iter, COARSE_RULE)
-        z = torch.where(valid, torch.log(torch.where(valid, lam, torch.ones_like(lam))), z)
-    lam, phi, err, bound, it_fine = _newton(z, mass, ratio, floor, k, tol, max_iter, FINE_RULE)
-    return lam, phi, err, bound, it + it_fine
-
-
-def _newton(z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: QuadRule):
-    """Damped Newton on ``log lam`` from ``z`` with the quadrature ``rule`` (targets already raised)."""
-    valid = mass > 0
-    m0 = mass.sum(1) + floor
-    neg_inf = torch.full_like(z, -torch.inf)
-    it = 0
-    best_z, best_err = z.clone(), torch.full_like(m0, torch.inf)
-    stall = torch.zeros_like(m0, dtype=torch.long)
-    final = False
-    while True:
-        z = torch.where(valid, z - torch.where(valid, z, neg_inf).amax(1, keepdim=True), torch.zeros_like(z))
-        lam = torch.exp(z)
-        l_min = torch.where(valid, lam, torch.full_like(lam, torch.inf)).amin(1)
-        l_min = torch.where(torch.isfinite(l_min), l_min, torch.ones_like(l_min))
-        panels = max(1, int(np.ceil(float(torch.log(TAIL * k / l_min).max()) / rule.width)))
-        t, w = _nodes(l_min, k, panels, rule)
-        E = torch.exp(-lam.unsqueeze(2) * t.unsqueeze(1))
-        M = torch.einsum("pg,pgn->pn", mass, E) + floor.unsqueeze(1)
-        phi = k * lam * torch.einsum("pgn,pn->pg", E, w * M ** (k - 1))
-        err = (mass * (phi - ratio).abs()).sum(1)
-        if not final and k > 1:  # stopping rule and best iterate as in the numpy fit
-            unreachable = (mass * (phi - ratio)).sum(1).abs()
-            stall = torch.where(err < 0.5 * best_err, torch.zeros_like(stall), stall + 1)
-            best_z = torch.where((err < best_err).unsqueeze(1), z, best_z)
-            best_err = torch.minimum(err, best_err)
-            done = (err <= tol + 2 * unreachable) | (stall >= 4)
-            if bool(done.all()) or it >= max_iter:
-                final = True
-                if bool((err > best_err).any()):
-                    z = best_z
-                    continue
-        if final or k == 1:
-            width = torch.log(TAIL * k / l_min) / panels
-            bound = quadrature_bound(k, m0.cpu().numpy(), width.cpu().numpy(), panels, rule)
-            return lam * valid, phi * valid, err, torch.as_tensor(bound, dtype=mass.dtype, device=mass.device), it
-        step = _newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
-        big = step.abs().amax(1, keepdim=True)
-        step = step * torch.clamp(2.0 / big.clamp_min(1e-300), max=1.0)
-        z = (z + torch.where(done.unsqueeze(1), torch.zeros_like(step), step)).clamp_min(-MIN_LOG_WEIGHT)
-        it += 1
-
-
-def _newton_step(lam, mass, grad, E, M, k, t, w):
-    """Solve of the Laplacian Newton system: Woodbury when ``G > N``, else the ``G x G`` normalised
-    Laplacian (see :func:`solvers.importance_weights._newton_step`)."""
-    Wn = w * t * k * (k - 1) * M ** (k - 2)
-    At = (mass * lam).unsqueeze(2) * E * torch.sqrt(Wn).unsqueeze(1)
-    d = torch.einsum("pgn,pn->pg", At, At.sum(1))
-    valid = (mass > 0) & (d > 0)
-    dinv = torch.where(valid, 1 / torch.where(valid, d, torch.ones_like(d)), torch.zeros_like(d))
-    b = -grad * valid
-    G = At.shape[1]
-    if G <= At.shape[2]:
-        sq = torch.sqrt(dinv)
-        S = sq.unsqueeze(2) * At
-        g = torch.sqrt(d) * valid
-        g = g / g.norm(dim=1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
-        C = (torch.eye(G, dtype=At.dtype, device=At.device) - S @ S.transpose(1, 2)
-             + g.unsqueeze(2) * g.unsqueeze(1))
-        step = sq * torch.linalg.solve(C, sq * b)
-        return torch.where(torch.isfinite(step), step, dinv * b)
-    # C = I - A^T D^-1 A is singular along v = A^T 1 (constants are the gauge of log lam); adding
-    # v v^T / |v|^2 makes it invertible and only adds a constant to the step
-    v = At.sum(1)
-    v = v / v.norm(dim=1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
-    N = t.shape[1]
-    C = (torch.eye(N, dtype=t.dtype, device=t.device) - At.transpose(1, 2) @ (dinv.unsqueeze(2) * At)
-         + v.unsqueeze(2) * v.unsqueeze(1))
-    y = torch.linalg.solve(C, torch.einsum("pgn,pg->pn", At, dinv * b))
-    step = dinv * b + dinv * torch.einsum("pgn,pn->pg", At, y)
-    return torch.where(torch.isfinite(step), step, dinv * b)
-
-
 def _fit_chunk(mass: torch.Tensor, ratio: torch.Tensor, floor: torch.Tensor, k: int, tol: float,
-               max_iter: int):
-    """:func:`fit_levels` on CUDA; on a CPU the same Newton fit in numpy
-    (:func:`solvers.importance_weights.fit_levels`), whose per-operation overhead is several times
-    lower than torch's on the small ``[G, N]`` arrays of one level (2-3x faster at ``V = 49152``)."""
+               max_iter: int) -> LevelFit:
+    """The shared fit :func:`ot_coupling.kernels.importance.fit_levels` on the rows' device: on CUDA
+    with torch, on a CPU with numpy views of the same memory (no copy), whose per-operation overhead
+    is several times lower than torch's on the small ``[G, N]`` arrays of one level."""
     if mass.device.type != "cpu":
-        return fit_levels(mass, ratio, floor, k, tol=tol, max_iter=max_iter)
-    fit = np_fit_levels(LevelProblems(mass.numpy(), ratio.numpy(), floor.numpy(), k), tol=tol,
-                        max_iter=max_iter)
-    return (torch.from_numpy(fit.weights), torch.from_numpy(fit.phi), torch.from_numpy(fit.l1_error),
-            torch.from_numpy(fit.quad_bound), fit.iterations)
+        return fit_levels(LevelProblems(mass, ratio, floor, k), tol=tol, max_iter=max_iter)
+    fit = fit_levels(LevelProblems(mass.numpy(), ratio.numpy(), floor.numpy(), k), tol=tol,
+                     max_iter=max_iter)
+    for name in ("weights", "phi", "l1_error", "quad_bound", "converged"):
+        setattr(fit, name, torch.from_numpy(getattr(fit, name)))
+    return fit
 
 
 def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e-12,
@@ -266,16 +175,17 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
     if uniq.shape[0] < p64.shape[0]:  # repeated rows are fitted once
         plan = importance_plan(uniq[:, : p.shape[1]].to(dtype), uniq[:, p.shape[1]:].to(dtype), k,
                                tol=tol, max_iter=max_iter, resolution=resolution)
-        return TorchImportancePlan(plan.weights[inverse], plan.top[inverse], plan.marginal[inverse],
-                                   plan.fit_error[inverse], plan.quad_error[inverse], plan.iterations)
+        return plan._rows(inverse)
     if p.device.type == "cpu" and p.shape[0] > 1:
         # on a CPU, padding every row to the largest group count and node count of the batch costs
         # more than it saves: fit row by row (identical results, the rows are independent)
         plans = [importance_plan(p[b:b + 1], q[b:b + 1], k, tol=tol, max_iter=max_iter, resolution=resolution)
                  for b in range(p.shape[0])]
+        worst = max(plans, key=lambda pl: pl.status)
         return TorchImportancePlan(*(torch.cat([getattr(pl, f) for pl in plans]) for f in
                                      ("weights", "top", "marginal", "fit_error", "quad_error")),
-                                   max(pl.iterations for pl in plans))
+                                   max(pl.iterations for pl in plans),
+                                   torch.cat([pl.converged for pl in plans]), worst.status, worst.message)
     B, V = p64.shape
     order, j, rs, qs, q_h = selection_thresholds(p64, q64, k)
     idx = torch.arange(V, device=p64.device).unsqueeze(0)
@@ -293,6 +203,8 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
     fit_err = torch.zeros(B, dtype=torch.float64, device=p64.device)  # L1, summed over the levels
     quad = torch.zeros_like(fit_err)
     iterations = 0
+    converged = torch.ones(B, dtype=torch.bool, device=p64.device)
+    status, message = 0, STATUS_MESSAGES[0]
     for level, floor in ((~in_h, q_h), (in_h, torch.zeros_like(q_h))):
         gid, mass, ratio = _groups(rs, qs, level)
         lam = torch.zeros_like(mass)
@@ -301,7 +213,11 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
         rows = max(1, MAX_ENTRIES // (mass.shape[1] * nodes))
         for s in range(0, B, rows):
             sl = slice(s, s + rows)
-            lam[sl], phi[sl], err, bound, it = _fit_chunk(mass[sl], ratio[sl], floor[sl], k, tol, max_iter)
+            fit = _fit_chunk(mass[sl], ratio[sl], floor[sl], k, tol, max_iter)
+            lam[sl], phi[sl], err, bound, it = fit.weights, fit.phi, fit.l1_error, fit.quad_bound, fit.iterations
+            converged[sl] &= fit.converged.to(converged.device)
+            if fit.status > status:
+                status, message = fit.status, fit.message
             fit_err[sl] += err
             quad[sl] += mass[sl].sum(1) * bound
             iterations = max(iterations, it)
@@ -313,7 +229,8 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
     weights = take(weights_s, inv)
     top = take(~in_h & (qs > 0), inv)
     marginal = q64 * take(phi_s, inv)
-    return TorchImportancePlan(weights.to(dtype), top, marginal.to(dtype), fit_err, quad, iterations)
+    return TorchImportancePlan(weights.to(dtype), top, marginal.to(dtype), fit_err, quad, iterations,
+                               converged, status, message)
 
 
 class TorchOptimal(TorchSelector):
@@ -341,8 +258,13 @@ class TorchOptimal(TorchSelector):
         c = self._cache
         if (c is None or c[2] != k or c[0].shape != p.shape or c[0].dtype != p.dtype
                 or c[0].device != p.device or not torch.equal(c[0], p) or not torch.equal(c[1], q)):
-            self._cache = (p.clone(), q.clone(), k,
-                           importance_plan(p, q, k, tol=self.tol, max_iter=self.max_iter))
+            plan = importance_plan(p, q, k, tol=self.tol, max_iter=self.max_iter)
+            if not plan.success:  # the output law stays p (the rule uses its own marginal); say so
+                warnings.warn(f"TorchOptimal: the importance-weight fit did not converge on "
+                              f"{int((~plan.converged).sum())} row(s) ({plan.message}); their "
+                              f"acceptance may fall short of alpha* by up to {plan.value:.3g}",
+                              RuntimeWarning, stacklevel=3)
+            self._cache = (p.clone(), q.clone(), k, plan)
         return self._cache[3]
 
     def acceptance(self, p, q, k: int, *, logits: bool = False) -> torch.Tensor:

@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .draft_laws import get_draft_law, greedy_split, hub_token
-from .race import inclusion_wor
+from .draft_laws import get_draft_law, greedy_split
+from .kernels.inclusion import LAWS as KERNEL_LAWS
+from .kernels.inclusion import inclusion_probabilities as kernel_inclusion
 from .rejection import SequentialRejection
 
 
 def inclusion_probabilities(q: np.ndarray, k: int, drafts: str) -> np.ndarray:
-    """``P(x in S(X))`` for every token ``x`` under the draft law ``drafts`` (exact)."""
-    if drafts == "iid":
-        return 1.0 - (1.0 - q) ** k
-    if drafts == "without_replacement":
-        return inclusion_wor(q, k)
-    if drafts == "hub":
-        get_draft_law("hub").enumerate(q, k)  # validates k == 2 and the support
-        a = hub_token(q)
-        out = q / np.delete(q, a).sum()  # q(x) / (1 - q(a)) without cancellation
-        out[a] = 1.0
-        return out
-    if drafts == "greedy":
-        top, out = greedy_split(q, k)
-        out[top] = 1.0
-        return out
+    """``P(x in S(X))`` for every token ``x`` under the draft law ``drafts`` (exact; the shared
+    kernel :func:`ot_coupling.kernels.inclusion.inclusion_probabilities` for the i.i.d., hub,
+    greedy and without-replacement laws, enumeration for the others)."""
+    if drafts in KERNEL_LAWS:
+        if drafts == "hub":
+            get_draft_law("hub").enumerate(q, k)  # validates k == 2 and the support
+        elif drafts == "greedy":
+            greedy_split(q, k)  # validates the support
+        return kernel_inclusion(np.asarray(q, dtype=np.float64)[None], k, drafts)[0]
     tuples, probs = get_draft_law(drafts).enumerate(q, k)
     out = np.zeros(q.size)
     for t, w in zip(tuples, probs):

@@ -21,111 +21,49 @@ support for good (hence coin acceptance = membership acceptance). The step-``i``
   ``X_1..X_{k-1}`` (``X_k`` sums out). :func:`rrs_wor_acceptance` computes it exactly by recursion
   over rejection histories with the last level vectorised: ``O(V log V)`` for ``k <= 2`` and
   ``O(R^{k-2} V log V)`` in general (``R`` = tokens with ``q > p`` that can be rejected); a budget
-  guards against exponential blow-up.
+  guards against exponential blow-up. The array work is the shared kernel layer
+  (:mod:`ot_coupling.kernels.rrs`), the same code as the torch selectors'.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .kernels.rrs import MAX_PATHS, rrs_plan
+from .kernels.rrs import rrs_acceptance as kernel_rrs_acceptance
+from .kernels.rrs import rrs_wor_acceptance as kernel_rrs_wor_acceptance
 from .rejection import SequentialRejection, normalise_rows, ratio_coin
 from .validation import validate_k, validate_pair
 
-#: most rejection histories :func:`rrs_wor_acceptance` will enumerate before refusing.
-MAX_HISTORIES = 50_000
-
-
-def _z_rows(P: np.ndarray, Q: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``Z(t) = sum_x (p - t q)^+`` per row."""
-    return np.maximum(P - t[:, None] * Q, 0.0).sum(axis=1)
+#: most rejection histories :func:`rrs_wor_acceptance` will enumerate before refusing (the
+#: kernel layer's single budget, shared with the torch selector).
+MAX_HISTORIES = MAX_PATHS
 
 
 def rrs_plan_batch(P: np.ndarray, Q: np.ndarray, D: np.ndarray, without_replacement: bool
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """RRS coins ``[B, k]`` and final residual ``[B, V]`` for drafts ``D [B, k]`` (one-parameter form)."""
-    B, k = D.shape
-    rows = np.arange(B)
-    t = np.zeros(B)
-    z = np.ones(B)
-    unseen = np.ones((B, Q.shape[1]), dtype=bool)
-    coins = np.empty((B, k))
-    for i in range(k):
-        # 1 / q(unseen tokens), summed directly (1 - q(seen) cancels when q(seen) is near 1)
-        c = 1.0 / np.where(unseen, Q, 0.0).sum(axis=1) if without_replacement else np.ones(B)
-        px, qx = P[rows, D[:, i]], Q[rows, D[:, i]]
-        coins[:, i] = ratio_coin(np.maximum(px - t * qx, 0.0), z * c * qx)
-        t = t + z * c
-        z = _z_rows(P, Q, t)
-        if without_replacement:
-            unseen[rows, D[:, i]] = False
-    residual = normalise_rows(np.maximum(P - t[:, None] * Q, 0.0), P)
-    return D, coins, residual
+    """RRS coins ``[B, k]`` and final residual ``[B, V]`` for drafts ``D [B, k]`` (one-parameter form,
+    the shared kernel :func:`ot_coupling.kernels.rrs.rrs_plan`)."""
+    num, den, residual = rrs_plan(P, Q, D, without_replacement)
+    return D, ratio_coin(num, den), normalise_rows(residual, P)
 
 
 def rrs_acceptance(p, q, k: int) -> float:
     """Exact RRS acceptance with i.i.d. drafts, ``1 - Z(t_{k+1})``."""
     p, q = validate_pair(p, q)
     k = validate_k(k)
-    t, z = 0.0, 1.0
-    for _ in range(k):
-        if z <= 0:
-            return 1.0
-        t += z
-        z = float(np.maximum(p - t * q, 0.0).sum())
-    return 1.0 - z
-
-
-class _ZFunction:
-    """``Z(t) = sum_{r_x > t} (p_x - t q_x)`` evaluated in ``O(log V)`` from ratios sorted once."""
-
-    def __init__(self, p: np.ndarray, q: np.ndarray):
-        with np.errstate(divide="ignore"):
-            r = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
-        order = np.argsort(r, kind="stable")
-        self.r = r[order]
-        self.suffix_p = np.append(np.cumsum(p[order][::-1])[::-1], 0.0)
-        self.suffix_q = np.append(np.cumsum(q[order][::-1])[::-1], 0.0)
-
-    def __call__(self, t):
-        j = np.searchsorted(self.r, t, side="right")
-        return np.maximum(self.suffix_p[j] - np.asarray(t) * self.suffix_q[j], 0.0)
+    return float(kernel_rrs_acceptance(p[None], q[None], k)[0])
 
 
 def rrs_wor_acceptance(p, q, k: int, max_histories: int = MAX_HISTORIES) -> float:
-    """Exact RRS-without-replacement acceptance ``1 - E[Z(t_{k+1})]`` (see the module docstring).
+    """Exact RRS-without-replacement acceptance ``1 - E[Z(t_{k+1})]`` (see the module docstring;
+    the shared kernel :func:`ot_coupling.kernels.rrs.rrs_wor_acceptance`).
 
     Raises ``ValueError`` when more than ``max_histories`` rejection histories would be needed.
     """
     p, q = validate_pair(p, q)
     k = validate_k(k)
-    if int((q > 0).sum()) < k:
-        raise ValueError(f"k={k} drafts without replacement need at least k tokens with q > 0")
-    Z = _ZFunction(p, q)
-    budget = [max_histories]
-
-    def reject_all(i: int, t: float, z: float, seen: np.ndarray) -> float:
-        """P(steps i..k all reject | state) for a history with ``Z(t_i) = z > 0``."""
-        unseen_mass = float(np.delete(q, seen).sum())  # not 1 - q(seen): no cancellation
-        c = 1.0 / unseen_mass
-        t_next = t + z * c
-        z_next = float(Z(t_next))
-        if i == k or z_next <= 0:
-            return z_next / z
-        # r_i(x) = (c q(x) - (p(x) - t q(x))^+ / z)^+ on unseen tokens
-        rej = np.maximum(c * q - np.maximum(p - t * q, 0.0) / z, 0.0)
-        rej[seen] = 0.0
-        xs = np.flatnonzero(rej > 0)
-        if i == k - 1:
-            # last level vectorised: step k rejects with prob Z(t_{k+1}) / Z(t_k)
-            c_k = 1.0 / np.maximum(unseen_mass - q[xs], np.finfo(float).tiny)
-            return float(rej[xs] @ (Z(t_next + z_next * c_k) / z_next))
-        budget[0] -= xs.size
-        if budget[0] < 0:
-            raise ValueError(f"exact RRS-wor acceptance for k={k} needs more than {max_histories} "
-                             f"rejection histories at V={p.size}; reduce k or V")
-        return float(sum(rej[x] * reject_all(i + 1, t_next, z_next, np.append(seen, x)) for x in xs))
-
-    return 1.0 - reject_all(1, 0.0, 1.0, np.zeros(0, dtype=np.int64))
+    return float(kernel_rrs_wor_acceptance(p[None], q[None], k, max_histories)[0])
 
 
 class RecursiveRejection(SequentialRejection):

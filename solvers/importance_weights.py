@@ -62,228 +62,29 @@ computed marginal of the rule itself, sec. 5).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from typing import NamedTuple
 
 import numpy as np
 
+from ot_coupling.kernels.importance import (  # noqa: F401  (the kernel layer; re-exported)
+    COARSE_RULE,
+    COARSE_TOL,
+    FINE_RULE,
+    MIN_LOG_WEIGHT,
+    TAIL,
+    LevelFit,
+    STATUS_MESSAGES,
+    LevelProblems,
+    QuadRule,
+    evaluate,
+    fit_levels,
+    gauss_legendre,
+    n_panels,
+    newton_step,
+    quadrature_bound,
+    quadrature_nodes,
+)
+
 from .selection_law import selection_law
-
-
-class QuadRule(NamedTuple):
-    """Nodes of the Gauss-Legendre rule on ``[0, t_1]`` (``head``) and per panel in ``log t``
-    (``panel``), and the largest panel width (``width``)."""
-
-    head: int
-    panel: int
-    width: float
-
-
-#: the rule of the final fit and of the marginal (error bound ~1e-15, module docstring)
-FINE_RULE = QuadRule(8, 22, 3.0)
-#: the rule of the first Newton phase (bound ~1e-5 relative: it only gives the fine phase its start)
-COARSE_RULE = QuadRule(6, 10, 3.0)
-#: L1 tolerance of the coarse phase
-COARSE_TOL = 1e-10
-#: the integral beyond ``TAIL / l_min`` is dropped (``e^-40 = 4e-18``)
-TAIL = 40.0
-#: weights are kept within ``exp(-MIN_LOG_WEIGHT)`` of the largest one in their level
-MIN_LOG_WEIGHT = 60.0
-
-
-@dataclass
-class LevelProblems:
-    """A batch of independent level problems, padded to ``G`` groups.
-
-    ``mass[P, G]`` (q-mass of each group, 0 = padding), ``ratio[P, G]`` (target ``r*/q``),
-    ``floor[P]`` (``m_L``), ``k``.
-    """
-
-    mass: np.ndarray
-    ratio: np.ndarray
-    floor: np.ndarray
-    k: int
-
-
-@dataclass
-class LevelFit:
-    """Fitted weights and the rule's own marginal ratio ``phi = r(lam)/q`` per group.
-
-    ``weights[P, G]`` (``lam``, max 1 per problem), ``phi[P, G]``, ``iterations``,
-    ``l1_error`` (``sum mass |phi - ratio|`` per problem) and ``quad_bound`` (bound on
-    ``|phi_computed - phi_exact|`` per group, per problem).
-    """
-
-    weights: np.ndarray
-    phi: np.ndarray
-    iterations: int
-    l1_error: np.ndarray
-    quad_bound: np.ndarray
-
-
-@cache
-def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of the ``n``-point Gauss-Legendre rule on ``[-1, 1]`` (computed once per
-    ``n``; read-only)."""
-    x, w = np.polynomial.legendre.leggauss(n)
-    x.flags.writeable = False
-    w.flags.writeable = False
-    return x, w
-
-
-def n_panels(l_min: np.ndarray, l_max: np.ndarray, k: int, rule: QuadRule = FINE_RULE) -> int:
-    """Number of ``log t`` panels of width ``<= rule.width`` needed for the widest weight range of
-    the batch."""
-    span = np.log(TAIL * k * l_max / l_min)
-    return max(1, int(np.ceil(np.max(span) / rule.width)))
-
-
-def quadrature_nodes(l_min: np.ndarray, l_max: np.ndarray, k: int, panels: int,
-                     rule: QuadRule = FINE_RULE) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes ``t[P, N]`` and weights ``w[P, N]`` of the rule described in the module docstring."""
-    x0, w0 = gauss_legendre(rule.head)
-    x1, w1 = gauss_legendre(rule.panel)
-    t1 = 1.0 / (k * l_max)                                        # [P]
-    head_t = t1[:, None] * (1.0 + x0) / 2.0
-    head_w = t1[:, None] * w0 / 2.0
-    lo, hi = np.log(t1), np.log(TAIL / l_min)
-    h = (hi - lo) / panels                                          # [P], <= rule.width
-    starts = lo[:, None] + h[:, None] * np.arange(panels)           # [P, panels]
-    u = starts[:, :, None] + (h[:, None, None] / 2.0) * (1.0 + x1)   # [P, panels, n]
-    tu = np.exp(u)
-    wu = tu * (h[:, None, None] / 2.0) * w1
-    P = l_min.size
-    return (np.concatenate([head_t, tu.reshape(P, -1)], 1),
-            np.concatenate([head_w, wu.reshape(P, -1)], 1))
-
-
-def quadrature_bound(k: int, m0: np.ndarray, panel_width: np.ndarray, panels: int,
-                     rule: QuadRule = FINE_RULE) -> np.ndarray:
-    """Bound on ``|phi_computed - phi|`` for every group of a level (module docstring; exact
-    arithmetic, to which floating point adds ~``N`` ulps)."""
-    m0 = np.asarray(m0, dtype=np.float64)
-    scale = k * m0 ** (k - 1)
-    rho = np.linspace(1.05, 12.0, 400)
-    a = (rho + 1.0 / rho) / 2.0
-    head = np.min(0.5 / k * (64 / 15) * np.exp((a - 1) / 2) * rho ** (-2.0 * rule.head) / (rho**2 - 1))
-    b = np.linspace(0.05, 1.5, 300)[None, :]
-    hw = np.asarray(panel_width, dtype=np.float64).reshape(-1, 1)
-    rb = 2 * b / hw + np.sqrt(1 + (2 * b / hw) ** 2)
-    panel = np.min((hw / 2) * (64 / 15) / (np.e * np.cos(b)) * rb ** (-2.0 * rule.panel) / (rb**2 - 1),
-                   axis=1)
-    return scale * (head + panels * panel.reshape(m0.shape) + np.exp(-TAIL))
-
-
-def _evaluate(lam, mass, floor, k, t, w):
-    """``E[P,G,N] = exp(-lam t)``, ``M[P,N]``, ``phi[P,G]``."""
-    E = np.exp(-lam[:, :, None] * t[:, None, :])
-    M = np.einsum("pg,pgn->pn", mass, E) + floor[:, None]
-    phi = k * lam * np.einsum("pgn,pn->pg", E, w * M ** (k - 1))
-    return E, M, phi
-
-
-def _newton_step(lam, mass, grad, E, M, k, t, w):
-    """Solve ``(D - A W A^T) x = -grad`` (the Laplacian Hessian), up to a constant; ``x`` per group.
-
-    By Woodbury (``N x N``) when ``G > N``, else directly on the normalised Laplacian ``G x G``."""
-    Wn = w * t * k * (k - 1) * M ** (k - 2)                       # [P, N]
-    At = (mass * lam)[:, :, None] * E * np.sqrt(Wn)[:, None, :]   # A W^{1/2}, [P, G, N]
-    d = np.einsum("pgn,pn->pg", At, At.sum(axis=1))               # row sums of A W A^T
-    valid = (mass > 0) & (d > 0)
-    dinv = np.where(valid, 1.0 / np.where(valid, d, 1.0), 0.0)
-    b = -grad * valid
-    if At.shape[1] <= At.shape[2]:
-        # D^{-1/2} (D - A W A^T) D^{-1/2} = I - S S^T is singular along D^{1/2} 1 (the gauge);
-        # adding that direction's projector only adds a constant to x = D^{-1/2} y
-        sq = np.sqrt(dinv)
-        S = sq[:, :, None] * At
-        g = np.sqrt(d) * valid
-        g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), np.finfo(float).tiny)
-        C = np.eye(At.shape[1])[None] - np.matmul(S, S.transpose(0, 2, 1)) + g[:, :, None] * g[:, None, :]
-        step = sq * np.linalg.solve(C, (sq * b)[:, :, None])[:, :, 0]
-        return np.where(np.isfinite(step), step, dinv * b)
-    # C = I - A^T D^-1 A is singular along v = A^T 1 (constants are the gauge of log lam); adding
-    # v v^T / |v|^2 makes it invertible and only adds a constant to the step
-    v = At.sum(axis=1)
-    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), np.finfo(float).tiny)
-    C = (np.eye(t.shape[1])[None] - np.matmul(At.transpose(0, 2, 1), dinv[:, :, None] * At)
-         + v[:, :, None] * v[:, None, :])
-    y = np.linalg.solve(C, np.einsum("pgn,pg->pn", At, dinv * b)[:, :, None])[:, :, 0]
-    step = dinv * b + dinv * np.einsum("pgn,pn->pg", At, y)
-    return np.where(np.isfinite(step), step, dinv * b)
-
-
-def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 60) -> LevelFit:
-    """Fit ``lam`` so that ``phi(lam) = ratio`` on every level problem (damped Newton on ``log lam``).
-
-    Stops when ``sum_g mass_g |phi_g - ratio_g| <= tol + 2 |sum_g mass_g (phi_g - ratio_g)|`` (an
-    L1 distance of selection laws, which bounds the acceptance lost; the second term is the part
-    due to targets whose total is off by round-off) on every problem, or after ``max_iter`` steps. A level with
-    ``m_L > 0`` cannot go below ``phi = k m_L^{k-1}`` (a token is picked whenever the other drafts
-    are all in ``H``); targets below it (round-off in the cut) are raised to it, and ``log lam``
-    is kept above ``-MIN_LOG_WEIGHT``.
-
-    Two phases: Newton from ``log ratio`` with :data:`COARSE_RULE` (about 2x fewer nodes) down to
-    :data:`COARSE_TOL`, which crosses the slow damped phase (weights of the lowest groups drift
-    by ~1 in ``log lam`` per step) cheaply, then Newton with :data:`FINE_RULE` from there (1-3
-    quadratic steps). Only the fine phase determines the result and its error bound.
-    """
-    mass, ratio, floor, k = problems.mass, problems.ratio, problems.floor, problems.k
-    valid = mass > 0
-    ratio = np.maximum(ratio, (k * floor ** (k - 1))[:, None] * (1 + 1e-12))
-    z = np.where(valid, np.log(np.where(valid, ratio, 1.0)), 0.0)
-    it = 0
-    if k > 1:
-        coarse = _newton(z, mass, ratio, floor, k, COARSE_TOL, max_iter, COARSE_RULE)
-        z = np.where(valid, np.log(np.where(valid, coarse.weights, 1.0)), z)
-        it = coarse.iterations
-    fit = _newton(z, mass, ratio, floor, k, tol, max_iter, FINE_RULE)
-    fit.iterations += it
-    return fit
-
-
-def _newton(z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: QuadRule) -> LevelFit:
-    """Damped Newton on ``log lam`` from ``z`` with the quadrature ``rule`` (targets already raised)."""
-    valid = mass > 0
-    m0 = mass.sum(axis=1) + floor
-    it = 0
-    best_z, best_err = z.copy(), np.full(z.shape[0], np.inf)
-    stall = np.zeros(z.shape[0], dtype=np.int64)
-    final = False
-    while True:
-        z = np.where(valid, z - np.max(np.where(valid, z, -np.inf), axis=1, keepdims=True), 0.0)
-        lam = np.exp(z)
-        l_min = np.min(np.where(valid, lam, np.inf), axis=1)
-        l_min = np.where(np.isfinite(l_min), l_min, 1.0)
-        l_max = np.ones_like(l_min)
-        panels = n_panels(l_min, l_max, k, rule)
-        t, w = quadrature_nodes(l_min, l_max, k, panels, rule)
-        E, M, phi = _evaluate(lam, mass, floor, k, t, w)
-        err = np.sum(mass * np.abs(phi - ratio), axis=1)
-        if not final and k > 1:
-            # sum(mass phi) is the level's total whatever lam is: a target total off by round-off
-            # (or by the raise above) leaves an L1 error no step can remove
-            unreachable = np.abs(np.sum(mass * (phi - ratio), axis=1))
-            stall = np.where(err < 0.5 * best_err, 0, stall + 1)
-            best_z = np.where((err < best_err)[:, None], z, best_z)
-            best_err = np.minimum(err, best_err)
-            # stop on the tolerance, or when 4 steps in a row did not halve the error (targets on
-            # the boundary of the level's polytope, where weights drift to 0): keep the best iterate
-            done = (err <= tol + 2 * unreachable) | (stall >= 4)
-            if done.all() or it >= max_iter:
-                final = True
-                if np.any(err > best_err):
-                    z = best_z
-                    continue
-        if final or k == 1:
-            width = np.log(TAIL * k * l_max / l_min) / panels
-            bound = quadrature_bound(k, m0, width, panels, rule)
-            return LevelFit(lam * valid, phi * valid, it, err, bound)
-        step = _newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
-        big = np.abs(step).max(axis=1, keepdims=True)
-        step *= np.minimum(1.0, 2.0 / np.maximum(big, 1e-300))       # damping: |dz| <= 2
-        z = np.maximum(z + np.where(done[:, None], 0.0, step), -MIN_LOG_WEIGHT)
-        it += 1
 
 
 @dataclass
@@ -294,7 +95,8 @@ class ImportancePlan:
     ``marginal[B, V]`` (the rule's own selection law ``r(lam)`` by quadrature), ``target[B, V]``
     (the law aimed at: ``r*``, or the coarse targets of :func:`coarse_ratios`), ``quad_error[B]`` (bound
     on ``||marginal - r(lam)||_1``), ``fit_error[B]`` (``||marginal - target||_1``, which bounds
-    ``alpha* - acceptance`` up to the quadrature error), ``iterations``.
+    ``alpha* - acceptance`` up to the quadrature error), ``iterations``, and the scipy-style
+    ``success`` / ``status`` / ``message`` of the worst level fit (:class:`LevelFit`).
     """
 
     weights: np.ndarray
@@ -304,6 +106,17 @@ class ImportancePlan:
     quad_error: np.ndarray
     fit_error: np.ndarray
     iterations: int
+    status: int = 0
+    message: str = STATUS_MESSAGES[0]
+
+    @property
+    def success(self) -> bool:
+        return self.status == 0
+
+    @property
+    def value(self) -> float:
+        """The largest ``fit_error`` (bounds ``alpha* - acceptance``)."""
+        return float(self.fit_error.max()) if self.fit_error.size else 0.0
 
 
 def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: float) -> np.ndarray | None:
@@ -365,7 +178,8 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
     total = -np.expm1(k * np.log1p(-min(s_a, 1.0))) if s_a < 1 else 1.0
     delta = np.log1p(resolution)
     pi = p_a / q_a
-    down = np.minimum(np.exp(np.floor(np.log(pi) / delta) * delta), pi)
+    with np.errstate(divide="ignore"):
+        down = np.minimum(np.exp(np.floor(np.log(pi) / delta) * delta), pi)
     qd = q_a * down
     if qd.sum() < total:
         return None
@@ -436,6 +250,7 @@ def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
     aim = np.zeros((B, V))
     quad = np.zeros(B)
     iterations = 0
+    status, message = 0, STATUS_MESSAGES[0]
     for b, is_top, ids, inv, ratios, masses in levels:  # one level at a time: no padding
         if ids.size == 0:
             continue
@@ -447,6 +262,8 @@ def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
         aim[b, ids] = ratios[inv]
         quad[b] += masses.sum() * fit.quad_bound[0]
         iterations = max(iterations, fit.iterations)
+        if fit.status > status:
+            status, message = fit.status, fit.message
     marginal = q * phi
     return ImportancePlan(weights, top, marginal, q * aim, quad, np.abs(marginal - q * aim).sum(axis=1),
-                          iterations)
+                          iterations, status, message)

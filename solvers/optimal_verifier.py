@@ -35,6 +35,8 @@ distributions cost only the per-draft work.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ot_coupling.base import Selector
@@ -46,6 +48,8 @@ from .min_score_layout import Layout, greedy_layout, sample_scores, selection_pr
 METHODS = ("auto", "layout", "importance", "lp")
 #: largest vocabulary for which ``method="auto"`` uses the min-score layout
 LAYOUT_MAX_V = 2048
+#: largest vocabulary for which ``method="auto"`` replaces a non-converged importance fit by the layout
+LAYOUT_FALLBACK_V = 8192
 
 
 def residual(p: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -97,9 +101,25 @@ class OptimalVerifier(Selector):
                 plan = greedy_layout(p_arr, q_arr, k)
             else:
                 plan = importance_plan(p_arr[None], q_arr[None], k, tol=self.tol, max_iter=self.max_iter)
+                if not plan.success:
+                    plan = self._unconverged(plan, p_arr, q_arr, k)
             self._cache = (key, plan)
             self._memo = {}
         return self._cache[1]
+
+    def _unconverged(self, plan: ImportancePlan, p_arr, q_arr, k: int) -> Layout | ImportancePlan:
+        """A fit that missed its tolerance is never used silently: the output law is still exactly
+        ``p`` (the rule uses its own marginal), but its acceptance may fall short of ``alpha*`` by up
+        to ``plan.fit_error``. ``"auto"`` falls back to the exact layout where it is affordable
+        (``V <= LAYOUT_FALLBACK_V``); otherwise the plan is kept with a ``RuntimeWarning``."""
+        if self.method == "auto" and p_arr.size <= LAYOUT_FALLBACK_V:
+            warnings.warn(f"OptimalVerifier: importance fit did not converge ({plan.message}); "
+                          f"using the exact min-score layout instead", RuntimeWarning, stacklevel=4)
+            return greedy_layout(p_arr, q_arr, k)
+        warnings.warn(f"OptimalVerifier: importance fit did not converge ({plan.message}); the "
+                      f"output law is exact but the acceptance may fall short of alpha* by up to "
+                      f"{plan.value:.3g}", RuntimeWarning, stacklevel=4)
+        return plan
 
     def marginal(self, p, q, k: int) -> np.ndarray:
         """The selection law ``r`` that the accept ratio and the residual use (the rule's own)."""

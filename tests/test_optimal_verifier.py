@@ -182,7 +182,7 @@ def test_newton_step_solves_the_laplacian_system():
     """Both solvers of the Newton system (Woodbury when G > N, the G x G normalised Laplacian when
     G <= N) return a solution of (D - A W A^T) x = -grad up to a constant (the gauge), checked
     against a dense least-squares solve."""
-    from solvers.importance_weights import FINE_RULE, _evaluate, _newton_step, quadrature_nodes
+    from solvers.importance_weights import FINE_RULE, evaluate, newton_step, quadrature_nodes
 
     rng = np.random.default_rng(32)
     k = 4
@@ -192,8 +192,8 @@ def test_newton_step_solves_the_laplacian_system():
         lam = np.exp(rng.uniform(-6, 0, size=(1, G)))
         grad = rng.normal(size=(1, G)) * 1e-3
         grad -= grad.mean()                     # sum(grad) = 0 in exact arithmetic (level total)
-        E, M, _ = _evaluate(lam, mass, np.zeros(1), k, t, w)
-        x = _newton_step(lam, mass, grad, E, M, k, t, w)[0]
+        E, M, _ = evaluate(lam, mass, np.zeros(1), k, t, w)
+        x = newton_step(lam, mass, grad, E, M, k, t, w)[0]
         At = (mass * lam)[0][:, None] * E[0] * np.sqrt(w * t * k * (k - 1) * M ** (k - 2))[0][None, :]
         H = np.diag(At @ At.sum(0)) - At @ At.T
         ref = np.linalg.lstsq(H, -grad[0], rcond=None)[0]

@@ -1,0 +1,100 @@
+"""Same-run before/after timing of the kernel layer: this tree against another checkout (``--base``).
+
+Every measurement runs in a subprocess with ``PYTHONPATH`` pointing at one tree (so two versions of
+the same packages never meet in one interpreter); the trees alternate for ``--rounds`` rounds and
+each reports the best CPU time (one thread) of ``--repeats`` calls, so a shared, loaded machine
+slows both sides alike. Prints a Markdown table with the before/after ratio per measurement.
+
+    git worktree add /tmp/base <commit>
+    python benchmarks/bench_kernels.py --base /tmp/base [--rounds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r'''
+import os, sys, json, time
+os.environ["OPENBLAS_NUM_THREADS"] = "1"; os.environ["OMP_NUM_THREADS"] = "1"
+import warnings; warnings.simplefilter("ignore")
+import numpy as np, torch
+torch.set_num_threads(1)
+from gpu_backend.registry import get_selector
+from gpu_backend.kseq import kseq_rho
+from gpu_backend.optimal import TorchOptimal
+from solvers.importance_weights import importance_plan
+import ot_coupling
+repeats, V, B, only = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+
+def best(fn, key=None):
+    ts = []
+    fn()
+    for _ in range(repeats):
+        t0 = time.process_time(); fn(); ts.append(time.process_time() - t0)
+    return min(ts)
+
+rng = np.random.default_rng(0)
+class Out(dict):
+    def __setitem__(self, key, fn):
+        if only in key:
+            super().__setitem__(key, best(fn))
+out = Out()
+for conc in (1.0, 0.05):
+    P, Q = rng.dirichlet(np.full(V, conc), size=1), rng.dirichlet(np.full(V, conc), size=1)
+    pt, qt = torch.tensor(P), torch.tensor(Q)
+    out[f"optimal torch, 1 row, Dirichlet({conc}), k=8"] = (lambda: TorchOptimal().acceptance(pt, qt, 8))
+    out[f"optimal numpy importance, 1 row, Dirichlet({conc}), k=8"] = (lambda: importance_plan(P, Q, 8))
+P, Q = rng.dirichlet(np.ones(V), size=B), rng.dirichlet(np.ones(V), size=B)
+pt, qt = torch.tensor(P), torch.tensor(Q)
+g = torch.Generator().manual_seed(0)
+out[f"kseq rho* torch [{B}, V], k=4"] = (lambda: kseq_rho(pt, qt, 4))
+for name in ("speculative", "kseq", "rrs", "rrs_wor", "spechub", "greedy", "naive"):
+    sel = get_selector(name)
+    k = 1 if name == "speculative" else 2
+    out[f"{name} torch sample [{B}, V], k={k}"] = (lambda: sel.sample(pt, qt, k, g))
+    out[f"{name} torch acceptance [{B}, V], k={k}"] = (lambda: sel.acceptance(pt, qt, k))
+for name in ("kseq", "rrs", "rrs_wor"):
+    ref = ot_coupling.get_selector(name)
+    out[f"{name} numpy acceptance, 1 row, k=3"] = (lambda: ref.acceptance(P[0], Q[0], 3 if name != "rrs_wor" else 2))
+print(json.dumps(out))
+'''
+
+
+def run(tree: Path, repeats: int, V: int, B: int, only: str) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    res = subprocess.run([sys.executable, "-c", CHILD, str(repeats), str(V), str(B), only], cwd=tree,
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", required=True, type=Path, help="checkout to compare against")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="V = 4096 instead of 49152")
+    ap.add_argument("--only", default="", help="run only the measurements whose name contains this")
+    args = ap.parse_args()
+    here = Path(__file__).resolve().parents[1]
+    V, B = (4096, 8) if args.quick else (49152, 16)
+    best: dict[str, dict[str, float]] = {"base": {}, "this": {}}
+    for _ in range(args.rounds):
+        for side, tree in (("base", args.base.resolve()), ("this", here)):
+            for key, t in run(tree, args.repeats, V, B, args.only).items():
+                best[side][key] = min(t, best[side].get(key, float("inf")))
+    print(f"V = {V}; best CPU time of {args.rounds} rounds x {args.repeats} calls, one thread\n")
+    print("| measurement | base (ms) | this (ms) | this / base |")
+    print("|---|---|---|---|")
+    for key, t in best["this"].items():
+        b = best["base"].get(key)
+        ratio = f"{t / b:.2f}" if b else "-"
+        print(f"| {key} | {b * 1e3:.1f} | {t * 1e3:.1f} | {ratio} |" if b else f"| {key} | - | {t * 1e3:.1f} | - |")
+
+
+if __name__ == "__main__":
+    main()

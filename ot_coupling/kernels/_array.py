@@ -1,0 +1,69 @@
+"""Small helpers of the kernel layer over the Python array API (``array_api_compat``).
+
+Every kernel of :mod:`ot_coupling.kernels` takes its namespace from its inputs,
+``xp = array_namespace(x)``, as scipy does, so one function serves numpy arrays and torch tensors
+(CPU or CUDA). The helpers below cover the few operations the array API spells awkwardly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import array_namespace as _compat_namespace
+from array_api_compat import device, is_numpy_namespace, is_torch_namespace
+
+#: numpy >= 2 implements the array API in its main namespace: use it directly (the compat wrappers
+#: add several microseconds per call, which the fit's small arrays feel)
+_NUMPY_IS_ARRAY_API = int(np.__version__.split(".")[0]) >= 2
+
+
+def array_namespace(*xs):
+    """The array-API namespace of ``xs`` (``array_api_compat.array_namespace``), with numpy >= 2
+    returned as itself."""
+    if _NUMPY_IS_ARRAY_API and all(type(x) is np.ndarray for x in xs):
+        return np                                   # fast path: no compat lookup
+    xp = _compat_namespace(*xs)
+    if _NUMPY_IS_ARRAY_API and is_numpy_namespace(xp):
+        return np
+    return xp
+
+__all__ = ["array_namespace", "device", "is_numpy_namespace", "is_torch_namespace", "full_like",
+           "one_minus_power", "as_float64", "scalar"]
+
+
+def full_like(xp, x, value):
+    """``x``-shaped array of ``value`` (same dtype and device)."""
+    return xp.full(x.shape, value, dtype=x.dtype, device=device(x))
+
+
+def as_float64(xp, x):
+    """``x`` as float64 (no copy when it already is)."""
+    return x if x.dtype == xp.float64 else xp.astype(x, xp.float64)
+
+
+def one_minus_power(xp, x, k: int):
+    """``1 - (1 - x)^k`` without cancellation for small ``x`` (``-expm1(k log1p(-x))``, ``x`` clipped
+    to ``[0, 1]``; ``x = 1`` gives 1)."""
+    if is_torch_namespace(xp):
+        return -xp.expm1(k * xp.log1p(-x.clamp(0.0, 1.0)))   # log1p(-1) = -inf gives exactly 1
+    with np.errstate(divide="ignore"):
+        return -xp.expm1(k * xp.log1p(-clip_max(xp, clip_min(xp, x, 0.0), 1.0)))
+
+
+def scalar(x) -> float:
+    """A 0-d array as a Python float (device to host)."""
+    return float(x)
+
+
+def clip_min(xp, x, lo: float):
+    """``max(x, lo)`` elementwise (the compat ``clip`` is several times slower than these)."""
+    return x.clamp(min=lo) if is_torch_namespace(xp) else xp.maximum(x, lo)
+
+
+def clip_max(xp, x, hi: float):
+    """``min(x, hi)`` elementwise."""
+    return x.clamp(max=hi) if is_torch_namespace(xp) else xp.minimum(x, hi)
+
+
+def positive(xp, x):
+    """The positive part ``x^+``."""
+    return clip_min(xp, x, 0.0)

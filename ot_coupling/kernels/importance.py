@@ -1,0 +1,342 @@
+r"""The importance-weight fit of the optimal verifier and its quadrature: one kernel, any backend.
+
+Tokens of one *level* ``L`` (``A = V \ H`` or the minimising prefix ``H``,
+docs/theory/optimal_verifier.md) are picked, among the drafts in ``L``, with probability
+proportional to weights ``lam``; the law of the pick is ``r_y = q_y phi_y`` with
+
+.. math:: \varphi_y = k\lambda_y\int_0^\infty e^{-\lambda_y t} M_L(t)^{k-1}\,dt,\qquad
+          M_L(t) = \sum_{x\in L} q_x e^{-\lambda_x t} + m_L,
+
+(``m_A = q(H)``, ``m_H = 0``). ``r(e^z)`` is the gradient of a smooth convex function of
+``z = log lam``, so fitting ``phi(lam) = ratio`` is Newton's method on a convex dual whose Hessian is
+the weighted graph Laplacian ``D - A W A^T`` (``A[y, n] = q_y lam_y e^{-lam_y t_n}`` over the
+quadrature nodes). All functions here take the namespace of their inputs
+(``array_api_compat.array_namespace``) and run unchanged on numpy arrays and torch tensors; the fit
+computes in float64 whatever the caller's dtype.
+
+Quadrature (per level, ``lam`` in ``[l_min, l_max]``): Gauss-Legendre with ``head`` nodes in ``t`` on
+``[0, t_1]``, ``t_1 = 1/(k l_max)``, then composite Gauss-Legendre in ``u = log t`` on
+``[log t_1, log(TAIL / l_min)]`` with panels of width ``<= width`` and ``panel`` nodes each; the
+tail beyond ``TAIL / l_min`` is dropped. :func:`quadrature_bound` bounds the error of ``phi`` per
+group (Trefethen, *Approximation Theory and Approximation Practice*, SIAM 2013, Thm 19.3, on the
+Bernstein ellipse of each panel; the derivation is in :mod:`solvers.importance_weights`).
+
+Guards for extreme inputs (one-hot targets, confident drafts): a group whose target ratio is 0 (or
+below ``exp(-MIN_LOG_WEIGHT)`` of the largest) starts and stays at ``log lam >= -MIN_LOG_WEIGHT``
+relative to the largest weight, so ``l_min`` never underflows and the number of panels is finite.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._array import array_namespace, clip_max, clip_min, device
+
+
+class QuadRule(NamedTuple):
+    """Nodes of the Gauss-Legendre rule on ``[0, t_1]`` (``head``) and per panel in ``log t``
+    (``panel``), and the largest panel width (``width``)."""
+
+    head: int
+    panel: int
+    width: float
+
+
+#: the rule of the final fit and of the marginal (error bound ~1e-15)
+FINE_RULE = QuadRule(8, 22, 3.0)
+#: the rule of the first Newton phase (it only gives the fine phase its start)
+COARSE_RULE = QuadRule(6, 10, 3.0)
+#: L1 tolerance of the coarse phase
+COARSE_TOL = 1e-10
+#: the integral beyond ``TAIL / l_min`` is dropped (``e^-40 = 4e-18``)
+TAIL = 40.0
+#: weights are kept within ``exp(-MIN_LOG_WEIGHT)`` of the largest one in their level
+MIN_LOG_WEIGHT = 60.0
+
+#: damping of the Newton steps in ``log lam`` (largest change of one weight per step)
+MAX_STEP = 2.0
+
+#: ``LevelFit.status`` codes
+STATUS_MESSAGES = {
+    0: "converged: the L1 error of the selection law is within tol",
+    1: "iteration limit reached before the L1 error reached tol",
+    2: "stalled: four Newton steps in a row did not halve the L1 error (targets on the boundary "
+       "of the level's polytope); the best iterate is returned",
+}
+
+
+@dataclass
+class LevelProblems:
+    """A batch of independent level problems, padded to ``G`` groups.
+
+    ``mass[P, G]`` (q-mass of each group, 0 = padding), ``ratio[P, G]`` (target ``r*/q``),
+    ``floor[P]`` (``m_L``), ``k``. Arrays of any array-API backend (numpy, torch).
+    """
+
+    mass: Any
+    ratio: Any
+    floor: Any
+    k: int
+
+
+@dataclass
+class LevelFit:
+    """Result of :func:`fit_levels` (scipy ``OptimizeResult`` protocol).
+
+    Attributes
+    ----------
+    weights : array ``[P, G]``
+        fitted ``lam`` (largest 1 per problem; 0 on padding).
+    phi : array ``[P, G]``
+        the rule's own marginal ratio ``phi(lam) = r(lam)/q`` per group (quadrature).
+    iterations : int
+        Newton steps (coarse and fine phases together).
+    l1_error : array ``[P]``
+        ``sum_g mass_g |phi_g - ratio_g|``: bounds the acceptance lost against the target.
+    quad_bound : array ``[P]``
+        bound on ``|phi_computed - phi_exact|`` per group.
+    success : bool
+        every problem met the tolerance (status 0).
+    status : int
+        worst status over the problems (:data:`STATUS_MESSAGES`).
+    message : str
+        human-readable status.
+    value : float
+        the largest ``l1_error`` of the batch.
+    """
+
+    weights: Any
+    phi: Any
+    iterations: int
+    l1_error: Any
+    quad_bound: Any
+    success: bool = True
+    status: int = 0
+    message: str = STATUS_MESSAGES[0]
+    value: float = 0.0
+    converged: Any = field(default=None, repr=False)
+
+
+@cache
+def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of the ``n``-point Gauss-Legendre rule on ``[-1, 1]`` (read-only numpy)."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    x.flags.writeable = False
+    w.flags.writeable = False
+    return x, w
+
+
+def _rule(xp, n: int, like):
+    x, w = (np.array(a) for a in gauss_legendre(n))   # writable copies (torch refuses read-only)
+    dev = device(like)
+    return xp.asarray(x, dtype=like.dtype, device=dev), xp.asarray(w, dtype=like.dtype, device=dev)
+
+
+def n_panels(l_min, l_max, k: int, rule: QuadRule = FINE_RULE) -> int:
+    """Number of ``log t`` panels of width ``<= rule.width`` for the widest weight range of the batch.
+
+    ``l_max / l_min`` is capped at ``exp(MIN_LOG_WEIGHT)`` (the fit never lets weights spread
+    further), so the count is finite even when a weight underflowed."""
+    xp = array_namespace(l_min, l_max)
+    span = xp.log(TAIL * k * l_max) - xp.log(clip_min(xp, l_min, xp.finfo(l_min.dtype).tiny))
+    worst = min(float(xp.max(span)), math.log(TAIL * k) + MIN_LOG_WEIGHT)
+    return max(1, math.ceil(worst / rule.width))
+
+
+def quadrature_nodes(l_min, l_max, k: int, panels: int, rule: QuadRule = FINE_RULE):
+    """Nodes ``t[P, N]`` and weights ``w[P, N]`` of the rule of the module docstring."""
+    xp = array_namespace(l_min, l_max)
+    x0, w0 = _rule(xp, rule.head, l_min)
+    x1, w1 = _rule(xp, rule.panel, l_min)
+    t1 = 1.0 / (k * l_max)                                             # [P]
+    head_t = t1[:, None] * (1.0 + x0) / 2.0
+    head_w = t1[:, None] * w0 / 2.0
+    lo, hi = xp.log(t1), xp.log(TAIL / l_min)
+    h = (hi - lo) / panels                                             # [P]
+    steps = xp.arange(panels, dtype=l_min.dtype, device=device(l_min))
+    starts = lo[:, None] + h[:, None] * steps                          # [P, panels]
+    u = starts[:, :, None] + (h[:, None, None] / 2.0) * (1.0 + x1)     # [P, panels, n]
+    tu = xp.exp(u)
+    wu = tu * (h[:, None, None] / 2.0) * w1
+    P = l_min.shape[0]
+    return (xp.concat([head_t, xp.reshape(tu, (P, -1))], axis=1),
+            xp.concat([head_w, xp.reshape(wu, (P, -1))], axis=1))
+
+
+def quadrature_bound(k: int, m0, panel_width, panels: int, rule: QuadRule = FINE_RULE):
+    """Bound on ``|phi_computed - phi|`` for every group of a level (exact arithmetic, to which
+    floating point adds ~``N`` ulps); same backend as ``m0``."""
+    xp = array_namespace(m0, panel_width)
+    rho = np.linspace(1.05, 12.0, 400)
+    a = (rho + 1.0 / rho) / 2.0
+    head = float(np.min(0.5 / k * (64 / 15) * np.exp((a - 1) / 2) * rho ** (-2.0 * rule.head)
+                        / (rho**2 - 1)))
+    b = np.linspace(0.05, 1.5, 300)[None, :]
+    hw = _host(panel_width).reshape(-1, 1)
+    rb = 2 * b / hw + np.sqrt(1 + (2 * b / hw) ** 2)
+    panel = np.min((hw / 2) * (64 / 15) / (np.e * np.cos(b)) * rb ** (-2.0 * rule.panel) / (rb**2 - 1),
+                   axis=1)
+    panel = xp.asarray(panel, dtype=m0.dtype, device=device(m0))
+    scale = k * m0 ** (k - 1)
+    return scale * (head + panels * xp.reshape(panel, m0.shape) + math.exp(-TAIL))
+
+
+def _host(x) -> np.ndarray:
+    """A float64 numpy copy of a (possibly device) array."""
+    return np.asarray(x.cpu() if hasattr(x, "cpu") else x, dtype=np.float64)
+
+
+def _bmv(A, x):
+    """Batched matrix-vector product ``A[P, m, n] @ x[P, n] -> [P, m]``."""
+    return (A @ x[:, :, None])[:, :, 0]
+
+
+def _bvm(x, A):
+    """Batched vector-matrix product ``x[P, m] @ A[P, m, n] -> [P, n]``."""
+    return (x[:, None, :] @ A)[:, 0, :]
+
+
+def evaluate(lam, mass, floor, k: int, t, w):
+    """``E[P,G,N] = exp(-lam t)``, ``M[P,N] = sum_g mass_g E + floor`` and ``phi[P,G]``."""
+    xp = array_namespace(lam, t)
+    E = xp.exp(-lam[:, :, None] * t[:, None, :])
+    M = _bvm(mass, E) + floor[:, None]
+    phi = k * lam * _bmv(E, w * M ** (k - 1))
+    return E, M, phi
+
+
+def newton_step(lam, mass, grad, E, M, k: int, t, w):
+    """Solve ``(D - A W A^T) x = -grad`` (the Laplacian Hessian) up to a constant; ``x`` per group.
+
+    By Woodbury (an ``N x N`` system) when ``G > N``, else on the ``G x G`` normalised Laplacian;
+    the gauge direction (constants) is deflated by adding its projector."""
+    xp = array_namespace(lam, E)
+    dev = device(lam)
+    tiny = xp.finfo(lam.dtype).tiny
+    Wn = w * t * (k * (k - 1)) * M ** (k - 2)                          # [P, N]
+    At = (mass * lam)[:, :, None] * E * xp.sqrt(Wn)[:, None, :]       # A W^{1/2}, [P, G, N]
+    d = _bmv(At, xp.sum(At, axis=1))                                   # row sums of A W A^T
+    valid = (mass > 0) & (d > 0)
+    dinv = xp.where(valid, 1.0 / xp.where(valid, d, 1.0), 0.0)
+    b = xp.where(valid, -grad, 0.0)
+    G, N = At.shape[1], At.shape[2]
+    if G <= N:
+        sq = xp.sqrt(dinv)
+        S = sq[:, :, None] * At
+        g = xp.where(valid, xp.sqrt(d), 0.0)
+        g = g / clip_min(xp, xp.linalg.vector_norm(g, axis=1, keepdims=True), tiny)
+        C = (xp.eye(G, dtype=At.dtype, device=dev)[None] - S @ xp.matrix_transpose(S)
+             + g[:, :, None] * g[:, None, :])
+        step = sq * xp.linalg.solve(C, (sq * b)[:, :, None])[:, :, 0]
+    else:
+        v = xp.sum(At, axis=1)
+        v = v / clip_min(xp, xp.linalg.vector_norm(v, axis=1, keepdims=True), tiny)
+        C = (xp.eye(N, dtype=At.dtype, device=dev)[None]
+             - xp.matrix_transpose(At) @ (dinv[:, :, None] * At) + v[:, :, None] * v[:, None, :])
+        y = xp.linalg.solve(C, _bvm(dinv * b, At)[:, :, None])[:, :, 0]
+        step = dinv * b + dinv * _bmv(At, y)
+    return xp.where(xp.isfinite(step), step, dinv * b)
+
+
+def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 60,
+               warn: bool = False) -> LevelFit:
+    """Fit ``lam`` so that ``phi(lam) = ratio`` on every level problem (damped Newton on ``log lam``).
+
+    Stops when ``sum_g mass_g |phi_g - ratio_g| <= tol + 2 |sum_g mass_g (phi_g - ratio_g)|`` (an
+    L1 distance of selection laws, which bounds the acceptance lost; the second term is the part
+    due to targets whose total is off by round-off) on every problem, when four steps in a row did
+    not halve the error (status 2), or after ``max_iter`` steps (status 1). A level with ``m_L > 0``
+    cannot go below ``phi = k m_L^{k-1}``; targets below it are raised to it, and ``log lam`` is kept
+    above ``-MIN_LOG_WEIGHT`` (relative to the largest weight), from the start: targets 0 (tokens
+    with ``p = 0`` in level ``A``) do not produce infinite weights ranges.
+
+    Two phases: Newton from ``log ratio`` with :data:`COARSE_RULE` down to :data:`COARSE_TOL`, then
+    Newton with :data:`FINE_RULE` (1-3 quadratic steps), which alone determines the result.
+    Computes in float64; the arrays of the result are float64 on the inputs' device.
+    ``warn=True`` issues a ``RuntimeWarning`` when ``success`` is False.
+    """
+    xp = array_namespace(problems.mass, problems.ratio, problems.floor)
+    f64 = xp.float64
+    mass = xp.astype(problems.mass, f64)
+    ratio = xp.astype(problems.ratio, f64)
+    floor = xp.astype(problems.floor, f64)
+    k = problems.k
+    valid = mass > 0
+    ratio = xp.maximum(ratio, (k * floor ** (k - 1))[:, None] * (1 + 1e-12))
+    with np.errstate(divide="ignore"):
+        z = xp.where(valid, xp.log(xp.where(valid, ratio, 1.0)), 0.0)
+    it = 0
+    if k > 1:
+        coarse = _newton(xp, z, mass, ratio, floor, k, COARSE_TOL, max_iter, COARSE_RULE)
+        z = xp.where(valid, xp.log(xp.where(valid, coarse.weights, 1.0)), z)
+        it = coarse.iterations
+    fit = _newton(xp, z, mass, ratio, floor, k, tol, max_iter, FINE_RULE)
+    fit.iterations += it
+    if warn and not fit.success:
+        warnings.warn(f"importance-weight fit did not converge ({fit.message}); L1 error of the "
+                      f"selection law {fit.value:.3g} > tol {tol:.3g}", RuntimeWarning, stacklevel=2)
+    return fit
+
+
+def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: QuadRule) -> LevelFit:
+    """Damped Newton on ``log lam`` from ``z`` with the quadrature ``rule`` (targets already raised)."""
+    valid = mass > 0
+    m0 = xp.sum(mass, axis=1) + floor
+    P = z.shape[0]
+    dev = device(z)
+    it = 0
+    best_z = z
+    best_err = xp.full((P,), math.inf, dtype=z.dtype, device=dev)
+    stall = xp.zeros((P,), dtype=xp.int64, device=dev)
+    done = xp.zeros((P,), dtype=xp.bool, device=dev)
+    status = xp.zeros((P,), dtype=xp.int64, device=dev)
+    final = False
+    while True:
+        top = xp.max(xp.where(valid, z, -math.inf), axis=1, keepdims=True)
+        top = xp.where(xp.isfinite(top), top, 0.0)
+        z = xp.where(valid, clip_min(xp, z - top, -MIN_LOG_WEIGHT), 0.0)
+        lam = xp.exp(z)
+        l_min = xp.min(xp.where(valid, lam, math.inf), axis=1)
+        l_min = xp.where(xp.isfinite(l_min), l_min, 1.0)
+        l_max = xp.ones_like(l_min)
+        panels = n_panels(l_min, l_max, k, rule)
+        t, w = quadrature_nodes(l_min, l_max, k, panels, rule)
+        E, M, phi = evaluate(lam, mass, floor, k, t, w)
+        err = xp.sum(mass * xp.abs(phi - ratio), axis=1)
+        if not final and k > 1:
+            # sum(mass phi) is the level's total whatever lam is: a target total off by round-off
+            # (or by the raise above) leaves an L1 error no step can remove
+            unreachable = xp.abs(xp.sum(mass * (phi - ratio), axis=1))
+            stall = xp.where(err < 0.5 * best_err, 0, stall + 1)
+            best_z = xp.where((err < best_err)[:, None], z, best_z)
+            best_err = xp.minimum(err, best_err)
+            met = err <= tol + 2 * unreachable
+            done = met | (stall >= 4)
+            if bool(xp.all(done)) or it >= max_iter:
+                final = True
+                status = xp.where(met, 0, xp.where(stall >= 4, 2, 1))
+                if bool(xp.any(err > best_err)):
+                    z = best_z
+                    continue
+        if final or k == 1:
+            width = xp.log(TAIL * k * l_max / l_min) / panels
+            bound = quadrature_bound(k, m0, width, panels, rule)
+            if final:  # the best iterate may be better than the last: judge the returned one
+                unreachable = xp.abs(xp.sum(mass * (phi - ratio), axis=1))
+                status = xp.where(err <= tol + 2 * unreachable, 0, status)
+            worst = int(xp.max(status)) if P else 0
+            zero = xp.zeros_like(lam)
+            return LevelFit(xp.where(valid, lam, zero), xp.where(valid, phi, zero), it, err, bound,
+                            success=worst == 0, status=worst, message=STATUS_MESSAGES[worst],
+                            value=float(xp.max(err)) if P else 0.0, converged=status == 0)
+        step = newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
+        big = xp.max(xp.abs(step), axis=1, keepdims=True)
+        step = step * clip_max(xp, MAX_STEP / clip_min(xp, big, 1e-300), 1.0)   # damping: |dz| <= MAX_STEP
+        z = clip_min(xp, z + xp.where(done[:, None], 0.0, step), -MIN_LOG_WEIGHT)
+        it += 1
