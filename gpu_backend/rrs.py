@@ -1,6 +1,6 @@
 """Recursive rejection sampling (RRS) in torch: SpecInfer's multi-step speculative sampling with
 i.i.d. drafts (Miao et al., ASPLOS 2024, Algorithm 2) and its without-replacement variant (Jeon et
-al., arXiv 2402.14160; research/multidraft.md 3.2-3.3).
+al., arXiv 2402.14160; docs/theory/token_verifiers.md).
 
 ``p_1 = p, q_1 = q``; for ``i = 1..k``: accept ``X_i`` when ``u_i q_i(X_i) < p_i(X_i)``, else
 ``p_{i+1} = norm((p_i - q_i)^+)`` and, without replacement, ``q_{i+1} = norm(q_i with X_i := 0)``

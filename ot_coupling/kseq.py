@@ -1,7 +1,7 @@
 """K-SEQ, SpecTr's k-sequential draft selection (Sun, Suresh, Ro, Beirami, Jain, Yu; NeurIPS 2023).
 
-Letters: ``p`` = target, ``q`` = draft (SpecTr swaps them; multidraft.md 0). With a division
-factor ``rho`` and ``beta(rho) = sum_x min(q(x), p(x) / rho)`` (multidraft.md 1.4):
+Letters: ``p`` = target, ``q`` = draft (SpecTr swaps them; docs/theory/membership_ot.md#setting-and-notation). With a division
+factor ``rho`` and ``beta(rho) = sum_x min(q(x), p(x) / rho)`` (docs/theory/token_verifiers.md#k-seq):
 
 * try the i.i.d. drafts in order, accepting ``X_i`` with probability ``min(1, p(X_i) / (rho q(X_i)))``;
 * if all ``k`` are rejected, output ``Y ~ p_res``,
@@ -10,7 +10,7 @@ factor ``rho`` and ``beta(rho) = sum_x min(q(x), p(x) / rho)`` (multidraft.md 1.
 ``p_res >= 0`` (validity) iff ``1 - (1 - beta)^k <= rho beta`` (for tokens with ``p <= rho q``).
 The acceptance decreases in ``rho`` so the best valid factor is the root ``rho*`` in ``[1, k]`` of
 ``1 - (1 - beta(rho))^k = rho beta(rho)``, where ``alpha = rho* beta(rho*) = sum_x min(p, rho* q)``
-and ``p_res = (p - rho* q)^+ / (1 - beta)^k`` (multidraft.md 1.4 and 6.7). SpecTr's Theorem
+and ``p_res = (p - rho* q)^+ / (1 - beta)^k`` (docs/theory/token_verifiers.md#the-division-factor-rho-star). SpecTr's Theorem
 (abstract of arXiv 2310.15141): ``alpha_KSEQ >= (1 - 1/e) alpha*_k``.
 
 Finding ``rho*`` exactly: the shared kernel :func:`ot_coupling.kernels.kseq.kseq_rho` (one sort
