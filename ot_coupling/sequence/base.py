@@ -25,6 +25,7 @@ from .core import (
     Conditional,
     SequenceLaw,
     _chains,
+    _Memo,
     _check_drafts_2d,
     _dist,
     block_conditional_law,
@@ -96,6 +97,7 @@ class SequenceVerifier(ABC):
         :meth:`conditional_law` over all ``(V^L)^k`` ordered draft tuples (small ``V`` only;
         ``ValueError`` before any work when there are more than :data:`MAX_ENUMERATION`)."""
         law: SequenceLaw = {}
+        target, draft = _Memo(target, "target"), _Memo(draft, "draft")
         for drafts, w in iid_draft_tuples(draft, k, L, prefix):
             _accumulate(law, self.conditional_law(target, draft, drafts, prefix), w)
         return law
@@ -124,6 +126,9 @@ class SelectionRule(ABC):
     """
 
     name: str = "rule"
+    #: True when :meth:`selected_law` is exact in closed form (then the output law is a sum over
+    #: the ``V^L`` selected paths instead of the ``V^(k L)`` draft tuples).
+    closed_form: bool = False
 
     @abstractmethod
     def selection_probs(self, target: Conditional, draft: Conditional, drafts,
@@ -214,9 +219,17 @@ class SelectThenBlockVerify(SequenceVerifier):
 
     def output_law(self, target, draft, k, L, prefix=()):
         prefix = tuple(prefix)
-        _check_enumeration(_dist(draft, prefix, "draft").size, validate_k(k), validate_k(L, "L"))
+        k, L = validate_k(k), validate_k(L, "L")
+        _check_enumeration(_dist(draft, prefix, "draft").size, k, L)
+        target, draft = _Memo(target, "target"), _Memo(draft, "draft")
         law = self._law(target, draft, k, L, prefix)  # computed once for the whole enumeration
         out: SequenceLaw = {}
+        if self.rule.closed_form:
+            # Y depends on D only through X^J, whose law is the selected law itself: sum over V^L.
+            V = _dist(draft, prefix, "draft").size
+            for path, w in _chains(law, prefix, L, V):
+                _accumulate(out, block_conditional_law(target, law, np.array(path), prefix), w)
+            return out
         for drafts, w in iid_draft_tuples(draft, k, L, prefix):
             probs = self.rule.selection_probs(target, draft, drafts, prefix)
             _accumulate(out, self._conditional(target, law, drafts, probs, prefix), w)

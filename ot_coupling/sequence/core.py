@@ -45,7 +45,22 @@ _TREE_LAWS = ("iid", "without_replacement")
 
 
 def _dist(model: Conditional, context: tuple, name: str) -> np.ndarray:
+    if isinstance(model, _Memo):
+        return model(context)
     return validate_distribution(model(tuple(int(x) for x in context)), f"{name}{tuple(context)}")
+
+
+class _Memo:
+    """Memoised, validated conditional model (exact enumerations call each prefix many times)."""
+
+    def __init__(self, model: Conditional, name: str = "model"):
+        self.model, self.name, self.cache = model, name, {}
+
+    def __call__(self, ctx: tuple) -> np.ndarray:
+        ctx = tuple(int(v) for v in ctx)
+        if ctx not in self.cache:
+            self.cache[ctx] = validate_distribution(self.model(ctx), f"{self.name}{ctx}")
+        return self.cache[ctx]
 
 
 def _check_drafts_2d(drafts, V: int) -> np.ndarray:
@@ -189,7 +204,7 @@ def _block_plan(target: Conditional, draft: Conditional, x: np.ndarray, prefix: 
         p, q = _dist(target, ctx, "target"), _dist(draft, ctx, "draft")
         excess = np.maximum(w[i] * p - q, 0.0)
         A = float(excess.sum())
-        h[i] = A / (A + 1.0 - w[i]) if A + 1.0 - w[i] > 0 else 1.0
+        h[i] = A / (A + (1.0 - w[i])) if A + (1.0 - w[i]) > 0 else 1.0
         residuals.append(normalise(excess, p))
         w[i + 1] = min(float(ratio_coin(w[i] * p[x[i]], q[x[i]])), 1.0)
     h[g] = w[g]

@@ -80,6 +80,7 @@ class LexMaxRule(SelectionRule):
     :meth:`key`; :meth:`selected_law` is the closed-form order-statistic law (module docstring)."""
 
     name = "lexmax"
+    closed_form = True
 
     def key(self, p: np.ndarray, q: np.ndarray, state: NodeState) -> np.ndarray:
         """Score of each child at a prefix (higher ranks higher; ties broken by token id)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..rejection import inverse_cdf, normalise, ratio_coin
+from ..rejection import inverse_cdf, normalise
 from ..validation import as_generator
 from .base import SequenceVerifier
 from .core import _check_drafts_2d, _dist
@@ -48,7 +48,8 @@ class _Tree:
 
     def reweight(self, u: tuple) -> None:
         for z in self.children[u]:
-            self.w[u + (z,)] = float(min(1.0, ratio_coin(self.w[u] * self.P[u][z], self.Q[u][z])))
+            num, den = self.w[u] * float(self.P[u][z]), float(self.Q[u][z])
+            self.w[u + (z,)] = (min(1.0, num / den) if den > 0 else 1.0) if num > 0 else 0.0
             self.reweight(u + (z,))
 
     def leftmost_leaf(self) -> tuple:
@@ -80,7 +81,7 @@ class TraversalVerifier(SequenceVerifier):
             S = float(excess.sum())
             if S > 0:
                 tree.P[u] = normalise(excess, tree.P[u])
-                tree.w[u] = S / (S + 1.0 - tree.w[u])
+                tree.w[u] = S / (S + (1.0 - tree.w[u]))
             else:
                 tree.w[u] = 0.0
             Q = tree.Q[u].copy()

@@ -24,6 +24,7 @@ class FirstPathRule(SelectionRule):
     """Always select path 1: the selected path is a plain draft path (law ``q``)."""
 
     name = "bv"
+    closed_form = True
 
     def selection_probs(self, target, draft, drafts, prefix=()):
         out = np.zeros(np.asarray(drafts).shape[0])
@@ -62,6 +63,27 @@ class TreeVerifier(SequenceVerifier):
         prefix = tuple(prefix)
         d = _check_drafts_2d(drafts, _dist(target, prefix, "target").size)
         return tree_conditional_law(target, draft, d, self.selector, prefix)
+
+
+    def output_law(self, target, draft, k, L, prefix=()):
+        plain, self.selector = self.selector, _CachedSelector(self.selector)
+        try:
+            return super().output_law(target, draft, k, L, prefix)
+        finally:
+            self.selector = plain
+
+
+class _CachedSelector:
+    """Memoises a token-level selector's conditional law (enumeration revisits the same nodes)."""
+
+    def __init__(self, selector):
+        self.selector, self.draft_law, self.name, self.cache = selector, selector.draft_law, selector.name, {}
+
+    def conditional_law(self, p, q, drafts):
+        key = (p.tobytes(), q.tobytes(), np.asarray(drafts).tobytes())
+        if key not in self.cache:
+            self.cache[key] = self.selector.conditional_law(p, q, drafts)
+        return self.cache[key]
 
 
 class SpecTrVerifier(TreeVerifier):
