@@ -32,7 +32,7 @@ from ot_coupling.sequence import get_sequence_verifier
 
 GRID = ((3, 2, 2), (3, 3, 2), (4, 2, 3), (4, 3, 2), (3, 2, 3))
 KINDS = ("mix", "peaky", "far", "tree")
-VERIFIERS = ("bv", "specinfer", "spectr", "traversal", "gbv", "lookahead")
+VERIFIERS = ("bv", "specinfer", "spectr", "traversal", "gbv", "blend")
 
 
 def random_pair(V: int, seed: int, kind: str = "mix"):
