@@ -226,3 +226,39 @@ def test_gbv_attains_more_than_bv_on_average_and_tree_is_consistent():
             gain[n] += get_sequence_verifier(n).expected_length(target, draft, 2, 2)
     for n in ("gbv", "traversal", "spectr", "blend"):
         assert gain[n] > gain["bv"]
+
+
+# ----------------------------------------------------------------------------- published table
+def note_pair(V: int, seed: int):
+    """The random Markov pairs of the reference table: ``rng = default_rng(seed)``, target rows
+    ``Dirichlet(1)`` (``V x V``), draft rows ``0.5 Dirichlet(1) + 0.5 target``, context token 0."""
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.ones(V), size=V)
+    Q = 0.5 * rng.dirichlet(np.ones(V), size=V) + 0.5 * P
+    return (lambda u: P[u[-1] if u else 0]), (lambda u: Q[u[-1] if u else 0])
+
+
+#: (V, L, k, seed): BV, SpecTr, SpecInfer, GBV, TV (exact E|Y|, rounded to 4 decimals)
+TABLE = {
+    (3, 2, 2, 0): (2.5872, 2.7606, 2.7014, 2.6515, 2.7288),
+    (3, 2, 2, 1): (2.2271, 2.5249, 2.4664, 2.7136, 2.5195),
+    (3, 2, 2, 2): (2.4795, 2.6937, 2.6137, 2.8570, 2.6494),
+    (3, 3, 2, 0): (3.1347, 3.3658, 3.2803, 3.2541, 3.3549),
+    (3, 3, 2, 1): (2.6849, 3.0409, 2.9565, 3.3650, 3.0915),
+    (3, 3, 2, 2): (3.1518, 3.4042, 3.2825, 3.6953, 3.4013),
+    (4, 2, 3, 0): (2.3184, 2.6928, 2.5860, 2.7210, 2.6284),
+    (4, 2, 3, 1): (2.2734, 2.7514, 2.6759, 2.7923, 2.6987),
+    (4, 2, 3, 2): (2.2063, 2.6771, 2.6031, 2.6218, 2.6576),
+}
+
+
+@pytest.mark.parametrize("case", list(TABLE), ids=lambda c: "-".join(map(str, c)))
+def test_reference_table_values(case):
+    V, L, k, seed = case
+    target, draft = note_pair(V, seed)
+    names = ("bv", "spectr", "specinfer", "gbv", "traversal")
+    if V == 4 and seed > 0:
+        names = ("bv", "gbv")  # the 4^6-tuple tree enumerations are checked once (seed 0)
+    for name in names:
+        value = get_sequence_verifier(name).expected_length(target, draft, k, L)
+        assert abs(value - TABLE[case][("bv", "spectr", "specinfer", "gbv", "traversal").index(name)]) < 1e-4, name
