@@ -97,7 +97,8 @@ def run(seeds, kinds=KINDS, grid=GRID, verifiers=VERIFIERS, quiet=False, ref="lp
             for seed in seeds:
                 target, draft = random_pair(V, seed, kind)
                 ref_value, ref_kind = reference(target, draft, k, L, V, ref)
-                row = {"V": V, "L": L, "k": k, "kind": kind, "seed": seed, "ref": ref_value, "ref_kind": ref_kind}
+                row = {"V": V, "L": L, "k": k, "kind": kind, "seed": seed, "ref": ref_value,
+                       "ref_kind": ref_kind}
                 for n, v in vs.items():
                     row[n] = v.expected_length(target, draft, k, L)
                 rows.append(row)
@@ -149,7 +150,8 @@ def main(argv=None):
         rows = [r for f in args.load for r in json.load(open(f))]
         print(table(rows))
         return
-    grid = GRID if args.grid is None else tuple(tuple(int(x) for x in g.split(",")) for g in args.grid.split(";"))
+    grid = GRID if args.grid is None else tuple(tuple(int(x) for x in g.split(","))
+                                                for g in args.grid.split(";"))
     t0 = time.perf_counter()
     rows = run(_seeds(args.seeds), args.kinds.split(","), grid, quiet=args.quiet, ref=args.ref)
     if args.save:

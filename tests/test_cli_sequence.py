@@ -11,7 +11,8 @@ from specot.commands.sequence import VERIFIERS, build_pair
 
 
 def test_json_output_matches_verifiers(capsys):
-    assert main(["sequence", "--model", "random", "-V", "3", "-L", "2", "-k", "2", "--seed", "4", "--json"]) == 0
+    argv = ["sequence", "--model", "random", "-V", "3", "-L", "2", "-k", "2", "--seed", "4", "--json"]
+    assert main(argv) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["V"], data["L"], data["k"], data["seed"]) == (3, 2, 2, 4)
     assert [r["verifier"] for r in data["verifiers"]] == list(VERIFIERS)

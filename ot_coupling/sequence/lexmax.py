@@ -102,7 +102,8 @@ class LexMaxRule(SelectionRule):
         cp[order] = np.cumsum(q[order])
         cm = cp - q
         k = state.k
-        qt = q * _S(state.r + state.s * cp, state.r + state.s * cm, k) / float(_S(np.float64(1.0), np.float64(state.r), k))
+        norm = float(_S(np.float64(1.0), np.float64(state.r), k))
+        qt = q * _S(state.r + state.s * cp, state.r + state.s * cm, k) / norm
         qt = np.where(q > 0, np.maximum(qt, 0.0), 0.0)
         return qt / qt.sum(), cm, cp
 
