@@ -117,8 +117,15 @@ def test_k1_reductions_to_block_verification():
             assert max(abs(ref.get(s, 0.0) - law.get(s, 0.0)) for s in keys) < 1e-12, name
 
 
-@pytest.mark.parametrize("rule", [GBVRule(), BlendRule(), BlendRule(lam=0.3)],
-                         ids=["gbv", "blend", "blend-0.3"])
+class _BlendPair23(BlendRule):
+    """Blend of the maxima of the first 2 and of all 3 paths (when k = 3), weight 0.4."""
+
+    def weight(self, target, draft, k, L, prefix=()):
+        return (2, 0.4) if k >= 3 else super().weight(target, draft, k, L, prefix)
+
+
+@pytest.mark.parametrize("rule", [GBVRule(), BlendRule(), BlendRule(lam=0.3), _BlendPair23()],
+                         ids=["gbv", "blend", "blend-0.3", "blend-pair-2-3"])
 def test_closed_form_selected_law_equals_enumeration(rule):
     """The order-statistic law (and its blend) in closed form equals the law of the selected path
     computed by brute force over all draft tuples (SelectionRule's default)."""
