@@ -2,6 +2,8 @@
 errors with exit code 2 before any work."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -50,3 +52,10 @@ def test_bad_arguments_exit_2_with_one_line(argv, msg, capsys):
     assert captured.out == ""
     err = captured.err.strip()
     assert msg in err and "\n" not in err
+
+
+def test_json_on_real_stdout_is_clean():
+    """Nothing but the JSON document reaches file descriptor 1 (solver banners go to stderr)."""
+    argv = [sys.executable, "-m", "specot", "sequence", "-V", "2", "-L", "2", "-k", "2", "--json"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["V"] == 2
