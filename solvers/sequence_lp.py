@@ -69,10 +69,12 @@ MAX_VARIABLES = 3_000_000
 #: ``method="auto"`` uses the state LP up to this many variables, the decomposition above
 AUTO_STATES_MAX = 200_000
 RESIDUAL_TOL = 1e-9
+_DEBUG = False
 _TOL = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10,
         "small_matrix_value": 1e-12}
 #: HiGHS settings tried in turn until the solution passes the residual check
-_ATTEMPTS = ({}, {"presolve": "off"}, {"solver": "ipm", "run_crossover": "on"},
+#: (presolve is off first: on these LPs HiGHS' presolve costs ~50x the simplex solve itself)
+_ATTEMPTS = ({"presolve": "off"}, {}, {"solver": "ipm", "run_crossover": "on"},
              {"presolve": "off", "solver": "simplex", "simplex_strategy": 4})
 
 
@@ -571,7 +573,7 @@ def _solve_selection(m: _Models, k, L, form, paths, probs, out, time_limit, cut_
     t1 = time.perf_counter()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    for name, val in _TOL.items():
+    for name, val in {**_TOL, "presolve": "off"}.items():
         h.setOptionValue(name, val)
     if time_limit:
         h.setOptionValue("time_limit", float(time_limit))
@@ -590,6 +592,18 @@ def _solve_selection(m: _Models, k, L, form, paths, probs, out, time_limit, cut_
     lp.a_matrix_.value_ = Ac.data.astype(np.float64)
     h.passModel(lp)
     cut_rows: list[tuple[np.ndarray, float]] = []
+
+    def add_cut(members: np.ndarray, rhs: float) -> None:
+        cut_rows.append((members, rhs))
+        h.addRow(-highspy.kHighsInf, rhs, members.size, (W0 + members).astype(np.int32), np.ones(members.size))
+
+    # seed: every prefix of the paths sorted by descending p(x)/q(x) (the order of the one-step
+    # optimal selection law, which the optimum's w/q order resembles)
+    ptar = np.array([np.prod([float(m.p(x[:t])[x[t]]) for t in range(L)]) for x in paths])
+    seed_order = np.argsort(-(ptar / probs), kind="stable")
+    qtail0 = np.concatenate([np.cumsum(probs[seed_order][::-1])[::-1][1:], [0.0]])
+    for j in range(N - 1):
+        add_cut(seed_order[:j + 1], float(1.0 - qtail0[j] ** k))
     status, x, dual, viol = "not run", None, None, np.inf
     for _ in range(max_cuts + 1):
         h.run()
@@ -605,20 +619,18 @@ def _solve_selection(m: _Models, k, L, form, paths, probs, out, time_limit, cut_
         Wc = np.cumsum(w[order])
         # 1 - (1 - q(A))^k with q(A^c) summed from the tail for accuracy
         qtail = np.concatenate([np.cumsum(probs[order][::-1])[::-1][1:], [0.0]])
-        cover = -np.expm1(k * np.log1p(-np.clip(1.0 - qtail, 0.0, 1.0))) if False else 1.0 - qtail**k
+        cover = 1.0 - qtail**k
         excess = Wc - cover
         viol = float(excess.max())
+        if _DEBUG:
+            print(f"cut round: status {status} obj {h.getInfo().objective_function_value:.12f} viol {viol:.3e} "
+                  f"cuts {len(cut_rows)} t {time.perf_counter() - t1:.2f}", flush=True)
         if viol <= cut_tol:
             break
         # add up to 8 most violated prefix cuts (distinct prefixes)
-        cand = np.argsort(-excess)[:8]
-        cand = cand[excess[cand] > cut_tol]
-        for j in cand.tolist():
-            members = order[:j + 1]
-            rhs = float(cover[j])
-            cut_rows.append((members, rhs))
-            h.addRow(-highspy.kHighsInf, rhs, members.size, (W0 + members).astype(np.int32),
-                     np.ones(members.size))
+        cand = np.argsort(-excess)[:64]
+        for j in cand[excess[cand] > cut_tol].tolist():
+            add_cut(order[:j + 1], float(cover[j]))
     solve = time.perf_counter() - t1
     # full constraint system including cuts (for the certificate)
     if cut_rows:
