@@ -606,7 +606,12 @@ def _solve_selection(m: _Models, k, L, form, paths, probs, out, time_limit, cut_
         add_cut(seed_order[:j + 1], float(1.0 - qtail0[j] ** k))
     status, x, dual, viol = "not run", None, None, np.inf
     for _ in range(max_cuts + 1):
-        h.run()
+        for opts in _ATTEMPTS:                           # other HiGHS settings on a numerical failure
+            for name, val in {**{"presolve": "off", "solver": "choose", "simplex_strategy": 1}, **opts}.items():
+                h.setOptionValue(name, val)
+            h.run()
+            if h.modelStatusToString(h.getModelStatus()) == "Optimal":
+                break
         status = h.modelStatusToString(h.getModelStatus())
         sol = h.getSolution()
         if not sol.value_valid:
