@@ -71,10 +71,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/sequence_lp.md")
+    ap.add_argument("--family", choices=("all", "mixed", "independent"), default="all")
     a = ap.parse_args()
     cases = [(V, L, k, "mixed") for V, L, k in [(3, 2, 2), (3, 3, 2), (4, 2, 3), (3, 3, 3), (4, 3, 2), (4, 3, 3), (8, 2, 3), (8, 2, 4),
             (4, 3, 8), (5, 3, 3), (6, 3, 2), (4, 4, 2), (8, 3, 2)]]
     cases += [(V, L, k, "independent") for V, L, k in [(4, 3, 3), (8, 2, 3), (8, 2, 4), (6, 3, 2)]]
+    if a.family != "all":
+        cases = [c for c in cases if c[3] == a.family]
     if a.quick:
         cases = cases[:3]
     seeds = [0, 1]
