@@ -69,7 +69,6 @@ MAX_VARIABLES = 3_000_000
 #: ``method="auto"`` uses the state LP up to this many variables, the decomposition above
 AUTO_STATES_MAX = 200_000
 RESIDUAL_TOL = 1e-9
-_DEBUG = False
 _TOL = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10,
         "small_matrix_value": 1e-12}
 #: HiGHS settings tried in turn until the solution passes the residual check
@@ -627,12 +626,9 @@ def _solve_selection(m: _Models, k, L, form, paths, probs, out, time_limit, cut_
         cover = 1.0 - qtail**k
         excess = Wc - cover
         viol = float(excess.max())
-        if _DEBUG:
-            print(f"cut round: status {status} obj {h.getInfo().objective_function_value:.12f} viol {viol:.3e} "
-                  f"cuts {len(cut_rows)} t {time.perf_counter() - t1:.2f}", flush=True)
         if viol <= cut_tol:
             break
-        # add up to 8 most violated prefix cuts (distinct prefixes)
+        # add up to 64 most violated prefix cuts (distinct prefixes)
         cand = np.argsort(-excess)[:64]
         for j in cand[excess[cand] > cut_tol].tolist():
             add_cut(order[:j + 1], float(cover[j]))
