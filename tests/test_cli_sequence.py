@@ -2,6 +2,8 @@
 errors with exit code 2 before any work."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +13,8 @@ from specot.commands.sequence import VERIFIERS, build_pair
 
 
 def test_json_output_matches_verifiers(capsys):
-    assert main(["sequence", "--model", "random", "-V", "3", "-L", "2", "-k", "2", "--seed", "4", "--json"]) == 0
+    argv = ["sequence", "--model", "random", "-V", "3", "-L", "2", "-k", "2", "--seed", "4", "--json"]
+    assert main(argv) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["V"], data["L"], data["k"], data["seed"]) == (3, 2, 2, 4)
     assert [r["verifier"] for r in data["verifiers"]] == list(VERIFIERS)
@@ -49,3 +52,10 @@ def test_bad_arguments_exit_2_with_one_line(argv, msg, capsys):
     assert captured.out == ""
     err = captured.err.strip()
     assert msg in err and "\n" not in err
+
+
+def test_json_on_real_stdout_is_clean():
+    """Nothing but the JSON document reaches file descriptor 1 (solver banners go to stderr)."""
+    argv = [sys.executable, "-m", "specot", "sequence", "-V", "2", "-L", "2", "-k", "2", "--json"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["V"] == 2

@@ -89,7 +89,8 @@ class SequenceVerifier(ABC):
     @abstractmethod
     def conditional_law(self, target: Conditional, draft: Conditional, drafts,
                         prefix: tuple = ()) -> SequenceLaw:
-        """Exact law ``{Y: probability}`` of :meth:`verify`'s output given ``drafts`` (coins integrated out)."""
+        """Exact law ``{Y: probability}`` of :meth:`verify`'s output given ``drafts``
+        (coins integrated out)."""
 
     def output_law(self, target: Conditional, draft: Conditional, k: int, L: int,
                    prefix: tuple = ()) -> SequenceLaw:

@@ -102,7 +102,8 @@ class LexMaxRule(SelectionRule):
         cp[order] = np.cumsum(q[order])
         cm = cp - q
         k = state.k
-        qt = q * _S(state.r + state.s * cp, state.r + state.s * cm, k) / float(_S(np.float64(1.0), np.float64(state.r), k))
+        norm = float(_S(np.float64(1.0), np.float64(state.r), k))
+        qt = q * _S(state.r + state.s * cp, state.r + state.s * cm, k) / norm
         qt = np.where(q > 0, np.maximum(qt, 0.0), 0.0)
         return qt / qt.sum(), cm, cp
 
@@ -206,18 +207,23 @@ def blend_weight(p: np.ndarray, g: np.ndarray, q: np.ndarray) -> float:
 
 
 class BlendRule(GBVRule):
-    """This project's rule: with probability ``lam`` select GBV's path (the lexicographic maximum),
-    otherwise path 1; block-verify against the blended law ``lam F^k-law + (1 - lam) q``.
+    """This project's rule: a coin-blend of two order-statistic laws of GBV's order.
 
-    ``lam`` is fixed before the drafts are seen: it maximises the overlap of the blended first-token
-    law with the target's, ``sum_z min(p(z), lam q~(z) + (1 - lam) q(z))`` (:func:`blend_weight`),
-    largest maximiser, so ``lam = 1`` (GBV) unless blending helps at the root. The order-statistic
-    law of the maximum over-weights the top-ranked tokens (up to ``k q(z)``, beyond ``p(z)``);
-    blending with the plain draft law pulls it back toward the target. The conditionals of the
-    blend along a path are closed-form: with the posterior weight ``b(u)`` of the GBV component
-    (``b(()) = lam``, ``b(u.x) ∝ b(u) q~(x|u)`` against ``(1 - b(u)) q(x|u)``),
-    ``pi(z | u) = b(u) q~(z | u) + (1 - b(u)) q(z | u)``
-    (docs/theory/sequence_verifiers.md#the-blend-rule).
+    Component ``m`` is "the lexicographic maximum of the first ``m`` paths" (``m = 1``: path 1,
+    law ``q``; ``m = k``: GBV), whose law has closed-form conditionals ``q~_m`` (module docstring).
+    Before the drafts are seen, the rule fixes adjacent components ``(m, m + 1)`` and a weight
+    ``lam``: among ``m = 1..k-1`` and ``lam in [0, 1]`` the pair maximising the overlap of the
+    blended first-token law with the target's, ``sum_z min(p(z), lam q~_{m+1}(z) + (1 - lam) q~_m(z))``
+    (:func:`blend_weight`; ties go to the larger ``m`` and ``lam``). With probability ``lam`` it
+    selects component ``m + 1``'s path, else component ``m``'s, and block-verifies it against the
+    blended law ``pi = lam law_{m+1} + (1 - lam) law_m``, whose conditionals along a path are
+    closed-form: with the posterior weight ``b(u)`` of component ``m + 1`` (``b(()) = lam``,
+    ``b(u.x) ∝ b(u) q~_{m+1}(x|u)`` against ``(1 - b(u)) q~_m(x|u)``),
+    ``pi(z | u) = b(u) q~_{m+1}(z | u) + (1 - b(u)) q~_m(z | u)``.
+
+    The order-statistic law of the maximum of ``k`` paths over-weights the top-ranked tokens (up
+    to ``k q(z)``, beyond ``p(z)``); blending with fewer paths pulls it back toward the target.
+    ``lam`` given explicitly fixes the pair ``(1, k)`` (docs/theory/sequence_verifiers.md#the-blend-rule).
     """
 
     name = "blend"
@@ -227,47 +233,64 @@ class BlendRule(GBVRule):
             raise ValueError(f"lam must lie in [0, 1] or be None (chosen per round), got {lam!r}")
         self.lam = None if lam is None else float(lam)
 
-    def weight(self, target, draft, k, L, prefix=()) -> float:
-        """The blend weight ``lam`` of the round (a function of the root conditionals only)."""
-        if self.lam is not None:
-            return self.lam
-        p, q = _dist(target, tuple(prefix), "target"), _dist(draft, tuple(prefix), "draft")
-        state = self._start(k, L)
-        g, _, _ = self._node(p, q, state, self.ranks(p, q, state))
-        return blend_weight(p, g, q)
+    def _root_law(self, p, q, m, L):
+        state = self._start(m, L)
+        return self._node(p, q, state, self.ranks(p, q, state))[0]
 
-    def _walk_blend(self, target, draft, prefix, u, k, L, lam):
-        state, b = self._start(k, L), lam
+    def weight(self, target, draft, k, L, prefix=()) -> tuple[int, float]:
+        """``(m, lam)``: the blend ``lam law_{m+1} + (1 - lam) law_m`` of the round (a function
+        of the root conditionals only)."""
+        k = int(k)
+        if k == 1:
+            return 1, 0.0
+        if self.lam is not None:
+            return 1, self.lam if k > 1 else 0.0
+        p, q = _dist(target, tuple(prefix), "target"), _dist(draft, tuple(prefix), "draft")
+        laws = [self._root_law(p, q, m, L) for m in range(1, k + 1)]
+        best = (-np.inf, 1, 0.0)
+        for m in range(1, k):
+            lam = blend_weight(p, laws[m], laws[m - 1])
+            val = float(np.minimum(p, lam * laws[m] + (1.0 - lam) * laws[m - 1]).sum())
+            if val >= best[0] - 1e-15:
+                best = (val, m, lam)
+        return best[1], best[2]
+
+    def _walk_blend(self, target, draft, prefix, u, m, L, lam):
+        lo, hi, b = self._start(m, L), self._start(m + 1, L), lam
         for t in range(len(u) + 1):
             ctx = prefix + tuple(u[:t])
             p, q = _dist(target, ctx, "target"), _dist(draft, ctx, "draft")
-            qt, cm, cp = self._node(p, q, state, self.ranks(p, q, state))
+            ranks = self.ranks(p, q, lo)
+            ql, cml, cpl = self._node(p, q, lo, ranks)
+            qh, cmh, cph = self._node(p, q, hi, ranks)
             if t == len(u):
-                out = b * qt + (1.0 - b) * q
+                out = b * qh + (1.0 - b) * ql
                 return out / out.sum()
             x = int(u[t])
-            num, den = b * qt[x], b * qt[x] + (1.0 - b) * q[x]
+            num, den = b * qh[x], b * qh[x] + (1.0 - b) * ql[x]
             b = num / den if den > 0 else b
-            state = self._advance(state, x, p, q, qt, cm, cp)
+            lo = self._advance(lo, x, p, q, ql, cml, cpl)
+            hi = self._advance(hi, x, p, q, qh, cmh, cph)
 
     def selected_law(self, target, draft, k, L, prefix=()):
         prefix = tuple(prefix)
-        lam = self.weight(target, draft, k, L, prefix)
+        m, lam = self.weight(target, draft, k, L, prefix)
         cache: dict[tuple, np.ndarray] = {}
 
         def conditional(u: tuple) -> np.ndarray:
             u = tuple(int(v) for v in u)
             if u not in cache:
-                cache[u] = self._walk_blend(target, draft, prefix, u, k, L, lam)
+                cache[u] = self._walk_blend(target, draft, prefix, u, m, L, lam)
             return cache[u]
 
         return conditional
 
     def selection_probs(self, target, draft, drafts, prefix=()):
         d = np.asarray(drafts)
-        lam = self.weight(target, draft, d.shape[0], d.shape[1], prefix)
+        m, lam = self.weight(target, draft, d.shape[0], d.shape[1], prefix)
         out = np.zeros(d.shape[0])
-        out[0] += 1.0 - lam
+        if lam < 1:
+            out[self.select(target, draft, d[:m], prefix)] += 1.0 - lam
         if lam > 0:
-            out[self.select(target, draft, d, prefix)] += lam
+            out[self.select(target, draft, d[:m + 1], prefix)] += lam
         return out

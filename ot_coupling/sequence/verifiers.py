@@ -52,7 +52,8 @@ class TreeVerifier(SequenceVerifier):
     def __init__(self, selector: str = "kseq"):
         self.selector = get_selector(selector)
         if self.selector.draft_law != "iid":
-            raise ValueError(f"selector must take i.i.d. drafts, {selector!r} uses {self.selector.draft_law!r}")
+            raise ValueError(f"selector must take i.i.d. drafts, {selector!r} uses "
+                             f"{self.selector.draft_law!r}")
         self.name = {"kseq": "spectr", "rrs": "specinfer"}.get(selector, f"tree_{selector}")
 
     def verify(self, target, draft, drafts, rng=None, prefix=()):
