@@ -72,7 +72,8 @@ RESIDUAL_TOL = 1e-9
 _TOL = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10,
         "small_matrix_value": 1e-12}
 #: HiGHS settings tried in turn until the solution passes the residual check
-_ATTEMPTS = ({}, {"presolve": "off"}, {"solver": "ipm", "run_crossover": "on"},
+#: (presolve is off first: on these LPs HiGHS' presolve costs ~50x the simplex solve itself)
+_ATTEMPTS = ({"presolve": "off"}, {}, {"solver": "ipm", "run_crossover": "on"},
              {"presolve": "off", "solver": "simplex", "simplex_strategy": 4})
 
 
@@ -571,7 +572,7 @@ def _solve_selection(m: _Models, k, L, form, paths, probs, out, time_limit, cut_
     t1 = time.perf_counter()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    for name, val in _TOL.items():
+    for name, val in {**_TOL, "presolve": "off"}.items():
         h.setOptionValue(name, val)
     if time_limit:
         h.setOptionValue("time_limit", float(time_limit))
@@ -590,9 +591,26 @@ def _solve_selection(m: _Models, k, L, form, paths, probs, out, time_limit, cut_
     lp.a_matrix_.value_ = Ac.data.astype(np.float64)
     h.passModel(lp)
     cut_rows: list[tuple[np.ndarray, float]] = []
+
+    def add_cut(members: np.ndarray, rhs: float) -> None:
+        cut_rows.append((members, rhs))
+        h.addRow(-highspy.kHighsInf, rhs, members.size, (W0 + members).astype(np.int32), np.ones(members.size))
+
+    # seed: every prefix of the paths sorted by descending p(x)/q(x) (the order of the one-step
+    # optimal selection law, which the optimum's w/q order resembles)
+    ptar = np.array([np.prod([float(m.p(x[:t])[x[t]]) for t in range(L)]) for x in paths])
+    seed_order = np.argsort(-(ptar / probs), kind="stable")
+    qtail0 = np.concatenate([np.cumsum(probs[seed_order][::-1])[::-1][1:], [0.0]])
+    for j in range(N - 1):
+        add_cut(seed_order[:j + 1], float(1.0 - qtail0[j] ** k))
     status, x, dual, viol = "not run", None, None, np.inf
     for _ in range(max_cuts + 1):
-        h.run()
+        for opts in _ATTEMPTS:                           # other HiGHS settings on a numerical failure
+            for name, val in {**{"presolve": "off", "solver": "choose", "simplex_strategy": 1}, **opts}.items():
+                h.setOptionValue(name, val)
+            h.run()
+            if h.modelStatusToString(h.getModelStatus()) == "Optimal":
+                break
         status = h.modelStatusToString(h.getModelStatus())
         sol = h.getSolution()
         if not sol.value_valid:
@@ -605,20 +623,15 @@ def _solve_selection(m: _Models, k, L, form, paths, probs, out, time_limit, cut_
         Wc = np.cumsum(w[order])
         # 1 - (1 - q(A))^k with q(A^c) summed from the tail for accuracy
         qtail = np.concatenate([np.cumsum(probs[order][::-1])[::-1][1:], [0.0]])
-        cover = -np.expm1(k * np.log1p(-np.clip(1.0 - qtail, 0.0, 1.0))) if False else 1.0 - qtail**k
+        cover = 1.0 - qtail**k
         excess = Wc - cover
         viol = float(excess.max())
         if viol <= cut_tol:
             break
-        # add up to 8 most violated prefix cuts (distinct prefixes)
-        cand = np.argsort(-excess)[:8]
-        cand = cand[excess[cand] > cut_tol]
-        for j in cand.tolist():
-            members = order[:j + 1]
-            rhs = float(cover[j])
-            cut_rows.append((members, rhs))
-            h.addRow(-highspy.kHighsInf, rhs, members.size, (W0 + members).astype(np.int32),
-                     np.ones(members.size))
+        # add up to 64 most violated prefix cuts (distinct prefixes)
+        cand = np.argsort(-excess)[:64]
+        for j in cand[excess[cand] > cut_tol].tolist():
+            add_cut(order[:j + 1], float(cover[j]))
     solve = time.perf_counter() - t1
     # full constraint system including cuts (for the certificate)
     if cut_rows:
@@ -786,3 +799,123 @@ def _failed(ub, alphas, method, lossless, n_vars, n_rows, build, solve, msg, pat
                            dual_infeasibility=float("inf"), residual=float("inf"), success=False, status=2,
                            message=msg, method=method, lossless=lossless, n_variables=n_vars, n_rows=n_rows,
                            build_seconds=build, solve_seconds=solve, paths=paths)
+
+
+# --------------------------------------------------------------------------- the plan as a verifier
+from ot_coupling.sequence.base import SelectionRule, SelectThenBlockVerify  # noqa: E402
+
+
+def _model_key(f) -> tuple:
+    """Identity of a model callable that survives re-binding (``lm.next_dist`` is a new object each time)."""
+    return (id(getattr(f, "__self__", f)), getattr(f, "__name__", ""))
+
+
+class OptimalLPSelection(SelectionRule):
+    r"""The path-selection rule read off the optimal LP plan (docs/theory/sequence_optimum.md).
+
+    ``method="states"``: given ``D`` with set of distinct paths ``S``, draw ``y ~ pi(S, .)/Q(S)`` and
+    select uniformly one of the distinct drafted paths that extend ``y_{1:|y|-1}`` (each copy of it
+    equally): ``P(J = j | D) = sum_y pi(S, y)/Q(S) [X^j extends y_{1:|y|-1}] / (n_y(S) mult(X^j))``.
+    ``method="selection"`` (large problems): the min-score layout (:mod:`solvers.min_score_layout`)
+    over paths realising the decomposition's optimal selected-path law ``w``. Either way the
+    selected path's law is known in closed form, and block verification against it attains LP*
+    (the structure theorem).
+    """
+
+    name = "optimal_lp"
+    closed_form = True
+
+    def __init__(self, method: str = "auto", **lp_kwargs):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self.method = method
+        self.lp_kwargs = lp_kwargs
+        self._cache: dict = {}
+
+    def solve(self, target, draft, k: int, L: int, prefix: tuple = ()) -> dict:
+        """The LP optimum and the rule's pieces for ``(target, draft, k, L, prefix)`` (cached)."""
+        prefix = tuple(int(v) for v in prefix)
+        key = (_model_key(target), _model_key(draft), int(k), int(L), prefix,
+               np.asarray(target(prefix)).tobytes(), np.asarray(draft(prefix)).tobytes())
+        if key in self._cache:
+            return self._cache[key]
+        res = sequence_optimum(target, draft, k, L, prefix, method=self.method, **self.lp_kwargs)
+        if not res.success:
+            raise RuntimeError(f"optimal_lp: the LP was not solved ({res.message})")
+        paths = res.paths
+        qpaths = np.array([np.prod([float(np.asarray(draft(prefix + x[:t]))[x[t]]) for t in range(L)])
+                           for x in paths])
+        entry = {"result": res, "paths": paths, "path_id": {x: i for i, x in enumerate(paths)}, "q": qpaths}
+        if res.plan is not None:
+            entry["w"] = res.plan.selected_path_law()
+            entry["plan"] = res.plan
+        else:
+            from .min_score_layout import greedy_layout
+
+            layout = greedy_layout(res.selection, qpaths, k)
+            entry["layout"] = layout
+            entry["w"] = layout.marginal
+        mass: dict[tuple, float] = {}
+        for x, wx in zip(paths, entry["w"]):
+            for t in range(L + 1):
+                mass[x[:t]] = mass.get(x[:t], 0.0) + float(wx)
+        entry["mass"] = mass
+        if len(self._cache) > 64:
+            self._cache.clear()
+        self._cache[key] = entry
+        return entry
+
+    def selection_probs(self, target, draft, drafts, prefix=()) -> np.ndarray:
+        d = np.atleast_2d(np.asarray(drafts, dtype=np.int64))
+        k, L = d.shape
+        e = self.solve(target, draft, k, L, prefix)
+        rows = [tuple(int(v) for v in row) for row in d]
+        try:
+            ids = np.array([e["path_id"][x] for x in rows])
+        except KeyError:
+            raise ValueError("drafts hold a path of zero draft probability") from None
+        if "layout" in e:
+            from .min_score_layout import selection_probabilities
+
+            return selection_probabilities(e["layout"], ids, e["q"])
+        plan: SequencePlan = e["plan"]
+        i = plan.state_index(d)
+        M = plan.matrix
+        mult = {x: rows.count(x) for x in set(rows)}
+        distinct = sorted(set(rows))
+        out = np.zeros(k)
+        for j, v in zip(M.indices[M.indptr[i]:M.indptr[i + 1]], M.data[M.indptr[i]:M.indptr[i + 1]]):
+            u = plan.outputs[j][:-1]
+            cand = [x for x in distinct if x[:len(u)] == u]
+            for jj, x in enumerate(rows):
+                if x[:len(u)] == u:
+                    out[jj] += v / (len(cand) * mult[x])
+        return out / out.sum()
+
+    def selected_law(self, target, draft, k, L, prefix=()):
+        e = self.solve(target, draft, k, L, prefix)
+        mass = e["mass"]
+        prefix = tuple(int(v) for v in prefix)
+
+        def conditional(u: tuple) -> np.ndarray:
+            u = tuple(int(v) for v in u)
+            q = np.asarray(draft(prefix + u), dtype=np.float64)
+            mu = mass.get(u, 0.0)
+            if mu <= 0.0:
+                return q
+            out = np.array([mass.get(u + (z,), 0.0) for z in range(q.size)])
+            return out / out.sum()
+
+        return conditional
+
+
+class OptimalLPSequenceVerifier(SelectThenBlockVerify):
+    """Select a path with :class:`OptimalLPSelection`, then block-verify it against the selected
+    path's law: a lossless verifier whose ``E|Y|`` is the sequence-level optimum LP*
+    (registered as ``"optimal_lp"``; docs/theory/sequence_optimum.md). Small problems only: it
+    solves :func:`sequence_optimum` for every new ``(target, draft, k, L, prefix)``.
+    """
+
+    def __init__(self, method: str = "auto", **lp_kwargs):
+        super().__init__(OptimalLPSelection(method, **lp_kwargs))
+        self.name = "optimal_lp"

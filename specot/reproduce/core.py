@@ -42,6 +42,7 @@ EXPERIMENTS: dict[str, str] = {
     "theory": "specot.reproduce.theory:run",
     "gumbel": "specot.reproduce.gumbel:run",
     "block": "specot.reproduce.block:run",
+    "sequence": "specot.reproduce.sequence:run",
 }
 
 #: one-line titles of the experiments (report headings, ``--help``).
@@ -53,6 +54,7 @@ TITLES: dict[str, str] = {
     "theory": "Yin et al. 2024: rejections = sum of TV, batch gains, quality-rejection Pareto front",
     "gumbel": "Gumbel coupling (Daliri et al.; GumbelSpec): acceptance vs 1-TV and multi-draft gains",
     "block": "Block verification (Sun et al. 2025): gain over token-by-token verification vs gamma",
+    "sequence": "The sequence-level LP optimum vs BV, GBV, traversal, SpecTr and SpecInfer trees",
 }
 
 #: library modules each experiment needs (checked before it runs; a missing one is an error).
@@ -66,6 +68,7 @@ REQUIRES: dict[str, list[str]] = {
     "theory": ["markov.builders", "markov.theory", "markov.simulate", "solvers.pareto"],
     "gumbel": ["ot_coupling.gumbel", "solvers.closed_form", "ot_coupling.rrs", "markov.builders"],
     "block": ["ot_coupling.sequence", "ot_coupling.speculative", "markov.builders"],
+    "sequence": ["solvers.sequence_lp", "ot_coupling.sequence"],
 }
 
 
