@@ -1,0 +1,1 @@
+"""Array-API kernels shared by numpy and torch."""
