@@ -59,7 +59,8 @@ def plan_laws(P, Q, X, cu, rule):
     laws = [dict() for _ in range(B)]
     for t in range(m + 1):
         tau = np.minimum(t, lay.n)
-        W = final_weights(P, Q, cu, tau, w[np.arange(B), tau], lay)
+        W, Prow = final_weights(P, Q, cu, tau, w[np.arange(B), tau], lay)
+        W = np.where(W.sum(axis=1, keepdims=True) > 0, W, Prow)
         W = W / W.sum(axis=1, keepdims=True)
         for b in range(B):
             n = int(lay.n[b])

@@ -188,38 +188,72 @@ def chain_plan(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens, 
     return lay, h, w
 
 
-def final_weights(target_probs, draft_probs, cu_num_draft_tokens, tau, w_tau, layout: ChainLayout | None = None):
+def final_weights(target_probs, draft_probs, cu_num_draft_tokens, tau, w_tau=None,
+                  layout: ChainLayout | None = None):
     """Unnormalised law ``[B, V]`` of the token emitted after ``tau`` accepted drafts:
-    ``(w_tau p_tau - q_tau)^+`` when ``tau < n`` (the target itself if that has no mass, a
-    probability-0 event), else the bonus row ``p_n``. Only these ``B`` rows are touched."""
+    ``(w_tau p_tau - q_tau)^+`` when ``tau < n``, the bonus row ``p_n`` when ``tau = n``
+    (``w_tau = None`` means 1). Only these ``B`` rows are touched. A residual without mass (a
+    probability-0 event) is left as zeros; :func:`sample_rows` then falls back to the target row."""
     xp = array_namespace(target_probs, draft_probs, cu_num_draft_tokens, tau)
     lay = layout if layout is not None else chain_layout(cu_num_draft_tokens)
     B = int(lay.n.shape[0])
     b = xp.arange(B, dtype=xp.int64, device=_device(target_probs))
     tau = xp.astype(tau, xp.int64)
     p = xp.take(target_probs, lay.start + tau + b, axis=0)
-    bonus = tau >= lay.n
     if int(draft_probs.shape[0]) == 0:
-        return p
+        return p, p
     drow = xp.minimum(lay.start + tau, xp.full_like(tau, int(draft_probs.shape[0]) - 1))
-    q = xp.take(draft_probs, drow, axis=0)
-    res = xp.maximum(w_tau[:, None] * p - q, xp.zeros_like(p))
-    has_mass = xp.sum(res, axis=1) > 0
-    keep_p = bonus | ~has_mass
-    return xp.where(keep_p[:, None], p, res)
+    # bonus rows subtract nothing: scale their draft row by 0 (no [B, V] select)
+    scale = xp.astype(tau < lay.n, target_probs.dtype)
+    q = xp.take(draft_probs, drow, axis=0) * scale[:, None]
+    wp = p if w_tau is None else w_tau[:, None] * p
+    return xp.maximum(wp - q, xp.zeros_like(p)), p
 
 
-def inverse_cdf_rows(weights, u):
+def _searchsorted_rows(xp, cdf, t):
+    """Per row ``#{i : cdf[i] <= t}`` (``side="right"``), O(B log V)."""
+    if is_torch_namespace(xp):
+        import torch
+
+        return torch.searchsorted(cdf, t[:, None], right=True)[:, 0]
+    return np.array([np.searchsorted(c, v, side="right") for c, v in zip(cdf, t)], dtype=np.int64)
+
+
+def inverse_cdf_rows(weights, u, fallback=None):
     """Row-wise inverse-CDF sample of ``[B, V]`` non-negative weights with uniforms ``u [B]``:
     index ``i`` with ``cdf[i-1] <= u * total < cdf[i]``; round-off at the top falls back to the last
     positive weight, so a zero-weight token is never returned (same rule as
-    :func:`ot_coupling.rejection.inverse_cdf_rows`)."""
+    :func:`ot_coupling.rejection.inverse_cdf_rows`). Rows without mass are sampled from
+    ``fallback`` (same shape) instead."""
     xp = array_namespace(weights, u)
     cdf = xp.cumulative_sum(weights, axis=1)
-    idx = xp.sum(xp.astype(cdf <= (u * cdf[:, -1])[:, None], xp.int64), axis=1)
+    total = cdf[:, -1]
+    idx = xp.astype(_searchsorted_rows(xp, cdf, u * total), xp.int64)
     V = int(weights.shape[1])
-    last = V - 1 - xp.argmax(xp.astype(xp.flip(weights > 0, axis=1), xp.int8), axis=1)
-    return xp.minimum(idx, xp.astype(last, xp.int64))
+    empty = total <= 0
+    if fallback is not None and bool(xp.any(empty)):
+        rows = xp.nonzero(empty)[0]
+        sub = inverse_cdf_rows(xp.take(fallback, rows, axis=0), xp.take(u, rows))
+        idx = _put(xp, idx, rows, sub)
+    top = idx >= V
+    if bool(xp.any(top)):  # u * total rounded up to total: the last positive weight
+        last = V - 1 - xp.argmax(xp.astype(xp.flip(weights > 0, axis=1), xp.int8), axis=1)
+        idx = xp.where(top, xp.astype(last, xp.int64), idx)
+    return idx
+
+
+def _put(xp, arr, rows, values):
+    """``arr`` with ``arr[rows] = values`` (functional, 1-D)."""
+    B = int(arr.shape[0])
+    hit = xp.zeros(B, dtype=xp.bool, device=_device(arr))
+    full = xp.zeros(B, dtype=arr.dtype, device=_device(arr))
+    if is_torch_namespace(xp):
+        hit = hit.index_fill(0, rows, True)
+        full = full.index_copy(0, rows, values)
+    else:
+        hit[rows] = True
+        full[rows] = values
+    return xp.where(hit, full, arr)
 
 
 # ------------------------------------------------------------------------------------- kernel
@@ -273,7 +307,7 @@ def verify_chain(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens
             tau = xp.minimum(xp.min(first, axis=1), lay.n)
         else:
             tau = lay.n
-        w_tau = xp.ones(B, dtype=target_probs.dtype, device=dev)
+        w_tau = None
     else:
         if m:
             # eta_{j+1} = u at position j; h_0 = 1 always stops the backward scan at 0
@@ -282,7 +316,8 @@ def verify_chain(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens
         else:
             tau = lay.n
         w_tau = xp.reshape(_at(xp, w, xp.arange(B, dtype=xp.int64, device=dev), tau), (B,))
-    y = inverse_cdf_rows(final_weights(target_probs, draft_probs, cu_num_draft_tokens, tau, w_tau, lay), s)
+    weights, p_rows = final_weights(target_probs, draft_probs, cu_num_draft_tokens, tau, w_tau, lay)
+    y = inverse_cdf_rows(weights, s, fallback=p_rows)
     if m:
         tok = xp.reshape(xp.take(xp.astype(draft_token_ids, xp.int64), xp.reshape(lay.pos, (-1,))),
                          lay.pos.shape)
