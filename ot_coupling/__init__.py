@@ -8,7 +8,15 @@ scored by its acceptance ``P(Y in {X_1..X_k})``. Here ``p`` is the target and ``
 from .base import Selector
 from .draft_laws import DRAFT_LAWS, DraftLaw, enumerate_drafts, get_draft_law, set_law
 from .registry import SELECTORS, get_selector
-from .sequence import verify_block, verify_tree
+from .sequence import (
+    SEQUENCE_VERIFIERS,
+    SelectionRule,
+    SelectThenBlockVerify,
+    SequenceVerifier,
+    get_sequence_verifier,
+    verify_block,
+    verify_tree,
+)
 from .validation import (
     as_generator,
     tv_distance,
@@ -21,12 +29,17 @@ from .validation import (
 __all__ = [
     "DRAFT_LAWS",
     "SELECTORS",
+    "SEQUENCE_VERIFIERS",
+    "SelectThenBlockVerify",
+    "SelectionRule",
+    "SequenceVerifier",
     "DraftLaw",
     "Selector",
     "as_generator",
     "enumerate_drafts",
     "get_draft_law",
     "get_selector",
+    "get_sequence_verifier",
     "set_law",
     "tv_distance",
     "validate_distribution",

@@ -13,7 +13,7 @@ from importlib import import_module
 from . import __version__
 
 #: subcommands, each a module under specot.commands
-COMMANDS = ("solve", "compare", "simulate", "verify", "reproduce")
+COMMANDS = ("solve", "compare", "simulate", "verify", "reproduce", "sequence")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Sequence-level verification: SpecTr's draft tree and Sun et al.'s block verification.
+"""Sequence-level verification primitives: SpecTr's draft tree and Sun et al.'s block verification.
 
 Models are given as *conditional distributions*: callables ``target(prefix) -> p`` and
 ``draft(prefix) -> q`` mapping a tuple of token ids (the context after the fixed ``prefix``) to a
@@ -6,7 +6,7 @@ length-``V`` probability vector (for example ``MarkovLM.next_dist``). Every func
 ``*_law`` helpers return the law of the emitted sequence as a ``{tuple: probability}`` dict, computed
 by enumeration (small ``V``, ``k``, ``L`` only) for the tests.
 
-``verify_tree`` -- SpecTr (Sun et al., NeurIPS 2023, multidraft.md 1.6): ``k`` draft sequences of
+``verify_tree`` -- SpecTr (Sun et al., NeurIPS 2023): ``k`` draft sequences of
 length ``L``; at depth ``t`` the tokens of the drafts that agree with the accepted prefix (``k_t`` of
 them) go to a token-level selector run with ``k = k_t``; a token outside them ends the block; if all
 ``L`` depths accept, a bonus token is drawn from the target. Exact because, given the accepted
@@ -14,11 +14,11 @@ prefix, the surviving continuations are again a draft tuple of the selector's la
 drafts: i.i.d. sequences stay i.i.d. (``"iid"``); for ``"without_replacement"`` the ``k`` root tokens
 are distinct and each continues as its own chain, so ``k_t = 1`` below the root. Other draft laws
 (hub, greedy) are not closed under this conditioning and are refused. Merging i.i.d. drafts into a
-deduplicated tree and verifying with the with-replacement residual is biased (multidraft.md 3.3);
-the tests check that this is detected.
+deduplicated tree and verifying with the with-replacement residual is biased; the tests check that
+this is detected.
 
 ``verify_block`` -- block verification (Sun, Mendlovic, Leviathan, Aharoni, Beirami, Ro, Suresh,
-ICLR 2025, Algorithm 2; theory.md 3): one draft ``X_1..X_g``; ``w_0 = 1``,
+ICLR 2025, Algorithm 2): one draft ``X_1..X_g``; ``w_0 = 1``,
 ``w_i = min(w_{i-1} p(X_i | X_<i) / q(X_i | X_<i), 1)``; for ``i < g``
 ``A_i = sum_x (w_i p(x | X_<=i) - q(x | X_<=i))^+`` and ``h_i = A_i / (A_i + 1 - w_i)`` (``0/0 := 1``),
 ``h_g = w_g``; with independent ``eta_i ~ U[0, 1)``, ``tau = max{i : eta_i < h_i}``; emit ``X_<=tau``
@@ -33,10 +33,10 @@ from itertools import product
 
 import numpy as np
 
-from .base import Selector
-from .draft_laws import get_draft_law
-from .rejection import inverse_cdf, normalise, ratio_coin
-from .validation import SeedLike, as_generator, validate_distribution, validate_k
+from ..base import Selector
+from ..draft_laws import get_draft_law
+from ..rejection import inverse_cdf, normalise, ratio_coin
+from ..validation import SeedLike, as_generator, validate_distribution, validate_k
 
 Conditional = Callable[[tuple], np.ndarray]
 SequenceLaw = dict[tuple, float]
@@ -45,7 +45,22 @@ _TREE_LAWS = ("iid", "without_replacement")
 
 
 def _dist(model: Conditional, context: tuple, name: str) -> np.ndarray:
+    if isinstance(model, _Memo):
+        return model(context)
     return validate_distribution(model(tuple(int(x) for x in context)), f"{name}{tuple(context)}")
+
+
+class _Memo:
+    """Memoised, validated conditional model (exact enumerations call each prefix many times)."""
+
+    def __init__(self, model: Conditional, name: str = "model"):
+        self.model, self.name, self.cache = model, name, {}
+
+    def __call__(self, ctx: tuple) -> np.ndarray:
+        ctx = tuple(int(v) for v in ctx)
+        if ctx not in self.cache:
+            self.cache[ctx] = validate_distribution(self.model(ctx), f"{self.name}{ctx}")
+        return self.cache[ctx]
 
 
 def _check_drafts_2d(drafts, V: int) -> np.ndarray:
@@ -173,22 +188,27 @@ def tree_output_law(target: Conditional, draft: Conditional, selector: Selector,
 
 # ----------------------------------------------------------------------------- block verification
 def _block_plan(target: Conditional, draft: Conditional, x: np.ndarray, prefix: tuple):
-    """``h [g+1]``, residual laws ``[g, V]`` and the bonus law for a single draft ``x``."""
+    """``h [g+1]``, residual laws ``[g, V]`` and the bonus law for a single draft ``x``.
+
+    ``draft`` is the conditional law of the *draft path's own law* (any law on ``V^g``, given by its
+    conditionals ``q(. | x_<i)``, ``i < g``): block verification is lossless for every draft law as
+    long as it is fed that law (Sun et al., ICLR 2025; docs/theory/sequence_verifiers.md). It is
+    never evaluated at the full draft ``x`` (a selected-path law need not be defined there).
+    """
     g = x.size
     w = np.ones(g + 1)
     h = np.ones(g + 1)
     residuals = []
-    for i in range(g + 1):
+    for i in range(g):
         ctx = prefix + tuple(int(v) for v in x[:i])
         p, q = _dist(target, ctx, "target"), _dist(draft, ctx, "draft")
-        if i == g:
-            h[g] = w[g]
-            return h, residuals, p
         excess = np.maximum(w[i] * p - q, 0.0)
         A = float(excess.sum())
-        h[i] = A / (A + 1.0 - w[i]) if A + 1.0 - w[i] > 0 else 1.0
+        h[i] = A / (A + (1.0 - w[i])) if A + (1.0 - w[i]) > 0 else 1.0
         residuals.append(normalise(excess, p))
         w[i + 1] = min(float(ratio_coin(w[i] * p[x[i]], q[x[i]])), 1.0)
+    h[g] = w[g]
+    return h, residuals, _dist(target, prefix + tuple(int(v) for v in x), "target")
 
 
 def verify_block(target: Conditional, draft: Conditional, drafts, rng: SeedLike = None,
