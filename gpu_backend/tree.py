@@ -38,7 +38,7 @@ import torch
 
 from ot_coupling.kernels.chain import chain_plan, verify_chain
 
-VERIFIERS = ("bv", "gbv", "spectr", "traversal")
+VERIFIERS = ("bv", "gbv", "lookahead", "spectr", "traversal")
 
 
 def _check(drafts, target, draft):
@@ -89,60 +89,80 @@ def _power_sum(a, b, k):
     return out
 
 
-def _order_key(p, q):
-    """Ratio ``p/q`` of the strict order ``(p/q, token)`` (``q = 0``: +inf, zero draft mass)."""
+def _order_key(p, q, state=None):
+    """GBV's order key ``p/q`` (``q = 0``: +inf; such tokens carry no draft mass, so where they sit
+    in the order changes no law); ties are broken by the token id."""
     return torch.where(q > 0, p / torch.where(q > 0, q, torch.ones_like(q)), torch.full_like(p, torch.inf))
 
 
-def gbv_select(drafts, target, draft):
-    """Index ``[B]`` of the lexicographic maximum path and the conditionals ``qt [B, L, V]`` of the
-    law of that maximum along it (module docstring)."""
+#: order keys ``key(p [B, V], q [B, V], state) -> [B, V]`` of the lexicographic-maximum rules;
+#: ``state`` = dict of ``[B]`` tensors ``depth, r, s, w`` and ints ``k, L`` (the numpy
+#: ``ot_coupling.sequence.lexmax.NodeState``). "lookahead" mirrors the numpy rule of that name.
+LEXMAX_KEYS = {"gbv": _order_key, "lookahead": _order_key}
+
+
+def lexmax_select(drafts, target, draft, key=_order_key):
+    """Index ``[B]`` of the lexicographic maximum path under the per-prefix strict orders
+    ``(key, token)``, and the conditionals ``qt [B, L, V]`` of the law of that maximum along it
+    (module docstring). With ``r = A/(A+M)``, ``s = M/(A+M)``:
+    ``qt(z) = q(z) S(r + s cp, r + s cm) / S(1, r)``, ``S(a, b) = sum_{i<k} a^i b^(k-1-i)``,
+    ``r' = (r + s cm(x)) / (r + s cp(x))``, ``s' = s q(x) / (r + s cp(x))`` -- no cancellation and
+    no underflow of ``M`` along long paths."""
     B, k, L, V = _check(drafts, target, draft)
-    ar = torch.arange(B, device=drafts.device)
-    alive = torch.ones(B, k, dtype=torch.bool, device=drafts.device)
+    dev = drafts.device
+    ar = torch.arange(B, device=dev)
+    alive = torch.ones(B, k, dtype=torch.bool, device=dev)
+    dt = draft.dtype
+    state = {"depth": 0, "r": torch.zeros(B, dtype=dt, device=dev), "s": torch.ones(B, dtype=dt, device=dev),
+             "w": torch.ones(B, dtype=dt, device=dev), "k": k, "L": L}
+    qt = torch.empty(B, L, V, dtype=dt, device=dev)
     for t in range(L):
-        x = drafts[:, :, t]
-        r = _order_key(target[:, :, t].gather(2, x[..., None])[..., 0], draft[:, :, t].gather(2, x[..., None])[..., 0])
-        r = torch.where(alive, r, torch.full_like(r, -torch.inf))
-        best = r.amax(dim=1, keepdim=True)
-        tok = torch.where(alive & (r == best), x, torch.full_like(x, -1)).amax(dim=1, keepdim=True)
-        alive = alive & (x == tok)
-    j = alive.to(torch.int64).argmax(dim=1)
-    path = drafts[ar, j]
-    P, Q = target[ar, j], draft[ar, j]                                         # [B, L+1, V], [B, L, V]
-    dt = Q.dtype
-    A = torch.zeros(B, dtype=dt, device=Q.device)
-    M = torch.ones(B, dtype=dt, device=Q.device)
-    qt = torch.empty_like(Q)
-    for t in range(L):
-        q, p = Q[:, t], P[:, t]
-        key = _order_key(p, q)
-        order = torch.sort(key, dim=1, stable=True).indices                   # ascending (ratio, token)
+        rep = alive.to(torch.int64).argmax(dim=1)                            # a path through u
+        p, q = target[ar, rep, t], draft[ar, rep, t]
+        kv = key(p, q, state)
+        order = torch.sort(kv, dim=1, stable=True).indices                    # ascending (key, token)
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(V, device=dev).expand(B, V))
+        # selection: the alive child of highest rank
+        x_all = drafts[:, :, t]
+        rk = torch.where(alive, rank.gather(1, x_all), torch.full_like(x_all, -1))
+        x = x_all.gather(1, rk.argmax(dim=1, keepdim=True))[:, 0]
+        alive = alive & (x_all == x[:, None])
+        # conditionals of the maximum's law at u
         qs = q.gather(1, order)
-        cm_sorted = torch.cumsum(qs, dim=1) - qs
-        cm = torch.empty_like(q).scatter_(1, order, cm_sorted)
-        lo, hi = A[:, None] + M[:, None] * cm, A[:, None] + M[:, None] * (cm + q)
-        den = _power_sum(A + M, A, k)
-        qt[:, t] = q * _power_sum(hi, lo, k) / den[:, None]
-        x = path[:, t]
-        A = A + M * cm.gather(1, x[:, None])[:, 0]
-        M = M * q.gather(1, x[:, None])[:, 0]
-    return j, qt
+        cm = torch.empty_like(q).scatter_(1, order, torch.cumsum(qs, dim=1) - qs)
+        r, s_ = state["r"][:, None], state["s"][:, None]
+        row = q * _power_sum(r + s_ * (cm + q), r + s_ * cm, k) / _power_sum(torch.ones_like(r), r, k)
+        row = torch.where(q > 0, row.clamp_min(0), torch.zeros_like(row))
+        row = row / row.sum(dim=1, keepdim=True)
+        qt[:, t] = row
+        cmx, qx, px, qtx = (v.gather(1, x[:, None])[:, 0] for v in (cm, q, p, row))
+        den = state["r"] + state["s"] * (cmx + qx)
+        w = torch.where(qtx > 0, torch.minimum(state["w"] * px / torch.where(qtx > 0, qtx, 1.0),
+                                               torch.ones_like(px)), torch.zeros_like(px))
+        state = {**state, "depth": t + 1, "r": (state["r"] + state["s"] * cmx) / den,
+                 "s": state["s"] * qx / den, "w": w}
+    return alive.to(torch.int64).argmax(dim=1), qt
 
 
-def verify_gbv(drafts, target, draft, *, noise=None, generator=None):
-    """Greedy multi-path block verification (module docstring)."""
+def gbv_select(drafts, target, draft):
+    """:func:`lexmax_select` with GBV's order."""
+    return lexmax_select(drafts, target, draft, _order_key)
+
+
+def verify_gbv(drafts, target, draft, *, noise=None, generator=None, rule: str = "gbv"):
+    """Greedy multi-path block verification (module docstring); ``rule="lookahead"`` uses that
+    rule's order instead (:data:`LEXMAX_KEYS`)."""
     B, k, L, V = _check(drafts, target, draft)
-    j, qt = gbv_select(drafts, target, draft)
+    j, qt = lexmax_select(drafts, target, draft, LEXMAX_KEYS[rule])
     ar = torch.arange(B, device=drafts.device)
     out = verify_chain(*_chain_inputs(drafts[ar, j], target[ar, j], qt), rule="block", noise=noise, rng=generator)
     return _pad(*out, L)
 
 
-def gbv_conditional_law(drafts, target, draft) -> list[dict]:
+def gbv_conditional_law(drafts, target, draft, rule: str = "gbv") -> list[dict]:
     """Exact law of :func:`verify_gbv`'s output per request (coins integrated out)."""
     B, k, L, V = _check(drafts, target, draft)
-    j, qt = gbv_select(drafts, target, draft)
+    j, qt = lexmax_select(drafts, target, draft, LEXMAX_KEYS[rule])
     ar = torch.arange(B, device=drafts.device)
     return chain_laws(drafts[ar, j], target[ar, j], qt)
 
@@ -179,7 +199,6 @@ def verify_spectr(drafts, target, draft, *, selector="kseq", generator=None):
         raise ValueError(f"spectr needs an i.i.d. selector, {sel.name!r} uses {sel.draft_law!r}")
     B, k, L, V = _check(drafts, target, draft)
     dev = drafts.device
-    ar = torch.arange(B, device=dev)
     alive = torch.ones(B, k, dtype=torch.bool, device=dev)
     running = torch.ones(B, dtype=torch.bool, device=dev)
     out = torch.full((B, L + 1), -1, dtype=torch.int64, device=dev)
@@ -331,8 +350,8 @@ def verify_tree_batched(method: str, drafts, target, draft, *, generator=None, s
     """Dispatch to one of :data:`VERIFIERS`."""
     if method == "bv":
         return verify_bv(drafts, target, draft, generator=generator)
-    if method == "gbv":
-        return verify_gbv(drafts, target, draft, generator=generator)
+    if method in ("gbv", "lookahead"):
+        return verify_gbv(drafts, target, draft, generator=generator, rule=method)
     if method == "spectr":
         return verify_spectr(drafts, target, draft, selector=selector, generator=generator)
     if method == "traversal":
