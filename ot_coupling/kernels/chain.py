@@ -122,10 +122,6 @@ def _at(xp, probs, rows, tokens):
     return xp.reshape(xp.take(flat, idx), rows.shape)
 
 
-def _gather_rows(xp, probs, rows):
-    return xp.take(probs, xp.reshape(rows, (-1,)), axis=0)
-
-
 def _ratio(xp, num, den):
     """``min(1, num / den)`` with ``num = 0 -> 0`` and ``den = 0 < num -> 1`` (no division by 0)."""
     safe = xp.where(den > 0, den, xp.ones_like(den))
@@ -175,10 +171,16 @@ def chain_plan(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens, 
         nxt = _ratio(xp, w_cols[-1] * p_x[:, j], q_x[:, j])
         w_cols.append(xp.where(lay.valid[:, j], nxt, w_cols[-1]))
     w = xp.stack(w_cols, axis=1)                                         # [B, m + 1]
-    P = xp.reshape(_gather_rows(xp, target_probs, lay.pos + b), (B, m, -1))
-    Q = xp.reshape(_gather_rows(xp, draft_probs, lay.pos), (B, m, -1))
+    # A over the flat [T, V] layout: draft rows are already in position order, only the target
+    # rows (bonus rows skipped) are gathered
+    T = int(draft_probs.shape[0])
+    s = xp.arange(T, dtype=xp.int64, device=dev)
+    req = xp.astype(xp.searchsorted(xp.astype(cu_num_draft_tokens, xp.int64), s, side="right"), xp.int64)
+    w_flat = _at(xp, w, req, s - xp.take(lay.start, req))
+    P = xp.take(target_probs, s + req, axis=0)
+    A_flat = xp.sum(xp.maximum(w_flat[:, None] * P - draft_probs, xp.zeros_like(P)), axis=1)
+    A = xp.reshape(xp.take(A_flat, xp.reshape(lay.pos, (-1,))), lay.pos.shape)
     wi = w[:, :m]
-    A = xp.sum(xp.maximum(wi[:, :, None] * P - Q, xp.zeros_like(P)), axis=2)
     den = A + (1.0 - wi)
     h = xp.where(den > 0, A / xp.where(den > 0, den, xp.ones_like(den)), xp.ones_like(den))
     h = xp.where(lay.valid, h, xp.zeros_like(h))
