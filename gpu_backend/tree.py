@@ -357,3 +357,45 @@ def verify_tree_batched(method: str, drafts, target, draft, *, generator=None, s
     if method == "traversal":
         return verify_traversal(drafts, target, draft, generator=generator)
     raise ValueError(f"method must be one of {VERIFIERS}, got {method!r}")
+
+
+# ------------------------------------------------------------------------------------------ E|Y|
+def chain_expected_length(path, target_rows, draft_rows):
+    """Exact ``E[|Y| | X]`` ``[B]`` of block verification of ``path [B, L]`` against the draft law
+    ``draft_rows`` (coins integrated out): ``sum_t (t + 1) h_t prod_{t<j<=L} (1 - h_j)``."""
+    B, L = path.shape
+    _, h, _ = chain_plan(*_chain_inputs(path, target_rows, draft_rows), "block")
+    out = torch.zeros(B, dtype=h.dtype, device=h.device)
+    for t in range(L + 1):
+        out = out + (t + 1) * h[:, t] * torch.prod(1 - h[:, t + 1: L + 1], dim=1)
+    return out
+
+
+def expected_length(method: str, drafts, target, draft):
+    """Exact ``E[|Y| | drafts]`` ``[B]`` for ``"bv"``, ``"gbv"``, ``"lookahead"``, ``"traversal"``."""
+    B, k, L, V = _check(drafts, target, draft)
+    ar = torch.arange(B, device=drafts.device)
+    if method == "bv":
+        return chain_expected_length(drafts[:, 0], target[:, 0], draft[:, 0])
+    if method in LEXMAX_KEYS:
+        j, qt = lexmax_select(drafts, target, draft, LEXMAX_KEYS[method])
+        return chain_expected_length(drafts[ar, j], target[ar, j], qt)
+    if method == "traversal":
+        return torch.tensor([traversal_expected_length(drafts[b].cpu(), target[b].cpu(), draft[b].cpu())
+                             for b in range(B)], dtype=target.dtype)
+    raise ValueError(f"no exact expected length for {method!r}")
+
+
+def traversal_expected_length(drafts, target, draft) -> float:
+    """Exact ``E[|Y| | drafts]`` of traversal verification for one request (no enumeration of the
+    fresh token: ``|Y| = |v| + 1`` whatever it is)."""
+    tree, mass, total = _Tree(drafts, target, draft), 1.0, 0.0
+    while mass > 0:
+        v = tree.leftmost_leaf()
+        acc = 1.0 if v == () else tree.w[v]
+        total += mass * acc * (len(v) + 1)
+        if acc >= 1:
+            break
+        mass *= 1 - acc
+        tree.reject(v)
+    return total

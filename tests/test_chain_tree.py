@@ -137,3 +137,17 @@ def test_conditional_laws_match_numpy_reference(name):
     for t, law in zip(tuples, mine):
         r = ref.conditional_law(target, draft, np.array(t))
         assert max(abs(r.get(s, 0) - law.get(s, 0)) for s in set(r) | set(law)) < 1e-12
+
+
+def test_expected_length_equals_mean_of_exact_law():
+    from gpu_backend.tree import expected_length
+
+    target, draft = random_conditional(3, 1, 0.2), random_conditional(3, 2, 0.2)
+    tup = all_tuples(draft, 3, 2, 2)[:30]
+    D, P, Q = tensors(target, draft, [t for t, _ in tup])
+    laws = {"bv": chain_laws(D[:, 0], P[:, 0], Q[:, 0]),
+            "gbv": gbv_conditional_law(D, P, Q),
+            "traversal": [traversal_law(D[b], P[b], Q[b]) for b in range(D.shape[0])]}
+    for method, law in laws.items():
+        ref = torch.tensor([sum(len(s) * pr for s, pr in lw.items()) for lw in law], dtype=torch.float64)
+        assert float((expected_length(method, D, P, Q) - ref).abs().max()) < 1e-12
