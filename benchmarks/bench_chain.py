@@ -31,7 +31,8 @@ def _sync(device):
 def inputs(B, k, L, V, device, dtype, gen):
     logits = 2 * torch.randn(B, k, L + 1, V, generator=gen, device=device, dtype=dtype)
     target = torch.softmax(logits, -1)
-    draft = torch.softmax(logits[:, :, :L] + torch.randn(B, k, L, V, generator=gen, device=device, dtype=dtype), -1)
+    noise = torch.randn(B, k, L, V, generator=gen, device=device, dtype=dtype)
+    draft = torch.softmax(logits[:, :, :L] + noise, -1)
     drafts = torch.multinomial(draft.reshape(-1, V), 1, generator=gen).reshape(B, k, L)
     return drafts, target, draft
 

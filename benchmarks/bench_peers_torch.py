@@ -98,7 +98,8 @@ def interleaved(fns: dict, device, repeats: int) -> dict:
 def run(batch: int, vocab: int, gamma: int, device, dtype, repeats: int, seed: int = 0) -> dict:
     gen = torch.Generator(device=device).manual_seed(seed)
     logits_p = 2 * torch.randn(batch, gamma + 1, vocab, generator=gen, device=device, dtype=dtype)
-    logits_q = logits_p[:, :gamma] + torch.randn(batch, gamma, vocab, generator=gen, device=device, dtype=dtype)
+    noise = torch.randn(batch, gamma, vocab, generator=gen, device=device, dtype=dtype)
+    logits_q = logits_p[:, :gamma] + noise
     p, q = torch.softmax(logits_p, -1), torch.softmax(logits_q, -1)
     drafts = torch.multinomial(q.reshape(-1, vocab), 1, generator=gen).reshape(batch, gamma)
     # flattened layout
@@ -124,7 +125,8 @@ def run(batch: int, vocab: int, gamma: int, device, dtype, repeats: int, seed: i
     except ImportError:
         pass
     times = interleaved(fns, device, repeats)
-    return {name: {"min_ms": 1e3 * min(t), "median_ms": 1e3 * statistics.median(t)} for name, t in times.items()}
+    return {name: {"min_ms": 1e3 * min(t), "median_ms": 1e3 * statistics.median(t)}
+            for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -143,8 +145,10 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     print(f"bench_peers_torch: B={args.batch} V={args.vocab} dtype={args.dtype} device={device} "
-          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.repeats} interleaved repeats")
-    print(f"{'gamma':>5} {'contender':<12} {'min ms':>9} {'median ms':>10} {'HF/this (min)':>14} {'HF/this (med)':>14}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+          f"{args.repeats} interleaved repeats")
+    print(f"{'gamma':>5} {'contender':<12} {'min ms':>9} {'median ms':>10} "
+          f"{'HF/this (min)':>14} {'HF/this (med)':>14}")
     results = {}
     for gamma in (int(g) for g in args.gammas.split(",")):
         res = run(args.batch, args.vocab, gamma, device, dtype, args.repeats)
@@ -157,7 +161,8 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"batch": args.batch, "vocab": args.vocab, "dtype": args.dtype, "device": str(device),
-                       "threads": torch.get_num_threads(), "repeats": args.repeats, "results": results}, fh, indent=1)
+                       "threads": torch.get_num_threads(), "repeats": args.repeats, "results": results},
+                      fh, indent=1)
     return 0
 
 

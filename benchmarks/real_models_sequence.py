@@ -99,8 +99,10 @@ def main(argv=None) -> int:
         if (r + 1) % 8 == 0:
             print(f"  {r + 1}/{args.rounds} rounds, {time.perf_counter() - t_start:.0f} s", flush=True)
     print(f"\n{args.rounds} rounds (one per prompt), V={pair.vocab_size}, float64 probabilities, "
-          f"{torch.get_num_threads()} torch thread(s); E|Y| = mean +- 95% CI; diff = paired vs spectr (K-SEQ)")
-    print(f"{'k':>2} {'L':>2} {'verifier':<10} {'E|Y|':>16} {'diff vs K-SEQ':>18} {'ms/round (median)':>18} {'/ K-SEQ':>8}")
+          f"{torch.get_num_threads()} torch thread(s); E|Y| = mean +- 95% CI; "
+          "diff = paired vs spectr (K-SEQ)")
+    print(f"{'k':>2} {'L':>2} {'verifier':<10} {'E|Y|':>16} {'diff vs K-SEQ':>18} "
+          f"{'ms/round (median)':>18} {'/ K-SEQ':>8}")
     rows = []
     for k in ks:
         for L in Ls:

@@ -21,8 +21,8 @@ Sequence verifiers (``verifier=``): instead of step 3, the whole draft is handed
 sequence verifier. For ``k = 1``: ``"speculative"`` (standard speculative sampling) or ``"block"``
 (block verification, Sun et al. ICLR 2025), both through the flattened chain kernel
 :func:`ot_coupling.kernels.chain.verify_chain`; for any ``k``: ``"bv"``, ``"gbv"``, ``"lookahead"``,
-``"spectr"``, ``"traversal"`` of :mod:`gpu_backend.tree` (i.i.d. drafts). ``verifier=None`` keeps the depth-by-depth
-selector walk above, except that ``k = 1`` with the ``"speculative"`` selector uses the chain kernel.
+``"spectr"``, ``"traversal"`` of :mod:`gpu_backend.tree` (i.i.d. drafts). ``verifier=None`` keeps
+the depth-by-depth selector walk above, except that ``k = 1`` with the ``"speculative"`` selector uses the chain kernel.
 
 Exactness hinges on the draft law in the ratio being the law actually sampled from (the DeepSpec #31
 and dflash #74 bugs, research/peers.md 1.7). Here both ``p`` and ``q`` go through the single
@@ -237,8 +237,8 @@ class SpeculativeDecoder:
     vocab_size : keep only the first ``vocab_size`` logits (drop padded rows of an LM head).
     track_predicted : also record the selector's exact acceptance at every verified depth.
     verifier : ``None`` (the selector per depth), a chain rule ``"speculative"`` / ``"block"``
-        (``k = 1``) or a tree verifier ``"bv"`` / ``"gbv"`` / ``"lookahead"`` / ``"spectr"`` / ``"traversal"`` (i.i.d.
-        drafts; ``"spectr"`` uses ``selector`` at every depth).
+        (``k = 1``) or a tree verifier ``"bv"`` / ``"gbv"`` / ``"lookahead"`` / ``"spectr"`` /
+        ``"traversal"`` (i.i.d. drafts; ``"spectr"`` uses ``selector`` at every depth).
     """
 
     def __init__(self, target, draft, selector: TorchSelector | str, k: int, gamma: int,

@@ -46,7 +46,8 @@ def _check(drafts, target, draft):
         raise ValueError(f"drafts must be [B, k, L], got shape {tuple(drafts.shape)}")
     B, k, L = drafts.shape
     if target.ndim != 4 or tuple(target.shape[:3]) != (B, k, L + 1):
-        raise ValueError(f"target must be [B, k, L + 1, V] = [{B}, {k}, {L + 1}, V], got {tuple(target.shape)}")
+        raise ValueError(f"target must be [B, k, L + 1, V] = [{B}, {k}, {L + 1}, V], "
+                         f"got {tuple(target.shape)}")
     V = target.shape[3]
     if tuple(draft.shape) != (B, k, L, V):
         raise ValueError(f"draft must be [B, k, L, V] = [{B}, {k}, {L}, {V}], got {tuple(draft.shape)}")
@@ -155,7 +156,8 @@ def verify_gbv(drafts, target, draft, *, noise=None, generator=None, rule: str =
     B, k, L, V = _check(drafts, target, draft)
     j, qt = lexmax_select(drafts, target, draft, LEXMAX_KEYS[rule])
     ar = torch.arange(B, device=drafts.device)
-    out = verify_chain(*_chain_inputs(drafts[ar, j], target[ar, j], qt), rule="block", noise=noise, rng=generator)
+    out = verify_chain(*_chain_inputs(drafts[ar, j], target[ar, j], qt), rule="block", noise=noise,
+                       rng=generator)
     return _pad(*out, L)
 
 

@@ -70,7 +70,8 @@ class ChainLayout(NamedTuple):
 # ------------------------------------------------------------------------------------- checks
 def _check(xp, target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens) -> tuple[int, int, int]:
     if target_probs.ndim != 2:
-        raise ValueError(f"target_probs must be [num_tokens + num_requests, V], got shape {tuple(target_probs.shape)}")
+        raise ValueError("target_probs must be [num_tokens + num_requests, V], "
+                         f"got shape {tuple(target_probs.shape)}")
     if draft_probs.ndim != 2 or draft_token_ids.ndim != 1 or cu_num_draft_tokens.ndim != 1:
         raise ValueError("draft_probs must be [num_tokens, V], draft_token_ids [num_tokens] and "
                          "cu_num_draft_tokens [num_requests]")
