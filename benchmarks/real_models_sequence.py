@@ -96,7 +96,7 @@ def main(argv=None) -> int:
                 t1 = time.perf_counter()
                 verify_tree_batched("spectr", dk, Pk, Qk, generator=gen)
                 cost[(k, L, "spectr")].append(time.perf_counter() - t1)
-        if (r + 1) % 8 == 0:
+        if (r + 1) % 4 == 0:
             print(f"  {r + 1}/{args.rounds} rounds, {time.perf_counter() - t_start:.0f} s", flush=True)
     print(f"\n{args.rounds} rounds (one per prompt), V={pair.vocab_size}, float64 probabilities, "
           f"{torch.get_num_threads()} torch thread(s); E|Y| = mean +- 95% CI; "

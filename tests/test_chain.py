@@ -134,6 +134,16 @@ def test_numpy_equals_torch(rule):
     la, sa, wa = chain_plan(P, Q, X, cu, rule)
     lb, sb, wb = chain_plan(*(torch.from_numpy(v) for v in (P, Q, X, cu)), rule)
     np.testing.assert_allclose(sa, sb.numpy(), rtol=0, atol=1e-15)
+    # the sampler's stop position follows the full plan (block: the lazy backward scan)
+    for r in range(B):
+        n, st = int(la.n[r]), int(la.start[r])
+        uu = noise["uniform"][st: st + n]
+        if rule == "speculative":
+            rej = [j for j in range(n) if not uu[j] < sa[r, j]]
+            tau = rej[0] if rej else n
+        else:
+            tau = max([i for i in range(1, n + 1) if uu[i - 1] < sa[r, i]], default=0)
+        assert int(a.num_accepted[r]) == tau
     # structure: accepted prefix equals the drafts, then exactly one emitted token
     for r in range(B):
         t = int(a.num_accepted[r])

@@ -28,8 +28,8 @@ Algorithm 1; Chen et al. 2023, Algorithm 2): accept ``X_j`` while ``u_j q_j(X_j)
 the same rule as :func:`ot_coupling.sequence.verify_block` (the numpy reference, one request).
 
 Only the row where verification stops is turned into a residual law ([B, V] work); speculative
-sampling touches the other rows only at the drafted tokens. Block verification needs ``A_i`` at
-every position (one pass over ``[T, V]``), as its definition requires.
+sampling touches the other rows only at the drafted tokens. Block verification computes ``A_i``
+(one pass over a row) only at the positions its backward scan ``i = n, n-1, ...`` actually visits.
 
 Randomness is explicit: ``noise = {"uniform": [T], "sample": [B]}`` (uniforms in ``[0, 1)``: the
 acceptance coin ``u_j`` resp. ``eta_{j+1}`` of every draft position, and the inverse-CDF uniform of
@@ -131,7 +131,8 @@ def _ratio(xp, num, den):
 
 
 # ------------------------------------------------------------------------------------- plans
-def chain_plan(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens, rule: str = "speculative"):
+def chain_plan(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens, rule: str = "speculative",
+               *, with_h: bool = True):
     """Per-position verification probabilities, the part of the kernel that is not random.
 
     Returns ``(layout, stop, w)`` with ``stop [B, m + 1]``:
@@ -142,7 +143,8 @@ def chain_plan(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens, 
       sequence ratios ``w_i``.
 
     ``P(tau = i | X)`` is ``prod_{j<i} a_j (1 - a_i)`` (``a_n := 0``) for speculative sampling and
-    ``h_i prod_{i<j<=n} (1 - h_j)`` for block verification.
+    ``h_i prod_{i<j<=n} (1 - h_j)`` for block verification. ``with_h=False`` (block only) skips
+    the ``A_i`` pass and returns ``stop = None`` (the sampler computes ``h_i`` lazily).
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
@@ -172,6 +174,8 @@ def chain_plan(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens, 
         nxt = _ratio(xp, w_cols[-1] * p_x[:, j], q_x[:, j])
         w_cols.append(xp.where(lay.valid[:, j], nxt, w_cols[-1]))
     w = xp.stack(w_cols, axis=1)                                         # [B, m + 1]
+    if not with_h:
+        return lay, None, w
     # A over the flat [T, V] layout: draft rows are already in position order, only the target
     # rows (bonus rows skipped) are gathered
     T = int(draft_probs.shape[0])
@@ -259,6 +263,41 @@ def _put(xp, arr, rows, values):
     return xp.where(hit, full, arr)
 
 
+def _block_tau(xp, target_probs, draft_probs, lay: ChainLayout, w, uu):
+    """``tau = max{i : eta_i < h_i}`` by the backward scan ``i = n, n-1, ..., 1`` (``h_0 = 1``),
+    computing ``h_i`` (hence ``A_i``, a pass over one row) only for the requests still scanning at
+    ``i``: with high acceptance most requests stop at ``i = n`` where ``h_n = w_n`` costs nothing."""
+    B, m = int(lay.n.shape[0]), lay.m
+    dev = _device(target_probs)
+    tau = xp.zeros(B, dtype=xp.int64, device=dev)
+    undecided = xp.ones(B, dtype=xp.bool, device=dev)
+    for i in range(m, 0, -1):
+        at = undecided & (lay.n >= i)
+        if not bool(xp.any(at)):
+            continue
+        rows = xp.nonzero(at)[0]
+        ci = xp.full_like(rows, i)
+        w_i = _at(xp, w, rows, ci)
+        eta = _at(xp, uu, rows, ci - 1)
+        h = w_i                                                          # h_n = w_n
+        inner = xp.nonzero(xp.take(lay.n, rows) > i)[0]
+        if int(inner.shape[0]):
+            r2 = xp.take(rows, inner)
+            pos = xp.take(lay.start, r2) + i
+            P = xp.take(target_probs, pos + r2, axis=0)
+            Q = xp.take(draft_probs, pos, axis=0)
+            wi2 = xp.take(w_i, inner)
+            A = xp.sum(xp.maximum(wi2[:, None] * P - Q, xp.zeros_like(P)), axis=1)
+            den = A + (1.0 - wi2)
+            h2 = xp.where(den > 0, A / xp.where(den > 0, den, xp.ones_like(den)), xp.ones_like(den))
+            h = _put(xp, h, inner, h2)
+        stopped = xp.take(rows, xp.nonzero(eta < h)[0])
+        if int(stopped.shape[0]):
+            tau = _put(xp, tau, stopped, xp.full_like(stopped, i))
+            undecided = _put(xp, undecided, stopped, xp.zeros_like(stopped, dtype=xp.bool))
+    return tau
+
+
 # ------------------------------------------------------------------------------------- kernel
 def draw_noise(xp, num_tokens: int, num_requests: int, dtype, device=None, rng=None) -> dict:
     """``{"uniform": [T], "sample": [B]}`` uniforms in ``[0, 1)`` from ``rng`` (numpy Generator /
@@ -292,7 +331,8 @@ def verify_chain(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens
         ``output_token_ids [B, max n + 1]`` padded with -1 and ``num_accepted [B]``.
     """
     xp = array_namespace(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens)
-    lay, stop, w = chain_plan(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens, rule)
+    lay, stop, w = chain_plan(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens, rule,
+                              with_h=False)
     T, B, m = int(draft_token_ids.shape[0]), int(lay.n.shape[0]), lay.m
     dev = _device(target_probs)
     if noise is None:
@@ -312,10 +352,8 @@ def verify_chain(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens
             tau = lay.n
         w_tau = None
     else:
-        if m:
-            # eta_{j+1} = u at position j; h_0 = 1 always stops the backward scan at 0
-            hit = (uu < stop[:, 1:]) & lay.valid
-            tau = xp.max(xp.where(hit, col[:, 1:], xp.zeros_like(col[:, 1:])), axis=1)
+        if m:  # eta_i = u at position i - 1
+            tau = _block_tau(xp, target_probs, draft_probs, lay, w, uu)
         else:
             tau = lay.n
         w_tau = xp.reshape(_at(xp, w, xp.arange(B, dtype=xp.int64, device=dev), tau), (B,))
