@@ -200,7 +200,7 @@ def final_weights(target_probs, draft_probs, cu_num_draft_tokens, tau, w_tau=Non
     """Unnormalised law ``[B, V]`` of the token emitted after ``tau`` accepted drafts:
     ``(w_tau p_tau - q_tau)^+`` when ``tau < n``, the bonus row ``p_n`` when ``tau = n``
     (``w_tau = None`` means 1). Only these ``B`` rows are touched. A residual without mass (a
-    probability-0 event) is left as zeros; :func:`sample_rows` then falls back to the target row."""
+    probability-0 event) is left as zeros; :func:`inverse_cdf_rows` then samples the target row (its ``fallback``)."""
     xp = array_namespace(target_probs, draft_probs, cu_num_draft_tokens, tau)
     lay = layout if layout is not None else chain_layout(cu_num_draft_tokens)
     B = int(lay.n.shape[0])
