@@ -19,6 +19,8 @@ _EXPORTS = {
     "is_feasible_selection_law": "selection_law",
     "OptimalVerifier": "optimal_verifier",
     "LPPlanSelector": "plan_selector",
+    "sequence_optimum": "sequence_lp",
+    "SequenceOptimum": "sequence_lp",
     "pareto_front": "pareto",
     "ParetoFront": "pareto",
 }

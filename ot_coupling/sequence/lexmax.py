@@ -20,7 +20,8 @@ and ``r, s`` are updated along the path by ``r' = (r + s cm(x)) / (r + s cp(x))`
 
 * :class:`GBVRule` -- greedy multi-path block verification (Thomas & Pal, arXiv 2602.16961, 2026):
   the order is the raw ratio ``p(z|u) / q(z|u)`` with the token id as tie-break.
-* :class:`LookaheadRule` -- this project's rule (docs/theory/sequence_verifiers.md#the-look-ahead-rule).
+* :class:`BlendRule` -- this project's rule: GBV's law blended with the plain draft law
+  (docs/theory/sequence_verifiers.md#the-blend-rule).
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class LexMaxRule(SelectionRule):
 
     def _advance(self, state: NodeState, x: int, p, q, qt, cm, cp) -> NodeState:
         den = state.r + state.s * cp[x]
+        if den <= 0:  # x is unreachable: any law below it is exact (it is never used)
+            return NodeState(state.depth + 1, 0.0, 1.0, 0.0, state.k, state.L)
         r = (state.r + state.s * cm[x]) / den
         s = state.s * q[x] / den
         w = min(1.0, state.w * p[x] / qt[x]) if qt[x] > 0 else 0.0
@@ -176,10 +179,95 @@ class GBVRule(LexMaxRule):
         return ratio_key(p, q)
 
 
-class LookaheadRule(LexMaxRule):
-    """Placeholder (filled in below in a later commit): same order as GBV."""
+def blend_weight(p: np.ndarray, g: np.ndarray, q: np.ndarray) -> float:
+    """The largest maximiser ``lam`` in ``[0, 1]`` of ``sum_z min(p(z), lam g(z) + (1 - lam) q(z))``.
 
-    name = "lookahead"
+    The objective is concave and piecewise linear in ``lam``; its kinks are the ``lam`` where a
+    token's blended mass crosses ``p(z)``. A binary search over the sorted kinks (concavity makes
+    the values unimodal) costs ``O(V log V)``.
+    """
+    d = g - q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kinks = (p - q) / d
+    kinks = kinks[np.isfinite(kinks) & (kinks > 0) & (kinks < 1)]
+    cand = np.unique(np.concatenate([[0.0, 1.0], kinks]))
 
-    def key(self, p, q, state):
-        return ratio_key(p, q)
+    def f(lam: float) -> float:
+        return float(np.minimum(p, q + lam * d).sum())
+
+    lo, hi = 0, cand.size - 1  # rightmost maximiser of a unimodal sequence
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if f(cand[mid]) >= f(cand[mid - 1]) - 1e-15:
+            lo = mid
+        else:
+            hi = mid - 1
+    return float(cand[lo])
+
+
+class BlendRule(GBVRule):
+    """This project's rule: with probability ``lam`` select GBV's path (the lexicographic maximum),
+    otherwise path 1; block-verify against the blended law ``lam F^k-law + (1 - lam) q``.
+
+    ``lam`` is fixed before the drafts are seen: it maximises the overlap of the blended first-token
+    law with the target's, ``sum_z min(p(z), lam q~(z) + (1 - lam) q(z))`` (:func:`blend_weight`),
+    largest maximiser, so ``lam = 1`` (GBV) unless blending helps at the root. The order-statistic
+    law of the maximum over-weights the top-ranked tokens (up to ``k q(z)``, beyond ``p(z)``);
+    blending with the plain draft law pulls it back toward the target. The conditionals of the
+    blend along a path are closed-form: with the posterior weight ``b(u)`` of the GBV component
+    (``b(()) = lam``, ``b(u.x) ∝ b(u) q~(x|u)`` against ``(1 - b(u)) q(x|u)``),
+    ``pi(z | u) = b(u) q~(z | u) + (1 - b(u)) q(z | u)``
+    (docs/theory/sequence_verifiers.md#the-blend-rule).
+    """
+
+    name = "blend"
+
+    def __init__(self, lam: float | None = None):
+        if lam is not None and not 0.0 <= float(lam) <= 1.0:
+            raise ValueError(f"lam must lie in [0, 1] or be None (chosen per round), got {lam!r}")
+        self.lam = None if lam is None else float(lam)
+
+    def weight(self, target, draft, k, L, prefix=()) -> float:
+        """The blend weight ``lam`` of the round (a function of the root conditionals only)."""
+        if self.lam is not None:
+            return self.lam
+        p, q = _dist(target, tuple(prefix), "target"), _dist(draft, tuple(prefix), "draft")
+        state = self._start(k, L)
+        g, _, _ = self._node(p, q, state, self.ranks(p, q, state))
+        return blend_weight(p, g, q)
+
+    def _walk_blend(self, target, draft, prefix, u, k, L, lam):
+        state, b = self._start(k, L), lam
+        for t in range(len(u) + 1):
+            ctx = prefix + tuple(u[:t])
+            p, q = _dist(target, ctx, "target"), _dist(draft, ctx, "draft")
+            qt, cm, cp = self._node(p, q, state, self.ranks(p, q, state))
+            if t == len(u):
+                out = b * qt + (1.0 - b) * q
+                return out / out.sum()
+            x = int(u[t])
+            num, den = b * qt[x], b * qt[x] + (1.0 - b) * q[x]
+            b = num / den if den > 0 else b
+            state = self._advance(state, x, p, q, qt, cm, cp)
+
+    def selected_law(self, target, draft, k, L, prefix=()):
+        prefix = tuple(prefix)
+        lam = self.weight(target, draft, k, L, prefix)
+        cache: dict[tuple, np.ndarray] = {}
+
+        def conditional(u: tuple) -> np.ndarray:
+            u = tuple(int(v) for v in u)
+            if u not in cache:
+                cache[u] = self._walk_blend(target, draft, prefix, u, k, L, lam)
+            return cache[u]
+
+        return conditional
+
+    def selection_probs(self, target, draft, drafts, prefix=()):
+        d = np.asarray(drafts)
+        lam = self.weight(target, draft, d.shape[0], d.shape[1], prefix)
+        out = np.zeros(d.shape[0])
+        out[0] += 1.0 - lam
+        if lam > 0:
+            out[self.select(target, draft, d, prefix)] += lam
+        return out

@@ -17,7 +17,7 @@ SEQUENCE_VERIFIERS: Registry = Registry(
         "specinfer": "ot_coupling.sequence.verifiers:SpecInferVerifier",
         "gbv": "ot_coupling.sequence.rules:GBVVerifier",
         "traversal": "ot_coupling.sequence.traversal:TraversalVerifier",
-        "lookahead": "ot_coupling.sequence.rules:LookaheadVerifier",
+        "blend": "ot_coupling.sequence.rules:BlendVerifier",
     },
     group="specot.sequence_verifiers",
 )

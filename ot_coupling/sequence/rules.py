@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import SelectThenBlockVerify
-from .lexmax import GBVRule, LookaheadRule
+from .lexmax import BlendRule, GBVRule
 
 
 class GBVVerifier(SelectThenBlockVerify):
@@ -17,10 +17,11 @@ class GBVVerifier(SelectThenBlockVerify):
         super().__init__(GBVRule())
 
 
-class LookaheadVerifier(SelectThenBlockVerify):
-    """This project's multi-path rule (docs/theory/sequence_verifiers.md#the-look-ahead-rule)."""
+class BlendVerifier(SelectThenBlockVerify):
+    """This project's multi-path rule: GBV's path with probability ``lam``, else path 1, verified
+    against the blended law (docs/theory/sequence_verifiers.md#the-blend-rule)."""
 
-    name = "lookahead"
+    name = "blend"
 
-    def __init__(self, **kwargs):
-        super().__init__(LookaheadRule(**kwargs))
+    def __init__(self, lam: float | None = None):
+        super().__init__(BlendRule(lam))

@@ -14,7 +14,7 @@ import time
 from specot.io import dump_json
 
 #: verifiers shown (the LP optimum itself is printed separately)
-VERIFIERS = ("bv", "specinfer", "spectr", "traversal", "gbv", "lookahead")
+VERIFIERS = ("bv", "specinfer", "spectr", "traversal", "gbv", "blend")
 MAX_V = 16
 
 
