@@ -20,7 +20,7 @@ import torch
 
 from gpu_backend.tree import verify_tree_batched
 
-METHODS = ("spectr", "bv", "gbv", "lookahead", "traversal")
+METHODS = ("spectr", "bv", "gbv", "blend", "traversal")
 
 
 def _sync(device):

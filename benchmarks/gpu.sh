@@ -35,7 +35,7 @@ if [ "$DEVICE" = cuda ]; then
   SEL="--batch 64 --vocab 49152 --ks 1,2,4,8 --repeats 5"
   OPT="--repeats 3"
   PEERS="--batch 64 --vocab 49152 --gammas 1,4 --repeats 7 --threads 0"
-  CHAIN="--batch 64 --vocab 49152 --ks 2,4 --Ls 2,4 --repeats 5 --threads 0 --dtype float32 --methods spectr,bv,gbv,lookahead"
+  CHAIN="--batch 64 --vocab 49152 --ks 2,4 --Ls 2,4 --repeats 5 --threads 0 --dtype float32 --methods spectr,bv,gbv,blend"
   LIMIT=70  # 4 parts: under 5 minutes in all
 elif [ "$DEVICE" = cpu ]; then
   echo "gpu.sh: --device cpu: small sizes, correctness of the script only (timings mean nothing)"

@@ -27,7 +27,7 @@ from gpu_backend.engine import Sampling
 from gpu_backend.models import corpus_prompts, load_pair
 from gpu_backend.tree import expected_length, verify_tree_batched
 
-EXACT = ("bv", "gbv", "lookahead", "traversal")
+EXACT = ("bv", "gbv", "blend", "traversal")
 
 
 @torch.no_grad()

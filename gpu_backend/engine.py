@@ -20,7 +20,7 @@ One step (SpecTr, Sun et al. NeurIPS 2023, Algorithm "SpecTr" / research/multidr
 Sequence verifiers (``verifier=``): instead of step 3, the whole draft is handed to a batched
 sequence verifier. For ``k = 1``: ``"speculative"`` (standard speculative sampling) or ``"block"``
 (block verification, Sun et al. ICLR 2025), both through the flattened chain kernel
-:func:`ot_coupling.kernels.chain.verify_chain`; for any ``k``: ``"bv"``, ``"gbv"``, ``"lookahead"``,
+:func:`ot_coupling.kernels.chain.verify_chain`; for any ``k``: ``"bv"``, ``"gbv"``, ``"blend"``,
 ``"spectr"``, ``"traversal"`` of :mod:`gpu_backend.tree` (i.i.d. drafts). ``verifier=None`` keeps
 the depth-by-depth selector walk above, except that ``k = 1`` with the ``"speculative"`` selector uses the chain kernel.
 
@@ -237,7 +237,7 @@ class SpeculativeDecoder:
     vocab_size : keep only the first ``vocab_size`` logits (drop padded rows of an LM head).
     track_predicted : also record the selector's exact acceptance at every verified depth.
     verifier : ``None`` (the selector per depth), a chain rule ``"speculative"`` / ``"block"``
-        (``k = 1``) or a tree verifier ``"bv"`` / ``"gbv"`` / ``"lookahead"`` / ``"spectr"`` /
+        (``k = 1``) or a tree verifier ``"bv"`` / ``"gbv"`` / ``"blend"`` / ``"spectr"`` /
         ``"traversal"`` (i.i.d. drafts; ``"spectr"`` uses ``selector`` at every depth).
     """
 

@@ -22,6 +22,9 @@ has the target's sequence law (docs/theory/sequence_verifiers.md).
   (``cm``/``cp`` = draft mass strictly below / up to ``z`` in the order, ``M`` = draft probability of
   the prefix, ``A`` = draft mass of paths ranked below every path through it). The powers are
   evaluated as ``(a - b) sum_i a^i b^(k-1-i)`` so no cancellation occurs;
+* ``"blend"`` -- this project's rule (:class:`ot_coupling.sequence.lexmax.BlendRule`): GBV's path
+  with probability ``lam`` (fixed from the root conditionals before the drafts are seen), else path
+  1, block-verified against the blend of the order-statistic law and the draft law;
 * ``"spectr"`` -- SpecTr's tree (Sun et al., NeurIPS 2023): a token-level selector (K-SEQ by
   default) at every depth on the surviving drafts, requests grouped by their number of survivors;
 * ``"traversal"`` -- traversal verification (Weng et al., NeurIPS 2025, arXiv 2505.12398): the
@@ -38,7 +41,7 @@ import torch
 
 from ot_coupling.kernels.chain import chain_plan, verify_chain
 
-VERIFIERS = ("bv", "gbv", "lookahead", "spectr", "traversal")
+VERIFIERS = ("bv", "gbv", "blend", "spectr", "traversal")
 
 
 def _check(drafts, target, draft):
@@ -98,14 +101,15 @@ def _order_key(p, q, state=None):
 
 #: order keys ``key(p [B, V], q [B, V], state) -> [B, V]`` of the lexicographic-maximum rules;
 #: ``state`` = dict of ``[B]`` tensors ``depth, r, s, w`` and ints ``k, L`` (the numpy
-#: ``ot_coupling.sequence.lexmax.NodeState``). "lookahead" mirrors the numpy rule of that name.
-LEXMAX_KEYS = {"gbv": _order_key, "lookahead": _order_key}
+#: ``ot_coupling.sequence.lexmax.NodeState``).
+LEXMAX_KEYS = {"gbv": _order_key}
 
 
-def lexmax_select(drafts, target, draft, key=_order_key):
+def lexmax_select(drafts, target, draft, key=_order_key, follow=None):
     """Index ``[B]`` of the lexicographic maximum path under the per-prefix strict orders
     ``(key, token)``, and the conditionals ``qt [B, L, V]`` of the law of that maximum along it
-    (module docstring). With ``r = A/(A+M)``, ``s = M/(A+M)``:
+    (module docstring). With ``follow [B]`` (path indices) the conditionals of the maximum's law
+    are computed along those paths instead (the blend rule verifies path 1 with them). With ``r = A/(A+M)``, ``s = M/(A+M)``:
     ``qt(z) = q(z) S(r + s cp, r + s cm) / S(1, r)``, ``S(a, b) = sum_{i<k} a^i b^(k-1-i)``,
     ``r' = (r + s cm(x)) / (r + s cp(x))``, ``s' = s q(x) / (r + s cp(x))`` -- no cancellation and
     no underflow of ``M`` along long paths."""
@@ -125,8 +129,11 @@ def lexmax_select(drafts, target, draft, key=_order_key):
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(V, device=dev).expand(B, V))
         # selection: the alive child of highest rank
         x_all = drafts[:, :, t]
-        rk = torch.where(alive, rank.gather(1, x_all), torch.full_like(x_all, -1))
-        x = x_all.gather(1, rk.argmax(dim=1, keepdim=True))[:, 0]
+        if follow is None:
+            rk = torch.where(alive, rank.gather(1, x_all), torch.full_like(x_all, -1))
+            x = x_all.gather(1, rk.argmax(dim=1, keepdim=True))[:, 0]
+        else:
+            x = x_all.gather(1, follow[:, None])[:, 0]
         alive = alive & (x_all == x[:, None])
         # conditionals of the maximum's law at u
         qs = q.gather(1, order)
@@ -140,8 +147,12 @@ def lexmax_select(drafts, target, draft, key=_order_key):
         den = state["r"] + state["s"] * (cmx + qx)
         w = torch.where(qtx > 0, torch.minimum(state["w"] * px / torch.where(qtx > 0, qtx, 1.0),
                                                torch.ones_like(px)), torch.zeros_like(px))
-        state = {**state, "depth": t + 1, "r": (state["r"] + state["s"] * cmx) / den,
-                 "s": state["s"] * qx / den, "w": w}
+        ok = den > 0  # else x is unreachable: any law below it is exact (never used)
+        safe = torch.where(ok, den, torch.ones_like(den))
+        state = {**state, "depth": t + 1,
+                 "r": torch.where(ok, (state["r"] + state["s"] * cmx) / safe, torch.zeros_like(den)),
+                 "s": torch.where(ok, state["s"] * qx / safe, torch.ones_like(den)),
+                 "w": torch.where(ok, w, torch.zeros_like(w))}
     return alive.to(torch.int64).argmax(dim=1), qt
 
 
@@ -150,9 +161,71 @@ def gbv_select(drafts, target, draft):
     return lexmax_select(drafts, target, draft, _order_key)
 
 
+def blend_plan(drafts, target, draft, coins=None):
+    """The blend rule of :class:`ot_coupling.sequence.lexmax.BlendRule` (this project's rule,
+    docs/theory/sequence_verifiers.md): ``lam`` per request (numpy ``blend_weight`` of the root
+    conditionals: the largest maximiser of ``sum_z min(p, lam q~ + (1 - lam) q)``), the selected
+    path ``J`` (GBV's maximum if ``coins < lam``, else path 1; ``coins=None`` returns both
+    candidates) and the blended conditionals ``pi = b q~ + (1 - b) q`` along a path, ``b`` the
+    posterior weight of the GBV component (``b(()) = lam``)."""
+    from ot_coupling.sequence.lexmax import blend_weight
+
+    B, k, L, V = _check(drafts, target, draft)
+    j_gbv, qt_gbv = lexmax_select(drafts, target, draft, _order_key)
+    ar = torch.arange(B, device=drafts.device)
+    lam = torch.tensor([blend_weight(target[b, 0, 0].cpu().double().numpy(), qt_gbv[b, 0].cpu().double().numpy(),
+                                     draft[b, 0, 0].cpu().double().numpy()) for b in range(B)],
+                       dtype=draft.dtype, device=draft.device)
+
+    def along(j):
+        _, qt = lexmax_select(drafts, target, draft, _order_key, follow=j)
+        Q, x = draft[ar, j], drafts[ar, j]
+        b = lam.clone()
+        pi = torch.empty_like(qt)
+        for t in range(L):
+            row = b[:, None] * qt[:, t] + (1 - b[:, None]) * Q[:, t]
+            pi[:, t] = row / row.sum(dim=1, keepdim=True)
+            num = b * qt[:, t].gather(1, x[:, t:t + 1])[:, 0]
+            den = num + (1 - b) * Q[:, t].gather(1, x[:, t:t + 1])[:, 0]
+            b = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), b)
+        return pi
+
+    if coins is None:
+        return lam, j_gbv, along(j_gbv), along(torch.zeros_like(j_gbv))
+    J = torch.where(coins < lam, j_gbv, torch.zeros_like(j_gbv))
+    return lam, J, along(J)
+
+
+def verify_blend(drafts, target, draft, *, generator=None):
+    """The blend rule (see :func:`blend_plan`), then block verification of the selected path."""
+    B, k, L, V = _check(drafts, target, draft)
+    coins = torch.rand(B, generator=generator, dtype=draft.dtype, device=draft.device)
+    _, J, pi = blend_plan(drafts, target, draft, coins)
+    ar = torch.arange(B, device=drafts.device)
+    out = verify_chain(*_chain_inputs(drafts[ar, J], target[ar, J], pi), rule="block", rng=generator)
+    return _pad(*out, L)
+
+
+def blend_conditional_law(drafts, target, draft) -> list[dict]:
+    """Exact law of :func:`verify_blend`'s output per request (selection coin and BV coins
+    integrated out): ``lam`` x (BV of GBV's path) + ``(1 - lam)`` x (BV of path 1)."""
+    B, k, L, V = _check(drafts, target, draft)
+    lam, j, pi_g, pi_0 = blend_plan(drafts, target, draft)
+    ar = torch.arange(B, device=drafts.device)
+    laws_g = chain_laws(drafts[ar, j], target[ar, j], pi_g)
+    laws_0 = chain_laws(drafts[:, 0], target[:, 0], pi_0)
+    out = []
+    for b in range(B):
+        mix: dict = {}
+        for wgt, law in ((float(lam[b]), laws_g[b]), (1 - float(lam[b]), laws_0[b])):
+            for s_, pr in law.items():
+                mix[s_] = mix.get(s_, 0.0) + wgt * pr
+        out.append(mix)
+    return out
+
+
 def verify_gbv(drafts, target, draft, *, noise=None, generator=None, rule: str = "gbv"):
-    """Greedy multi-path block verification (module docstring); ``rule="lookahead"`` uses that
-    rule's order instead (:data:`LEXMAX_KEYS`)."""
+    """Greedy multi-path block verification (module docstring)."""
     B, k, L, V = _check(drafts, target, draft)
     j, qt = lexmax_select(drafts, target, draft, LEXMAX_KEYS[rule])
     ar = torch.arange(B, device=drafts.device)
@@ -352,8 +425,10 @@ def verify_tree_batched(method: str, drafts, target, draft, *, generator=None, s
     """Dispatch to one of :data:`VERIFIERS`."""
     if method == "bv":
         return verify_bv(drafts, target, draft, generator=generator)
-    if method in ("gbv", "lookahead"):
-        return verify_gbv(drafts, target, draft, generator=generator, rule=method)
+    if method == "gbv":
+        return verify_gbv(drafts, target, draft, generator=generator)
+    if method == "blend":
+        return verify_blend(drafts, target, draft, generator=generator)
     if method == "spectr":
         return verify_spectr(drafts, target, draft, selector=selector, generator=generator)
     if method == "traversal":
@@ -374,7 +449,7 @@ def chain_expected_length(path, target_rows, draft_rows):
 
 
 def expected_length(method: str, drafts, target, draft):
-    """Exact ``E[|Y| | drafts]`` ``[B]`` for ``"bv"``, ``"gbv"``, ``"lookahead"``, ``"traversal"``."""
+    """Exact ``E[|Y| | drafts]`` ``[B]`` for ``"bv"``, ``"gbv"``, ``"blend"``, ``"traversal"``."""
     B, k, L, V = _check(drafts, target, draft)
     ar = torch.arange(B, device=drafts.device)
     if method == "bv":
@@ -382,6 +457,10 @@ def expected_length(method: str, drafts, target, draft):
     if method in LEXMAX_KEYS:
         j, qt = lexmax_select(drafts, target, draft, LEXMAX_KEYS[method])
         return chain_expected_length(drafts[ar, j], target[ar, j], qt)
+    if method == "blend":
+        lam, j, pi_g, pi_0 = blend_plan(drafts, target, draft)
+        return (lam * chain_expected_length(drafts[ar, j], target[ar, j], pi_g)
+                + (1 - lam) * chain_expected_length(drafts[:, 0], target[:, 0], pi_0))
     if method == "traversal":
         return torch.tensor([traversal_expected_length(drafts[b].cpu(), target[b].cpu(), draft[b].cpu())
                              for b in range(B)], dtype=target.dtype)

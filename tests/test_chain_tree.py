@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch")
 
 from ot_coupling.registry import get_selector  # noqa: E402
 from ot_coupling.sequence import complete_law, target_law, tree_conditional_law  # noqa: E402
-from gpu_backend.tree import (chain_laws, gbv_conditional_law, gbv_select, traversal_law,  # noqa: E402
+from gpu_backend.tree import (blend_conditional_law, blend_plan, chain_laws, gbv_conditional_law,  # noqa: E402
+                              gbv_select, traversal_law,
                               verify_tree_batched)
 
 from test_chain import random_conditional  # noqa: E402
@@ -75,7 +76,7 @@ def test_gbv_k1_is_bv_and_expected_length_order():
             assert abs(a.get(s, 0) - c.get(s, 0)) < 1e-12 and abs(b.get(s, 0) - c.get(s, 0)) < 1e-12
 
 
-@pytest.mark.parametrize("method", ["gbv", "traversal", "spectr", "bv"])
+@pytest.mark.parametrize("method", ["gbv", "blend", "traversal", "spectr", "bv"])
 def test_sampling_matches_exact_law(method):
     """One draft tuple repeated over N requests: chi-square (false alarm 1e-6) against the exact
     conditional law (numpy reference for SpecTr's tree with K-SEQ)."""
@@ -89,6 +90,8 @@ def test_sampling_matches_exact_law(method):
         law = traversal_law(D[0], P[0], Q[0])
     elif method == "bv":
         law = chain_laws(D[:, 0], P[:, 0], Q[:, 0])[0]
+    elif method == "blend":
+        law = blend_conditional_law(D, P, Q)[0]
     else:
         law = tree_conditional_law(target, draft, np.array(tup), get_selector("kseq"))
     N = 3000 if method == "traversal" else 20_000
@@ -117,7 +120,7 @@ def test_bad_shapes():
         verify_tree_batched("nope", D, torch.ones(2, 2, 4, 4) / 4, torch.ones(2, 2, 3, 4) / 4)
 
 
-@pytest.mark.parametrize("name", ["gbv", "lookahead", "traversal"])
+@pytest.mark.parametrize("name", ["gbv", "blend", "traversal"])
 def test_conditional_laws_match_numpy_reference(name):
     """Per draft tuple, the torch verifier's exact law equals ot_coupling's sequence verifier's
     (1e-12), including tuples with repeated paths and shared prefixes."""
@@ -132,6 +135,8 @@ def test_conditional_laws_match_numpy_reference(name):
     D, P, Q = tensors(target, draft, tuples)
     if name == "traversal":
         mine = [traversal_law(D[b], P[b], Q[b]) for b in range(len(tuples))]
+    elif name == "blend":
+        mine = blend_conditional_law(D, P, Q)
     else:
         mine = gbv_conditional_law(D, P, Q, rule=name)
     for t, law in zip(tuples, mine):
@@ -147,7 +152,50 @@ def test_expected_length_equals_mean_of_exact_law():
     D, P, Q = tensors(target, draft, [t for t, _ in tup])
     laws = {"bv": chain_laws(D[:, 0], P[:, 0], Q[:, 0]),
             "gbv": gbv_conditional_law(D, P, Q),
+            "blend": blend_conditional_law(D, P, Q),
             "traversal": [traversal_law(D[b], P[b], Q[b]) for b in range(D.shape[0])]}
     for method, law in laws.items():
         ref = torch.tensor([sum(len(s) * pr for s, pr in lw.items()) for lw in law], dtype=torch.float64)
         assert float((expected_length(method, D, P, Q) - ref).abs().max()) < 1e-12
+
+
+def close_pair(V: int, seed: int):
+    """A target and a draft close to it (0.85 target + 0.15 other): the blend weight is in (0, 1)."""
+    target, other = random_conditional(V, seed, 0.0), random_conditional(V, 100 + seed, 0.0)
+    return target, (lambda u: 0.85 * target(u) + 0.15 * other(u))
+
+
+def test_blend_with_interior_weight():
+    """Pairs where blending is active (0 < lam < 1): completed law == target law over all draft
+    tuples (1e-12), per-tuple laws == the numpy BlendVerifier, and sampled outputs follow the law."""
+    from ot_coupling.sequence import get_sequence_verifier
+
+    ref = get_sequence_verifier("blend")
+    V, k, L = 3, 3, 2
+    for seed in (3,):
+        target, draft = close_pair(V, seed)
+        tup = all_tuples(draft, V, k, L)
+        tuples, weights = [t for t, _ in tup], [w for _, w in tup]
+        D, P, Q = tensors(target, draft, tuples)
+        lam = blend_plan(D, P, Q)[0]
+        assert 0.2 < float(lam[0]) < 0.9
+        laws = blend_conditional_law(D, P, Q)
+        assert completed_error(target, tuples, weights, laws, L) < 1e-12
+        for i in range(0, len(tuples), 37):
+            r = ref.conditional_law(target, draft, np.array(tuples[i]))
+            assert max(abs(r.get(s, 0) - laws[i].get(s, 0)) for s in set(r) | set(laws[i])) < 1e-12
+    # sampling, one tuple with GBV's path != path 1
+    i = next(i for i in range(len(tuples)) if int(gbv_select(D[i:i + 1], P[i:i + 1], Q[i:i + 1])[0]) != 0)
+    N, g = 20_000, torch.Generator().manual_seed(3)
+    out, num = verify_tree_batched("blend", D[i:i + 1].expand(N, k, L), P[i:i + 1].expand(N, -1, -1, -1),
+                                   Q[i:i + 1].expand(N, -1, -1, -1), generator=g)
+    law = laws[i]
+    keys = sorted(s for s, pr in law.items() if pr * N > 5)
+    index = {s: j for j, s in enumerate(keys)}
+    counts = np.zeros(len(keys) + 1)
+    for row, t in zip(out.tolist(), num.tolist()):
+        counts[index.get(tuple(row[: t + 1]), len(keys))] += 1
+    expected = N * np.array([law[s] for s in keys] + [1 - sum(law[s] for s in keys)])
+    keep = expected > 0
+    assert counts[~keep].sum() == 0
+    assert stats.chisquare(counts[keep], expected[keep] * counts.sum() / expected[keep].sum()).pvalue > 1e-6
