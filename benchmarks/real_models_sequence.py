@@ -5,7 +5,7 @@ One round per prompt (``--rounds`` pydoc prompts): the draft model samples ``k_m
 length ``L_max`` (one batched, KV-cached draft pass), the target scores them in one call, giving
 ``target [k, L + 1, V]`` and ``draft [k, L, V]``. Every configuration ``(k, L)`` with ``k <= k_max``,
 ``L <= L_max`` uses the first ``k`` paths truncated to ``L`` tokens (again i.i.d. draft paths), and
-every verifier sees the same drafts (common random numbers). For BV, GBV, the look-ahead rule and
+every verifier sees the same drafts (common random numbers). For BV, GBV, the blend rule and
 traversal the conditional ``E[|Y| | drafts]`` is exact (coins integrated out,
 :func:`gpu_backend.tree.expected_length`); for SpecTr's tree with K-SEQ it is the mean of
 ``--coin-draws`` batched runs on the same drafts. The CI is mean +- 1.96 sd / sqrt(rounds) over
