@@ -17,6 +17,13 @@ One step (SpecTr, Sun et al. NeurIPS 2023, Algorithm "SpecTr" / docs/theory/toke
    hub pair) only one branch per distinct first token survives, so ``k_t = 1`` below depth 1 and
    the single-draft rule (``"speculative"``) is used there.
 
+Sequence verifiers (``verifier=``): instead of step 3, the whole draft is handed to a batched
+sequence verifier. For ``k = 1``: ``"speculative"`` (standard speculative sampling) or ``"block"``
+(block verification, Sun et al. ICLR 2025), both through the flattened chain kernel
+:func:`ot_coupling.kernels.chain.verify_chain`; for any ``k``: ``"bv"``, ``"gbv"``, ``"blend"``,
+``"spectr"``, ``"traversal"`` of :mod:`gpu_backend.tree` (i.i.d. drafts). ``verifier=None`` keeps
+the depth-by-depth selector walk above, except that ``k = 1`` with the ``"speculative"`` selector uses the chain kernel.
+
 Exactness hinges on the draft law in the ratio being the law actually sampled from (the DeepSpec #31
 and dflash #74 bugs). Here both ``p`` and ``q`` go through the single
 :class:`Sampling` transform (temperature, top-k, top-p) and the engine samples every draft token from
@@ -30,8 +37,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ot_coupling.kernels.chain import verify_chain
+
 from .base import TorchSelector
 from .registry import get_selector
+from .tree import VERIFIERS as TREE_VERIFIERS
+from .tree import verify_tree_batched
+
+#: the ``verifier=`` names of :class:`SpeculativeDecoder`
+CHAIN_VERIFIERS = ("speculative", "block")
 
 
 # ---------------------------------------------------------------------------------------- sampling
@@ -222,11 +236,15 @@ class SpeculativeDecoder:
     temperature, top_k, top_p : the :class:`Sampling` applied to both models' logits.
     vocab_size : keep only the first ``vocab_size`` logits (drop padded rows of an LM head).
     track_predicted : also record the selector's exact acceptance at every verified depth.
+    verifier : ``None`` (the selector per depth), a chain rule ``"speculative"`` / ``"block"``
+        (``k = 1``) or a tree verifier ``"bv"`` / ``"gbv"`` / ``"blend"`` / ``"spectr"`` /
+        ``"traversal"`` (i.i.d. drafts; ``"spectr"`` uses ``selector`` at every depth).
     """
 
     def __init__(self, target, draft, selector: TorchSelector | str, k: int, gamma: int,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, *,
-                 vocab_size: int | None = None, track_predicted: bool = False):
+                 vocab_size: int | None = None, track_predicted: bool = False,
+                 verifier: str | None = None):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
         if isinstance(gamma, bool) or not isinstance(gamma, int) or gamma < 1:
@@ -237,6 +255,18 @@ class SpeculativeDecoder:
         if self.selector.max_k is not None and k > self.selector.max_k:
             raise ValueError(f"selector {self.selector.name!r} supports k <= {self.selector.max_k}, got k={k}")
         self.single = self.selector if self.selector.draft_law == "iid" else get_selector("speculative")
+        if verifier is None and k == 1 and self.selector.name == "speculative":
+            verifier = "speculative"
+        if verifier is not None:
+            if verifier not in CHAIN_VERIFIERS + TREE_VERIFIERS:
+                raise ValueError(f"verifier must be None or one of {CHAIN_VERIFIERS + TREE_VERIFIERS}, "
+                                 f"got {verifier!r}")
+            if verifier in CHAIN_VERIFIERS and k != 1:
+                raise ValueError(f"verifier {verifier!r} verifies one draft (k = 1), got k={k}")
+            if self.selector.draft_law != "iid":
+                raise ValueError(f"sequence verifiers need i.i.d. drafts; selector {self.selector.name!r} "
+                                 f"drafts {self.selector.draft_law!r}")
+        self.verifier = verifier
         self.target, self.draft = target, draft
         self.k, self.gamma = k, gamma
         self.sampling = Sampling(temperature, top_k, top_p)
@@ -282,6 +312,10 @@ class SpeculativeDecoder:
         n_pend = len(tgt.pending)
         feed = torch.cat([torch.tensor(tgt.pending).expand(unique.shape[0], n_pend), unique], dim=1)
         p_all = self.sampling(tgt.extend(feed)[:, n_pend - 1:])  # [m, gamma + 1, V]
+        if self.verifier is not None:
+            emitted, stats = self._verify_sequence(drafts, q_rows, q_index, p_all, inverse, generator)
+            stats.unique_branches = int(unique.shape[0])
+            return self._commit(tgt, drf, drafts, inverse, emitted, stats, gamma)
         alive = list(range(k))
         emitted: list[int] = []
         stats = StepStats(gamma, 0, [], [], unique_branches=int(unique.shape[0]))
@@ -306,9 +340,35 @@ class SpeculativeDecoder:
         else:
             p_bonus = p_all[inverse[alive[0]], gamma]
             emitted.append(int(torch.multinomial(p_bonus, 1, generator=generator)))
+        stats.accepted = len(emitted) - 1
+        return self._commit(tgt, drf, drafts, inverse, emitted, stats, gamma, alive[0])
+
+    def _verify_sequence(self, drafts, q_rows, q_index, p_all, inverse, generator):
+        """The whole draft through a chain or tree verifier (see the module docstring)."""
+        k, gamma = drafts.shape
+        dev = p_all.device
+        d = drafts.to(dev)
+        P = p_all[inverse.to(dev)]                                             # [k, gamma + 1, V]
+        Q = torch.stack([q_rows[t][q_index[t].to(dev)] for t in range(gamma)], dim=1)  # [k, gamma, V]
+        if self.verifier in CHAIN_VERIFIERS:
+            out, num = verify_chain(P[0], Q[0], d[0], torch.tensor([gamma], device=dev),
+                                    rule=self.verifier, rng=generator)
+        else:
+            out, num = verify_tree_batched(self.verifier, d[None], P[None], Q[None], generator=generator,
+                                           selector=self.selector)
+        accepted = int(num[0])
+        emitted = [int(v) for v in out[0, : accepted + 1].tolist()]
+        depths = min(accepted + 1, gamma)
+        agree = [int((drafts[:, :t] == torch.tensor(emitted[:t])).all(dim=1).sum()) for t in range(depths)]
+        stats = StepStats(gamma, accepted, agree, [t < accepted for t in range(depths)])
+        return emitted, stats
+
+    def _commit(self, tgt, drf, drafts, inverse, emitted, stats, gamma, row=None):
+        """Keep a branch whose drafts start with the accepted tokens in both caches."""
         accepted = len(emitted) - 1
-        stats.accepted = accepted
-        row = alive[0]
+        if row is None:
+            match = (drafts[:, :accepted] == torch.tensor(emitted[:accepted], dtype=drafts.dtype)).all(dim=1)
+            row = int(match.to(torch.int64).argmax())
         # target cache: committed + pending + the accepted drafts of `row`
         tgt.commit(int(inverse[row]), tgt.cache_length - gamma + accepted, [emitted[-1]])
         # draft cache: it fed pending + drafts[:, :gamma-1]

@@ -60,11 +60,15 @@ def _index(tokens: list[int], vocab: int) -> int:
     return int(np.ravel_multi_index(tokens, (vocab,) * len(tokens)))
 
 
-@pytest.mark.parametrize("selector,k,gamma,sampling,n_runs", [
-    ("kseq", 2, 2, Sampling(), 1200),                           # SpecTr tree, iid drafts
-    ("rrs_wor", 3, 2, Sampling(temperature=0.8, top_k=3), 800),  # non-iid first depth, filtered laws
+@pytest.mark.parametrize("selector,k,gamma,sampling,n_runs,verifier", [
+    ("kseq", 2, 2, Sampling(), 1200, None),                           # SpecTr tree, iid drafts
+    ("rrs_wor", 3, 2, Sampling(temperature=0.8, top_k=3), 800, None),  # non-iid first depth, filtered laws
+    ("speculative", 1, 3, Sampling(), 500, None),                     # k = 1: the chain kernel
+    ("speculative", 1, 3, Sampling(temperature=0.8, top_k=3), 500, "block"),
+    ("kseq", 2, 2, Sampling(), 500, "gbv"),
+    ("kseq", 3, 2, Sampling(), 500, "traversal"),
 ])
-def test_generated_law_equals_target_law(selector, k, gamma, sampling, n_runs):
+def test_generated_law_equals_target_law(selector, k, gamma, sampling, n_runs, verifier):
     """Chi-square of the 125 continuations against the exact law. Power, measured once: with 1200
     runs, an engine that samples drafts at T=1.5 but verifies with the T=1 draft law (the DeepSpec
     #31 bug class) gets p = 3e-34, the correct engine p = 0.70."""
@@ -76,7 +80,7 @@ def test_generated_law_equals_target_law(selector, k, gamma, sampling, n_runs):
     # the pair differs (first-token TV ~0.3, sequence TV ~0.6): every path of the engine is exercised
     assert 0.5 * np.abs(p_law - q_law).sum() > 0.5
     dec = SpeculativeDecoder(target, draft, selector, k, gamma, sampling.temperature, sampling.top_k,
-                             sampling.top_p, track_predicted=True)
+                             sampling.top_p, track_predicted=True, verifier=verifier)
     gen = torch.Generator().manual_seed(1234)
     counts = np.zeros(vocab ** n_new)
     measured = predicted = variance = 0.0
@@ -94,6 +98,8 @@ def test_generated_law_equals_target_law(selector, k, gamma, sampling, n_runs):
     # power: the same samples reject the draft's own law
     assert gof_pvalue(counts, q_law) < 1e-6
     # accepted drafts match the selector's exact acceptance at the verified depths (6 sigma)
+    if dec.verifier is not None:  # sequence verifiers: no per-depth prediction
+        return
     assert abs(measured - predicted) <= 6 * np.sqrt(variance) + 1
 
 
@@ -184,6 +190,12 @@ def test_bad_arguments_raise_value_error():
         SpeculativeDecoder(target, draft, "kseq", 2, 0)
     with pytest.raises(ValueError, match="supports k <= 1"):
         SpeculativeDecoder(target, draft, "speculative", 2, 2)
+    with pytest.raises(ValueError, match="verifier must"):
+        SpeculativeDecoder(target, draft, "kseq", 2, 2, verifier="nope")
+    with pytest.raises(ValueError, match="one draft"):
+        SpeculativeDecoder(target, draft, "kseq", 2, 2, verifier="block")
+    with pytest.raises(ValueError, match="i.i.d."):
+        SpeculativeDecoder(target, draft, "rrs_wor", 2, 2, verifier="gbv")
     with pytest.raises(ValueError, match="unknown selector"):
         SpeculativeDecoder(target, draft, "nope", 2, 2)
     dec = SpeculativeDecoder(target, draft, "kseq", 2, 2)
