@@ -176,7 +176,9 @@ class OptimalVerifier(Selector):
         sel = self._selection(p_arr, q_arr, d)
         r = _marginal(self._plan(p_arr, q_arr, d.size))
         with np.errstate(divide="ignore", invalid="ignore"):
-            accept = np.where(r[d] > 0, np.minimum(1.0, p_arr[d] / r[d]), 1.0)
+            # r = 0 on a drafted token is a null event (float round-off): accept only if p allows it
+            accept = np.where(r[d] > 0, np.minimum(1.0, p_arr[d] / np.where(r[d] > 0, r[d], 1.0)),
+                              (p_arr[d] > 0).astype(np.float64))
         out = max(0.0, 1.0 - float(np.dot(sel, accept))) * residual(p_arr, r)
         np.add.at(out, d, sel * accept)
         return out
@@ -192,7 +194,7 @@ class OptimalVerifier(Selector):
         else:
             z = int(d[sample_categorical(self._selection(p_arr, q_arr, d), gen)])
         r = _marginal(plan)
-        accept = min(1.0, p_arr[z] / r[z]) if r[z] > 0 else 1.0
+        accept = min(1.0, p_arr[z] / r[z]) if r[z] > 0 else float(p_arr[z] > 0)
         token = z if gen.random() < accept else sample_categorical(residual(p_arr, r), gen)
         return token, bool(np.isin(token, d))
 

@@ -159,3 +159,17 @@ def test_lp_time_limit_is_success_false_with_warning_not_an_exception():
     # the returned plan is still a valid coupling: its value and certificate bracket alpha*
     assert res.value <= alpha + 1e-12 <= res.certificate_value + 2e-12
     np.testing.assert_allclose(res.plan.output_law(), p, atol=1e-12)
+
+
+def test_optimal_never_outputs_zero_target_token():
+    # found by tests/test_fuzz.py: a drafted token whose min-score set is empty in floating point
+    # (r = 0) was accepted with ratio 1 although p = 0
+    from ot_coupling.registry import get_selector
+    p = np.array([0.5, 0.5 - 1e-17, 1e-17, 0.0])
+    q = np.array([0.2, 0.3, 0.5 - 1e-17, 1e-17])
+    p, q = p / p.sum(), q / q.sum()
+    sel = get_selector("optimal")
+    law = sel.conditional_law(p, q, [3, 3])       # drafts (3, 3): probability 1e-34 > 0
+    assert law[3] == 0.0                           # p_3 = 0: token 3 must never be output
+    token, _ = sel.verify(p, q, [3, 3], rng=0)
+    assert p[token] > 0
