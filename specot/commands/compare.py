@@ -7,7 +7,10 @@ import argparse
 import math
 import os
 
-from specot.io import dump_json, parse_int_list, parse_vector
+from specot.io import dump_json, ensure_out_dir, parse_int_list, parse_name_list, parse_vector
+
+#: largest V * V (float64 entries) that gumbel's exact acceptance may build for k >= 2 (2 GiB)
+MAX_GUMBEL_PAIRS = 2**28
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -43,17 +46,34 @@ def _fmt(x: float) -> str:
     return "     nan" if not math.isfinite(x) else f"{x:.6f}"
 
 
+def _check_size(V: int, ks: list[int], laws: list[str] | None) -> None:
+    """Refuse, before any work, a case whose exact acceptance cannot fit: gumbel's exact acceptance
+    for k >= 2 builds a V x V table (O(V^2) memory)."""
+    if (laws is None or "without_replacement" in laws) and max(ks) >= 2 and V * V > MAX_GUMBEL_PAIRS:
+        gib = V * V * 8 / 2**30
+        raise ValueError(f"V={V} is too large for gumbel's exact acceptance at k >= 2 (a V x V table, "
+                         f"{gib:,.0f} GiB); use V <= {int(MAX_GUMBEL_PAIRS ** 0.5)}, -k 1, or --laws "
+                         "without without_replacement (e.g. --laws iid,hub,greedy)")
+
+
 def run(args) -> int:
-    from ot_coupling.compare import compare_random, compare_selectors, plot_comparison, write_csv
+    from ot_coupling.compare import ALGORITHMS, compare_random, compare_selectors, plot_comparison, write_csv
 
     ks = parse_int_list(args.k, "k")
-    laws = None if args.laws is None else [s.strip() for s in args.laws.split(",") if s.strip()]
+    laws = None if args.laws is None else parse_name_list(args.laws, "laws", ALGORITHMS, "draft law")
     if args.random is not None:
         if args.p is not None or args.q is not None:
             raise ValueError("--random cannot be combined with --p/--q")
+        if args.random < 1:
+            raise ValueError(f"--random: n must be >= 1, got {args.random}")
+        if args.vocab < 2:
+            raise ValueError(f"--vocab: vocab must be >= 2, got {args.vocab}")
+        if not args.concentration > 0:
+            raise ValueError(f"--concentration must be > 0, got {args.concentration}")
+        _check_size(args.vocab, ks, laws)
+        ensure_out_dir(args.out)  # before the work: never lose a long run to a bad --out
         records = compare_random(args.random, args.vocab, ks, args.concentration, args.seed, laws,
                                  progress=not args.json)
-        os.makedirs(args.out, exist_ok=True)
         csv_path = os.path.join(args.out, "compare.csv")
         write_csv(records, csv_path)
         paths = [csv_path] + plot_comparison(records, os.path.join(args.out, "compare"))
@@ -66,7 +86,9 @@ def run(args) -> int:
         return 0
     if args.p is None or args.q is None:
         raise ValueError("give --p and --q, or --random N")
-    records = compare_selectors(parse_vector(args.p, "p"), parse_vector(args.q, "q"), ks, laws)
+    p, q = parse_vector(args.p, "p"), parse_vector(args.q, "q")
+    _check_size(p.size, ks, laws)
+    records = compare_selectors(p, q, ks, laws)
     if args.json:
         print(dump_json(_strict(records)))
         return 0
