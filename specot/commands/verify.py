@@ -217,8 +217,11 @@ def _print_summary(result: dict) -> None:
         if "acceptance_ci95" in r:
             lo, hi = r["acceptance_ci95"]
             method += f" (95% CI [{lo:.4f}, {hi:.4f}])"
+        rmin, rmed = (f"{r[f]:>11.4f}" if r.get(f) is not None else f"{'-':>11}" for f in ("ratio_min", "ratio_median"))
+        if r.get("ratio_steps", r["steps"]) < r["steps"]:
+            method += f"; ratio on {r['ratio_steps']}/{r['steps']} steps"
         print(f"{r['selector']:<12}{r['k']:>3}{r['optimum_mean']:>9.4f}{r['acceptance_mean']:>9.4f}"
-              f"{r['ratio_min']:>11.4f}{r['ratio_median']:>11.4f}{emp}  {method}")
+              f"{rmin}{rmed}{emp}  {method}")
     gaps = [r["lp_vs_closed_form_max_gap"] for r in result["summary"] if "lp_vs_closed_form_max_gap" in r]
     if gaps:
         print(f"truncated LP vs closed form: max |gap| = {max(gaps):.2e} (support {s['lp_support']} + other)")
