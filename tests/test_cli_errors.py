@@ -141,3 +141,22 @@ def test_join_negative_values():
     assert cli._join_negative_values(["--p", "-0.1,0.6", "-k", "-2", "--json"]) == \
         ["--p=-0.1,0.6", "-k-2", "--json"]
     assert cli._join_negative_values(["--p", "0.5", "--q", "-1e-3,1"]) == ["--p", "0.5", "--q=-1e-3,1"]
+
+
+# ------------------------------------------------------------------------------ compare --random resume
+def test_compare_random_writes_pairs_as_it_goes_and_resumes(tmp_path, capsys, monkeypatch):
+    from ot_coupling import compare as cmp_mod
+
+    argv = ["compare", "--random", "4", "--vocab", "4", "-k", "1,2", "--laws", "iid", "--seed", "3",
+            "--out", str(tmp_path), "--json"]
+    assert main(argv) == 0
+    full = json.loads(capsys.readouterr().out)["records"]
+    lines = (tmp_path / "compare.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 4
+    # an interrupted run left 2 pairs: resume computes only the other 2 and gives the same records
+    (tmp_path / "compare.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    real, calls = cmp_mod.compare_selectors, []
+    monkeypatch.setattr(cmp_mod, "compare_selectors", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert main([*argv, "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["records"] == full and len(calls) == 2
+    assert "other options" in one_line_error(capsys, [*argv[:-1], "--seed", "4", "--resume"])
