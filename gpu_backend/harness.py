@@ -38,8 +38,8 @@ DEFAULT_SELECTORS = ("kseq", "rrs", "rrs_wor", "naive", "optimal")
 
 
 def collect_distributions(pair: ModelPair, steps: int, *, prompt: str | None = None,
-                          sampling: Sampling | None = None, generator: torch.Generator | None = None
-                          ) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
+                          sampling: Sampling | None = None, generator: torch.Generator | None = None,
+                          progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
     """Sample ``steps`` tokens from the target (exactly, autoregressively with a KV cache) and return
     ``(P [steps, V], Q [steps, V], prompt_ids, tokens)``: the processed target and draft laws of
     every context on the way (float64)."""
@@ -50,7 +50,9 @@ def collect_distributions(pair: ModelPair, steps: int, *, prompt: str | None = N
     tgt.start(ids)
     drf.start(ids)
     ps, qs, tokens = [], [], []
-    for _ in range(steps):
+    from tqdm import tqdm
+
+    for _ in tqdm(range(steps), desc="model steps", disable=not progress):
         p = sampling(tgt.extend(torch.tensor([tgt.pending]))[0, -1])
         q = sampling(drf.extend(torch.tensor([drf.pending]))[0, -1])
         y = int(torch.multinomial(p, 1, generator=generator))
@@ -190,7 +192,7 @@ def verify_real_models(pair: ModelPair | str, steps: int = 64, ks: Sequence[int]
     loaded = store.load_distributions() if store is not None else None
     if loaded is None:
         P, Q, prompt_ids, tokens = collect_distributions(pair, steps, prompt=prompt, sampling=sampling,
-                                                         generator=gen)
+                                                         generator=gen, progress=progress)
         if store is not None:
             store.save_distributions(P, Q, prompt_ids, tokens)
     else:
