@@ -300,6 +300,12 @@ def _acceptance_entry(sel, p: torch.Tensor, q: torch.Tensor, k: int, route: str,
 
 
 def _empirical(sel, p: torch.Tensor, q: torch.Tensor, k: int, n: int, gen: torch.Generator) -> float:
+    """Mean membership of ``n`` sampled draft sets. A selector that fits a per-row plan and caches it
+    for the last ``(p, q, k)`` (the optimal verifier) draws one row at a time, so the plan is fitted
+    once instead of once per expanded row."""
+    if hasattr(sel, "_plan"):
+        hits = sum(bool(sel.sample(p, q, k, generator=gen)[1][0]) for _ in range(n))
+        return hits / n
     _, accepted, _ = sel.sample(p.expand(n, -1), q.expand(n, -1), k, generator=gen)
     return float(accepted.double().mean())
 

@@ -357,3 +357,13 @@ def test_cli_verify_routes_and_resume(tiny_pair, tmp_path, capsys, monkeypatch):
     assert main([*argv, "--resume", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["records"] == data["records"] and again["engine"] == data["engine"]
+
+
+def test_optimal_empirical_fits_its_plan_once_per_step(tiny_pair, monkeypatch):
+    from gpu_backend import optimal
+
+    real, calls = optimal.importance_plan, []
+    monkeypatch.setattr(optimal, "importance_plan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    res = verify_real_models(tiny_pair, steps=2, ks=(2,), selectors=("optimal",), n_samples=30, seed=0)
+    assert len(calls) == 2  # one fit per step, not one per sampled row
+    assert all(r["selectors"]["optimal"]["method"] == "closed_form" for r in res["records"])
