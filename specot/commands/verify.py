@@ -48,8 +48,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--lp-support", type=int, default=16,
                         help="tokens kept (plus an 'other' bucket) for the exact LP (default 16)")
     parser.add_argument("--lp-max-k", type=int, default=3, help="largest k solved by the LP (default 3)")
-    parser.add_argument("--gammas", default="1,2,4",
-                        help="draft lengths for the engine's block-efficiency sweep (default 1,2,4; '' to skip)")
+    parser.add_argument("--gammas", default="auto",
+                        help="draft lengths for the engine's block-efficiency sweep (default auto: 1,2,4 up to "
+                             "V=4096, 4 above, where every cell runs both models; '' to skip)")
     parser.add_argument("--tokens", type=int, default=32, help="tokens generated per engine run (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--threads", type=int, default=None,
@@ -135,7 +136,8 @@ def validate(args) -> dict:
         if out["samples"] < 0:
             raise ValueError(f"--samples must be >= 0, got {args.samples}")
     out["ks"] = parse_int_list(args.k, "k")
-    out["gammas"] = parse_int_list(args.gammas, "gammas") if args.gammas.strip() else []
+    g = args.gammas.strip().lower()
+    out["gammas"] = None if g == "auto" else parse_int_list(args.gammas, "gammas") if g else []
     out["selectors"] = parse_name_list(args.selectors, "selectors", sorted(SELECTORS), "selector")
     if args.resume and not args.out:
         raise ValueError("--resume needs --out (the folder of the run to resume)")
@@ -166,6 +168,8 @@ def run(args) -> int:
                                 lp_support=args.lp_support, lp_max_k=args.lp_max_k, seed=args.seed,
                                 n_sampled=draws, out_dir=work, resume=args.resume, progress=progress,
                                 empirical_budget_s=args.sample_budget or None)
+    if opts["gammas"] is None:
+        opts["gammas"] = [1, 2, 4] if V <= 4096 else [4]
     if opts["gammas"]:
         from gpu_backend.engine import Sampling
 
