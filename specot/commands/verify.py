@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import os
 from pathlib import Path
 
 from specot.io import dump_json, ensure_out_dir, parse_int_list, parse_name_list
@@ -54,7 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--tokens", type=int, default=32, help="tokens generated per engine run (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (1 is often fastest on a small shared CPU)")
+                        help="torch intra-op threads (default: 1 on machines with <= 4 CPUs, where more "
+                             "threads made a SmolLM2 forward pass 10x slower under load; else torch's default)")
     parser.add_argument("--out", default=None,
                         help="directory for verify_<pair>.json, figures and the per-step files (steps.jsonl, "
                              "engine.jsonl, distributions.npz) written as the run goes")
@@ -154,8 +156,9 @@ def run(args) -> int:
     from gpu_backend.harness import block_efficiency_sweep, verify_real_models
     from gpu_backend.models import load_pair
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    threads = args.threads if args.threads is not None else (1 if (os.cpu_count() or 1) <= 4 else None)
+    if threads is not None:
+        torch.set_num_threads(threads)
     out = ensure_out_dir(args.out) if args.out else None
     work = None if out is None else out / "work"
     progress = not args.no_progress and not args.json
