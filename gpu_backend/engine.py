@@ -218,7 +218,8 @@ class GenerationResult:
                "depth_acceptance": (acc / np.maximum(ver, 1)).tolist(), "depth_verified": ver.tolist()}
         if any(s.predicted for s in self.steps):
             out["measured_accepts"] = int(sum(sum(s.accepted_at) for s in self.steps))
-            out["predicted_accepts"] = float(sum(sum(s.predicted) for s in self.steps))
+            predicted = float(sum(sum(s.predicted) for s in self.steps))
+            out["predicted_accepts"] = predicted if np.isfinite(predicted) else None  # None: not available
             out["verifications"] = int(ver.sum())
         return out
 
@@ -325,8 +326,11 @@ class SpeculativeDecoder:
             q_t = q_rows[t][q_index[t][row]]
             toks = drafts[alive, t]
             sel = self.selector if t == 0 else self.single
-            if self.track_predicted:
-                stats.predicted.append(float(sel.acceptance(p_t[None], q_t[None], len(alive))[0]))
+            if self.track_predicted:  # an exact acceptance over its budget must not end the run
+                try:
+                    stats.predicted.append(float(sel.acceptance(p_t[None], q_t[None], len(alive))[0]))
+                except ValueError:
+                    stats.predicted.append(float("nan"))
             y, ok = sel.verify(p_t[None], q_t[None], toks[None], generator)
             y, ok = int(y[0]), bool(ok[0])
             stats.alive.append(len(alive))

@@ -224,3 +224,146 @@ def test_smollm2_pair_end_to_end():
     dec = SpeculativeDecoder(pair.target, pair.draft, "kseq", 2, 3, vocab_size=pair.vocab_size)
     out = dec.generate(pair.encode("def f(x):"), 8, generator=torch.Generator().manual_seed(0))
     assert len(out.tokens) == 8 and out.target_calls <= 8
+
+
+# ------------------------------------------------------------------------------ routing, resume, guards
+from gpu_backend import harness  # noqa: E402
+from gpu_backend.registry import get_selector  # noqa: E402
+
+
+def test_acceptance_route_is_decided_from_the_size():
+    route = harness.acceptance_route
+    big = 49152
+    assert route(get_selector("rrs_wor"), 2, big)[0] == "exact"
+    assert route(get_selector("rrs_wor"), 4, big)[0] == "sampled"
+    assert route(get_selector("rrs_wor"), 4, 256)[0] == "exact"  # 256^2 paths per row
+    assert route(get_selector("gumbel"), 1, big)[0] == "exact"
+    assert route(get_selector("gumbel"), 2, big)[0] == "sampled"
+    assert route(get_selector("optimal"), 8, big)[0] == "closed_form"
+    assert route(get_selector("kseq"), 8, big)[0] == "exact"
+    assert route(get_selector("speculative"), 2, big)[0] == "skip"
+    assert route(get_selector("rrs_wor"), 2, big, temperature=0)[0] == "skip"  # greedy: one token
+    assert route(get_selector("rrs_wor"), 4, big, top_k=3)[0] == "skip"
+    assert route(get_selector("kseq"), 4, big, temperature=0)[0] == "exact"
+
+
+def test_sampled_route_has_an_interval_around_the_exact_value(tiny_pair, monkeypatch):
+    exact = verify_real_models(tiny_pair, steps=4, ks=(3,), selectors=("rrs_wor",), n_samples=0, seed=1)
+    monkeypatch.setattr(harness, "RRS_WOR_MAX_PATHS", 1)  # force the sampled route
+    res = verify_real_models(tiny_pair, steps=4, ks=(3,), selectors=("rrs_wor",), n_samples=0, seed=1,
+                             n_sampled=2000)
+    assert res["routes"][0]["route"] == "sampled" and "sampled" in res["routes"][0]["reason"]
+    a_exact = np.array([r["selectors"]["rrs_wor"]["acceptance"] for r in exact["records"]])
+    ents = [r["selectors"]["rrs_wor"] for r in res["records"]]
+    assert all(e["method"] == "sampled" and e["n"] == 2000 and e["ci95"][0] <= e["acceptance"] <= e["ci95"][1]
+               for e in ents)
+    est = np.array([e["acceptance"] for e in ents])
+    se = np.sqrt(np.sum(a_exact * (1 - a_exact)) / 2000) / len(ents)
+    assert abs(est.mean() - a_exact.mean()) < 5 * se + 1e-12  # false alarm ~6e-7
+    assert res["summary"][0]["method"] == "sampled" and "acceptance_ci95" in res["summary"][0]
+
+
+def test_steps_are_written_as_they_go_and_resume_skips_them(tiny_pair, tmp_path, monkeypatch):
+    kw = dict(steps=4, ks=(1, 2), selectors=("kseq", "optimal"), n_samples=20, seed=2, lp_support=5)
+    full = verify_real_models(tiny_pair, **kw)
+    real, calls = harness._acceptance_entry, []
+
+    def fail_late(*a, **k):  # a late error on step 2
+        calls.append(1)
+        if len(calls) > 2 * 2 * 2:
+            raise RuntimeError("late failure")
+        return real(*a, **k)
+
+    monkeypatch.setattr(harness, "_acceptance_entry", fail_late)
+    with pytest.raises(RuntimeError, match="late failure"):
+        verify_real_models(tiny_pair, **kw, out_dir=tmp_path)
+    lines = (tmp_path / "steps.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [0, 1]  # the finished steps survived
+    monkeypatch.setattr(harness, "_acceptance_entry", real)
+    monkeypatch.setattr(harness, "collect_distributions",
+                        lambda *a, **k: pytest.fail("resume must reuse the saved distributions"))
+    done = verify_real_models(tiny_pair, **kw, out_dir=tmp_path, resume=True)
+    def strip(records):  # LP timings differ between runs
+        records = json.loads(json.dumps(records))
+        for r in records:
+            r.get("lp_truncated", {}).pop("seconds", None)
+        return records
+
+    assert strip(done["records"]) == strip(full["records"])
+    with pytest.raises(ValueError, match="other settings"):
+        verify_real_models(tiny_pair, **{**kw, "seed": 5}, out_dir=tmp_path, resume=True)
+
+
+def test_track_predicted_over_budget_does_not_crash(tiny_pair, monkeypatch):
+    from gpu_backend import rrs
+
+    monkeypatch.setattr(rrs, "MAX_PATHS", 0)  # exact rrs_wor acceptance refuses k >= 3
+    dec = SpeculativeDecoder(tiny_pair.target, tiny_pair.draft, "rrs_wor", 3, 2, vocab_size=V,
+                             track_predicted=True)
+    res = dec.generate(tiny_pair.encode("abc"), 6, generator=torch.Generator().manual_seed(0))
+    assert len(res.tokens) == 6 and res.summary()["predicted_accepts"] is None
+
+
+def test_engine_sweep_keeps_finished_cells(tiny_pair, tmp_path, monkeypatch):
+    skipped = []
+    rows = block_efficiency_sweep(tiny_pair, ["kseq", "rrs_wor"], [2, 3], [2], n_tokens=6, out_dir=tmp_path,
+                                  skipped=skipped)
+    assert [(r["selector"], r["k"]) for r in rows] == [("kseq", 2), ("kseq", 3), ("rrs_wor", 2), ("rrs_wor", 3)]
+    assert len((tmp_path / "engine.jsonl").read_text().splitlines()) == 4
+    monkeypatch.setattr(harness, "_engine_cell", lambda *a, **k: pytest.fail("resume must skip finished cells"))
+    again = block_efficiency_sweep(tiny_pair, ["kseq", "rrs_wor"], [2, 3], [2], n_tokens=6, out_dir=tmp_path,
+                                   resume=True)
+    assert again == json.loads(json.dumps(rows))
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["--steps", "0"], "--steps"), (["--temperature", "-1"], "--temperature"),
+    (["--temperature", "nan"], "--temperature"), (["--k", ""], "--k is empty"), (["--k", "0,2"], "--k"),
+    (["--selectors", "kseq,bogus"], "unknown selector"), (["--selectors", ""], "--selectors is empty"),
+    (["--pair", "gpt9"], "unknown pair"), (["--pair", "smollm2-x"], "variant"), (["--top-p", "2"], "--top-p"),
+    (["--resume"], "--resume needs --out"), (["--gammas", "0"], "--gammas"), (["--samples", "x"], "--samples"),
+])
+def test_verify_validates_every_argument_before_loading(argv, word, monkeypatch, capsys):
+    monkeypatch.setattr(models, "load_pair", lambda *a, **k: pytest.fail("loaded a model before validating"))
+    assert main(["verify", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and word in err[0], err
+
+
+def test_verify_out_is_checked_before_loading(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(models, "load_pair", lambda *a, **k: pytest.fail("loaded a model before validating"))
+    f = tmp_path / "f"
+    f.write_text("")
+    assert main(["verify", "--out", str(f)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_cli_verify_routes_and_resume(tiny_pair, tmp_path, capsys, monkeypatch):
+    spec = _save_local_pair(tmp_path, tiny_pair)
+    out = tmp_path / "out"
+    monkeypatch.setattr(harness, "RRS_WOR_MAX_PATHS", 1)
+    argv = ["verify", "--pair", spec, "--steps", "2", "--k", "1,3", "--selectors", "kseq,rrs_wor,optimal",
+            "--samples", "10", "--sampled-draws", "50", "--gammas", "1", "--tokens", "3", "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "sampled (95% CI" in text and "closed_form" in text
+    data = json.loads(next(out.glob("*.json")).read_text())
+    routes = {(r["selector"], r["k"]): r["route"] for r in data["routes"]}
+    assert routes[("rrs_wor", 3)] == "sampled" and routes[("optimal", 3)] == "closed_form"
+    assert routes[("kseq", 3)] == "exact"
+    assert (out / "work" / "steps.jsonl").exists() and (out / "work" / "engine.jsonl").exists()
+    monkeypatch.setattr(harness, "collect_distributions", lambda *a, **k: pytest.fail("not resumed"))
+    assert main([*argv, "--resume", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["records"] == data["records"] and again["engine"] == data["engine"]
+
+
+def test_optimal_empirical_fits_its_plan_once_per_step(tiny_pair, monkeypatch):
+    from gpu_backend import optimal
+
+    real, calls = optimal.importance_plan, []
+    monkeypatch.setattr(optimal, "importance_plan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    res = verify_real_models(tiny_pair, steps=2, ks=(2,), selectors=("optimal",), n_samples=30, seed=0)
+    assert len(calls) == 2  # one fit per step, not one per sampled row
+    assert all(r["selectors"]["optimal"]["method"] == "closed_form" for r in res["records"])

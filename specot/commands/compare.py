@@ -7,7 +7,10 @@ import argparse
 import math
 import os
 
-from specot.io import dump_json, parse_int_list, parse_vector
+from specot.io import dump_json, ensure_out_dir, parse_int_list, parse_name_list, parse_vector
+
+#: largest V * V (float64 entries) that gumbel's exact acceptance may build for k >= 2 (2 GiB)
+MAX_GUMBEL_PAIRS = 2**28
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -28,6 +31,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--concentration", type=float, default=1.0, help="Dirichlet concentration (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", default="specot-compare", help="output folder for --random (default ./specot-compare)")
+    parser.add_argument("--resume", action="store_true",
+                        help="--random: reuse the finished pairs in OUT/compare.jsonl (same options) and run the rest")
     parser.add_argument("--json", action="store_true", help="print the records as JSON")
     parser.set_defaults(run=run)
     return parser
@@ -43,17 +48,79 @@ def _fmt(x: float) -> str:
     return "     nan" if not math.isfinite(x) else f"{x:.6f}"
 
 
+def _check_size(V: int, ks: list[int], laws: list[str] | None) -> None:
+    """Refuse, before any work, a case whose exact acceptance cannot fit: gumbel's exact acceptance
+    for k >= 2 builds a V x V table (O(V^2) memory)."""
+    if (laws is None or "without_replacement" in laws) and max(ks) >= 2 and V * V > MAX_GUMBEL_PAIRS:
+        gib = V * V * 8 / 2**30
+        raise ValueError(f"V={V} is too large for gumbel's exact acceptance at k >= 2 (a V x V table, "
+                         f"{gib:,.0f} GiB); use V <= {int(MAX_GUMBEL_PAIRS ** 0.5)}, -k 1, or --laws "
+                         "without without_replacement (e.g. --laws iid,hub,greedy)")
+
+
+def _random_resumable(args, ks: list[int], laws) -> list[dict]:
+    """:func:`specot.compare.compare_random`, one pair at a time: each finished pair's records are
+    appended to ``OUT/compare.jsonl`` as it completes (with the options in its first line), and
+    ``--resume`` skips the pairs already there. The pairs are the same Dirichlet draws from ``--seed``
+    (the generator is advanced past skipped pairs), so a resumed run equals an uninterrupted one."""
+    import json
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from specot.compare import compare_selectors
+
+    path = os.path.join(args.out, "compare.jsonl")
+    header = {"options": {"random": args.random, "vocab": args.vocab, "k": ks, "laws": laws,
+                          "concentration": args.concentration, "seed": args.seed}}
+    done: dict[int, list[dict]] = {}
+    if args.resume and os.path.exists(path):
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+        saved = json.loads(lines[0]) if lines else None
+        if saved is not None and saved != json.loads(json.dumps(header)):
+            raise ValueError(f"--resume: {path} holds a run with other options; use the same options or another --out")
+        for line in lines[1:]:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # cut by an interruption: recompute that pair
+                continue
+            done[int(row["case"])] = row["records"]
+    else:
+        with open(path, "w") as fh:
+            fh.write(json.dumps(header) + "\n")
+    rng = np.random.default_rng(args.seed)
+    records = []
+    for case in tqdm(range(args.random), desc="random pairs", disable=args.json, initial=0):
+        p = rng.dirichlet(np.full(args.vocab, args.concentration))
+        q = rng.dirichlet(np.full(args.vocab, args.concentration))
+        if case not in done:
+            rows = [{"case": case, **r} for r in compare_selectors(p, q, ks, laws)]
+            with open(path, "a") as fh:
+                fh.write(json.dumps({"case": case, "records": _strict(rows)}) + "\n")
+            done[case] = rows
+        records += [{k: (math.nan if v is None and k in ("acceptance", "optimum", "ratio") else v)
+                     for k, v in r.items()} for r in done[case]]
+    return records
+
+
 def run(args) -> int:
-    from specot.compare import compare_random, compare_selectors, plot_comparison, write_csv
+    from specot.compare import ALGORITHMS, compare_selectors, plot_comparison, write_csv
 
     ks = parse_int_list(args.k, "k")
-    laws = None if args.laws is None else [s.strip() for s in args.laws.split(",") if s.strip()]
+    laws = None if args.laws is None else parse_name_list(args.laws, "laws", ALGORITHMS, "draft law")
     if args.random is not None:
         if args.p is not None or args.q is not None:
             raise ValueError("--random cannot be combined with --p/--q")
-        records = compare_random(args.random, args.vocab, ks, args.concentration, args.seed, laws,
-                                 progress=not args.json)
-        os.makedirs(args.out, exist_ok=True)
+        if args.random < 1:
+            raise ValueError(f"--random: n must be >= 1, got {args.random}")
+        if args.vocab < 2:
+            raise ValueError(f"--vocab: vocab must be >= 2, got {args.vocab}")
+        if not args.concentration > 0:
+            raise ValueError(f"--concentration must be > 0, got {args.concentration}")
+        _check_size(args.vocab, ks, laws)
+        ensure_out_dir(args.out)  # before the work: never lose a long run to a bad --out
+        records = _random_resumable(args, ks, laws)
         csv_path = os.path.join(args.out, "compare.csv")
         write_csv(records, csv_path)
         paths = [csv_path] + plot_comparison(records, os.path.join(args.out, "compare"))
@@ -64,9 +131,13 @@ def run(args) -> int:
             for path in paths:
                 print(f"wrote {path}")
         return 0
+    if args.resume:
+        raise ValueError("--resume applies to --random runs only")
     if args.p is None or args.q is None:
         raise ValueError("give --p and --q, or --random N")
-    records = compare_selectors(parse_vector(args.p, "p"), parse_vector(args.q, "q"), ks, laws)
+    p, q = parse_vector(args.p, "p"), parse_vector(args.q, "q")
+    _check_size(p.size, ks, laws)
+    records = compare_selectors(p, q, ks, laws)
     if args.json:
         print(dump_json(_strict(records)))
         return 0

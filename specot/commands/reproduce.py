@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from specot.io import dump_json
+from specot.io import dump_json, ensure_out_dir
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -47,6 +47,7 @@ def run(args) -> int:
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     names = validate_names(args.only)
+    ensure_out_dir(args.out)  # before any experiment: a bad --out must not cost a finished run
     if args.scheduler:
         from specot.reproduce.parallel import connect
 

@@ -12,9 +12,14 @@ import math
 
 from specot.io import dump_json
 
-#: largest number of (context, draft tuple) pairs the exact DP may enumerate for selectors
-#: without a closed-form branch law
-MAX_ENUMERATION = 200_000
+#: largest weighted number of (context, draft tuple) pairs the exact DP may enumerate for selectors
+#: without a closed-form branch law (about 10-40 s on a shared 2-core CPU)
+MAX_ENUMERATION = 20_000
+#: cost of one enumerated tuple relative to the others: gumbel's conditional law is a quadrature
+#: (about 25 times slower per tuple than RRS-wor's or the optimal verifier's)
+ENUMERATION_WEIGHT = {"gumbel": 25}
+#: largest number of float64 entries (tables, per-run arrays) a simulation may build (1 GiB)
+MAX_ENTRIES = 2**27
 
 
 def add_parser(subparsers) -> None:
@@ -62,11 +67,48 @@ def _gamma(text: str) -> int | None:
         raise ValueError(f"--gamma must be an integer or 'inf', got {text!r}") from None
 
 
+def validate(args) -> None:
+    """Check every option before any model is built (ValueError naming the option)."""
+    if args.vocab is not None and args.vocab < 1:
+        raise ValueError(f"--vocab must be >= 1, got {args.vocab}")
+    if args.vocab is not None and args.model == "random" and args.vocab < 2:
+        raise ValueError(f"--vocab must be >= 2 for random chains, got {args.vocab}")
+    for name in ("order", "k", "target_order", "draft_order", "support"):
+        value = getattr(args, name)
+        low = 0 if name == "order" else 1
+        if value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    g = _gamma(args.gamma)
+    if g is not None and g < 1:
+        raise ValueError(f"--gamma must be >= 1 or 'inf', got {args.gamma!r}")
+    entries = _model_entries(args)
+    if entries > MAX_ENTRIES:
+        raise ValueError(f"the models would hold about {entries:,} float64 entries "
+                         f"({entries * 8 / 2**30:,.1f} GiB), over the {MAX_ENTRIES * 8 / 2**30:.0f} GiB "
+                         "limit; use a smaller --vocab (or --order)")
+
+
+def _model_entries(args) -> int:
+    """Entries of the two transition tables and of the per-run arrays ``[runs, V]``, before building."""
+    V = _vocab(args)
+    if args.model == "random":
+        table = V ** (args.order + 1) * (args.tokens if args.horizon else 1)
+    elif args.model == "ngram":
+        table = V ** (max(args.target_order, args.draft_order) + 1)
+    else:
+        table = V
+    return 2 * table + max(args.runs, 1) * V * max(1, args.k)
+
+
+def _vocab(args) -> int:
+    return args.vocab if args.vocab is not None else {"random": 8, "uniform": 100, "ngram": 32}.get(args.model, 2)
+
+
 def build_models(args):
     """``(target, draft, description)`` from the parsed options."""
     from markov import builders
 
-    V = args.vocab or {"random": 8, "uniform": 100, "ngram": 32}.get(args.model, 2)
+    V = _vocab(args)
     if args.model == "random":
         target, draft = builders.random_pair(V, order=args.order, tv_gap=args.tv_gap,
                                              horizon=args.tokens if args.horizon else None, seed=args.seed)
@@ -87,7 +129,8 @@ def _exact_feasible(selector, k: int, n_states: int, V: int) -> bool:
 
     if has_closed_form(selector, k):
         return True
-    return n_states * sum(V**kk for kk in range(1, k + 1)) <= MAX_ENUMERATION
+    weight = ENUMERATION_WEIGHT.get(getattr(selector, "name", ""), 1)
+    return n_states * sum(V**kk for kk in range(1, k + 1)) * weight <= MAX_ENUMERATION
 
 
 def run_command(args) -> int:
@@ -97,19 +140,20 @@ def run_command(args) -> int:
     from markov.speedup import CostModel
     from markov.theory import expected_calls_unlimited, expected_rejections
 
+    validate(args)
     gamma = _gamma(args.gamma)
-    target, draft, description = build_models(args)
-    cost = CostModel(c=args.c, capacity=args.capacity)
     selector = resolve_selector(args.selector)
-    sim = simulate(target, draft, selector, k=args.k, gamma=gamma, n_tokens=args.tokens, n_runs=args.runs,
-                   seed=args.seed, cost=cost, follow=args.follow)
+    cost = CostModel(c=args.c, capacity=args.capacity)
+    target, draft, description = build_models(args)
     exact, note = None, ""
     pair = ModelPair(target, draft, args.tokens)
     if args.no_exact:
         note = "exact DP skipped (--no-exact)"
-    elif not _exact_feasible(selector, args.k, pair.n_states, pair.V):
+    elif not _exact_feasible(selector, args.k, pair.n_states, pair.V):  # decided before any work
         note = "exact DP skipped: no closed-form branch law and the enumeration is too large"
-    else:
+    sim = simulate(target, draft, selector, k=args.k, gamma=gamma, n_tokens=args.tokens, n_runs=args.runs,
+                   seed=args.seed, cost=cost, follow=args.follow)
+    if not note:
         exact = expected_block_efficiency(target, draft, selector, k=args.k, gamma=gamma,
                                           n_tokens=args.tokens, follow=args.follow)
     rows = [("rejections", sim.rejections, sim.rejections_se, exact and exact.expected_rejections),

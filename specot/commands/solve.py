@@ -31,23 +31,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def lp_work(q, k: int, drafts: str, limit: int) -> int:
+    """Size estimate of building the exact LP, stopped as soon as it passes ``limit``: the number of
+    draft sets plus, for i.i.d. drafts, the compositions of ``k`` that give each set's probability
+    (``sum_m C(n, m) C(k-1, m-1)``, ``n`` = tokens with ``q > 0``), each costing ``O(k)`` big-integer
+    work (weighted ``k / 8``)."""
+    from math import comb
+
+    from solvers.membership_lp import count_draft_sets
+
+    if drafts != "iid":
+        return count_draft_sets(q, k, drafts)
+    n = int((q > 0).sum())
+    work = 0
+    for m in range(1, min(k, n) + 1):
+        work += comb(n, m) * (1 + comb(k - 1, m - 1) * max(1, k // 8))
+        if work > limit:
+            break
+    return work
+
+
 def _solve_all(p, q, k: int, drafts: str, backend: str) -> dict:
     from ot_coupling.validation import tv_distance, validate_k, validate_pair
     from solvers.closed_form import optimal_cut
-    from solvers.membership_lp import BACKENDS, MAX_SETS, count_draft_sets, solve_membership_ot
+    from solvers.membership_lp import BACKENDS, MAX_SETS, solve_membership_ot
 
     p, q = validate_pair(p, q)
     k = validate_k(k)
+    names = BACKENDS if backend == "all" else () if backend == "none" else (backend,)
+    if names and lp_work(q, k, drafts, MAX_SETS) > MAX_SETS:
+        raise ValueError(f"the exact LP is too large for V={p.size}, k={k} (its draft sets and the "
+                         f"compositions of k exceed {MAX_SETS:,}); --backend none gives the closed form")
     t0 = time.perf_counter()
     cut = optimal_cut(p, q, k, drafts)
     seconds = time.perf_counter() - t0
     out = {"V": p.size, "k": k, "drafts": drafts, "optimum": cut.value, "cut": cut.cut,
            "p_of_cut": cut.target_mass, "drafts_inside_cut": cut.inside_mass,
            "closed_form_seconds": seconds, "one_minus_tv": 1.0 - tv_distance(p, q), "backends": []}
-    names = BACKENDS if backend == "all" else () if backend == "none" else (backend,)
-    if names and count_draft_sets(q, k, drafts) > MAX_SETS:
-        raise ValueError(f"the exact LP is too large for V={p.size}, k={k} (about "
-                         f"{count_draft_sets(q, k, drafts):,} draft sets); use --backend none for the closed form")
     for name in names:
         res = solve_membership_ot(p, q, k, drafts=drafts, backend=name)
         out["backends"].append({"backend": res.backend, "value": res.value,
