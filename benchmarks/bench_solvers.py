@@ -54,7 +54,7 @@ def ours(V: int, k: int, drafts: str = "iid", highs_api: str = "auto") -> dict:
 
     p, q = instance(V)
     t0 = time.perf_counter()
-    res = solve_membership_ot(p, q, k, drafts=drafts, highs_api=highs_api, max_sets=10**7)
+    res = solve_membership_ot(p, q, k, draft_law=drafts, highs_api=highs_api, max_sets=10**7)
     return {"value": res.value, "seconds": time.perf_counter() - t0, "solve_seconds": res.solve_seconds,
             "variables": res.n_variables, "sets": res.n_sets, "gap": res.tolerance}
 

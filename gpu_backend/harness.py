@@ -212,13 +212,13 @@ def verify_real_models(pair: ModelPair | str, steps: int = 64, ks: Sequence[int]
         step_records = []
         p, q = Pn[i], Qn[i]
         for k in ks:
-            opt_iid = optimal_acceptance(p, q, k, drafts="iid")
+            opt_iid = optimal_acceptance(p, q, k, draft_law="iid")
             opt = {"iid": opt_iid}
             rec = {"step": i, "k": k, "token": tokens[i], "tv": 0.5 * float(np.abs(p - q).sum()),
                    "optimum": opt_iid, "optimum_by_law": opt, "selectors": {}}
             if k <= lp_max_k:
                 p_m, q_m, _ = truncate_support(p, q, lp_support)
-                lp = solve_membership_ot(p_m, q_m, k, drafts="iid")
+                lp = solve_membership_ot(p_m, q_m, k, draft_law="iid")
                 rec["lp_truncated"] = {"support": int(p_m.size), "value": lp.value,
                                        "certificate": lp.certificate_value,
                                        "closed_form": optimal_acceptance(p_m, q_m, k),
@@ -233,7 +233,7 @@ def verify_real_models(pair: ModelPair | str, steps: int = 64, ks: Sequence[int]
                 if law not in opt and i % every.get(law_key, 1) == 0:
                     t_o = time.perf_counter()
                     try:
-                        opt[law] = optimal_acceptance(p, q, k, drafts=law)
+                        opt[law] = optimal_acceptance(p, q, k, draft_law=law)
                     except ValueError as exc:
                         rec["selectors"][name] = {"error": _short(exc), "draft_law": law}
                         continue

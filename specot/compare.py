@@ -36,7 +36,7 @@ def _optimum(p, q, k: int, law: str) -> tuple[float, str]:
     except ImportError as exc:  # solvers not installed / not built yet
         return math.nan, f"optimum unavailable ({exc})"
     try:
-        return float(optimal_acceptance(p, q, k, drafts=law)), ""
+        return float(optimal_acceptance(p, q, k, draft_law=law)), ""
     except (ValueError, NotImplementedError) as exc:
         return math.nan, str(exc)
 

@@ -39,7 +39,7 @@ def test_lp_equals_closed_form_and_brute_force(law):
         for k in _ks(law):
             if not feasible(law, q, k) or (law == "without_replacement" and p.size == 7 and k == 4):
                 continue
-            res = solve_membership_ot(p, q, k, drafts=law)
+            res = solve_membership_ot(p, q, k, draft_law=law)
             best, _ = brute_force_optimum(p, *SET_LAWS[law](q, k))
             assert res.value == pytest.approx(best, abs=1e-7), (law, k, p, q)
             assert res.value == pytest.approx(optimal_acceptance(p, q, k, law), abs=1e-7)
@@ -81,7 +81,7 @@ def test_worked_example_A_plan():
     p, q = np.array([0.5, 0.3, 0.15, 0.05]), np.array([0.2, 0.2, 0.3, 0.3])
     res = solve_membership_ot(p, q, 2)
     assert round(res.value, 6) == 0.84 and res.cut.tolist() == [2, 3]
-    res = solve_membership_ot(p, q, 2, drafts="without_replacement")
+    res = solve_membership_ot(p, q, 2, draft_law="without_replacement")
     assert round(res.value, 6) == 0.921429
     law = res.plan.conditional_law([3, 1])
     assert np.array_equal(law, res.plan.conditional_law([1, 3]))      # depends on the set only
@@ -94,11 +94,11 @@ def test_explicit_law_of_two_different_draft_models():
         p, q1, q2 = (rng.dirichlet(np.full(V, 0.7)) for _ in range(3))
         tuples = np.array([(a, b) for a in range(V) for b in range(V)])
         probs = q1[tuples[:, 0]] * q2[tuples[:, 1]]
-        res = solve_membership_ot(p, drafts=(tuples, probs))
+        res = solve_membership_ot(p, draft_law=(tuples, probs))
         best, _ = brute_force_optimum(p, tuples, probs)
         assert res.value == pytest.approx(best, abs=1e-7)
         assert res.certificate_value == pytest.approx(best, abs=1e-7)
-        assert res.drafts == "explicit" and res.k == 2
+        assert res.draft_law == "explicit" and res.k == 2
         _check_plan(res, p)
 
 
@@ -115,9 +115,9 @@ def test_too_large_and_bad_input():
     with pytest.raises(ValueError, match="same length"):
         solve_membership_ot([0.5, 0.5], [0.2, 0.3, 0.5], 2)
     with pytest.raises(ValueError, match="drafts"):
-        solve_membership_ot([0.5, 0.5], drafts=(np.array([[0, 2]]), np.array([1.0])))
+        solve_membership_ot([0.5, 0.5], draft_law=(np.array([[0, 2]]), np.array([1.0])))
     with pytest.raises(ValueError, match="drafts probs"):
-        solve_membership_ot([0.5, 0.5], drafts=(np.array([[0, 1]]), np.array([0.5])))
+        solve_membership_ot([0.5, 0.5], draft_law=(np.array([[0, 1]]), np.array([0.5])))
     res = solve_membership_ot([0.5, 0.5, 0.0], [0.5, 0.5, 0.0], 2)
     with pytest.raises(ValueError, match="probability 0"):
         res.plan.conditional_law([2, 2])
@@ -125,7 +125,7 @@ def test_too_large_and_bad_input():
 
 @pytest.mark.parametrize("law", ["iid", "without_replacement", "hub", "greedy"])
 def test_plan_selector_is_exact_and_optimal(law):
-    sel = get_selector("optimal_lp", drafts=law)
+    sel = get_selector("optimal_lp", draft_law=law)
     assert isinstance(sel, LPPlanSelector) and sel.draft_law == law
     for p, q in CASES[:25]:
         for k in _ks(law)[:3]:

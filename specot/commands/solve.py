@@ -69,7 +69,7 @@ def _solve_all(p, q, k: int, drafts: str, backend: str) -> dict:
            "p_of_cut": cut.target_mass, "drafts_inside_cut": cut.inside_mass,
            "closed_form_seconds": seconds, "one_minus_tv": 1.0 - tv_distance(p, q), "backends": []}
     for name in names:
-        res = solve_membership_ot(p, q, k, drafts=drafts, backend=name)
+        res = solve_membership_ot(p, q, k, draft_law=drafts, backend=name)
         out["backends"].append({"backend": res.backend, "value": res.value,
                                 "certificate_value": res.certificate_value, "cut": res.cut,
                                 "status": res.status, "n_sets": res.n_sets, "n_variables": res.n_variables,
