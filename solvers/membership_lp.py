@@ -60,6 +60,7 @@ from ot_coupling.validation import (
 )
 
 from .closed_form import cut_value
+from .highs import new_highs
 from .result import _UNSET, SolverResult, deprecated_alias, renamed_argument, warn_if_failed
 
 BACKENDS = ("auto", "layout", "highs", "cvxpy", "maxflow")
@@ -414,7 +415,7 @@ def _solve_linprog(start, index, value, upper, m, time_limit):
 def _solve_highspy(start, index, value, upper, m, time_limit, solver="ipm"):
     import highspy
 
-    h = highspy.Highs()
+    h = new_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("solver", solver)
     for name, val in _HIGHS_TOLERANCES.items():

@@ -58,6 +58,7 @@ from scipy import sparse
 from ot_coupling.validation import validate_distribution, validate_k
 
 from .closed_form import optimal_acceptance
+from .highs import new_highs
 
 Conditional = Callable[[tuple], np.ndarray]
 
@@ -75,6 +76,7 @@ _TOL = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-
 #: (presolve is off first: on these LPs HiGHS' presolve costs ~50x the simplex solve itself)
 _ATTEMPTS = ({"presolve": "off"}, {}, {"solver": "ipm", "run_crossover": "on"},
              {"presolve": "off", "solver": "simplex", "simplex_strategy": 4})
+
 
 
 # --------------------------------------------------------------------------- models
@@ -298,7 +300,7 @@ def _highs(c, A: sparse.csr_matrix, lo, hi, time_limit, options) -> _Solution:
     import highspy
 
     t0 = time.perf_counter()
-    h = highspy.Highs()
+    h = new_highs()
     h.setOptionValue("output_flag", False)
     for name, val in {**_TOL, **options}.items():
         h.setOptionValue(name, val)
@@ -570,7 +572,7 @@ def _solve_selection(m: _Models, k, L, form, paths, probs, out, time_limit, cut_
     build = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    h = highspy.Highs()
+    h = new_highs()
     h.setOptionValue("output_flag", False)
     for name, val in {**_TOL, "presolve": "off"}.items():
         h.setOptionValue(name, val)

@@ -9,10 +9,7 @@ exact ``E|Y|`` (drafts and coins integrated out) and its share of the achievable
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from contextlib import contextmanager
 
 from specot.io import dump_json
 
@@ -90,32 +87,10 @@ def upper_bound(target, draft, k: int, L: int, V: int) -> float:
                      for t in range(1, L + 1))
 
 
-@contextmanager
-def _stdout_to_stderr():
-    """Send file descriptor 1 to stderr (a solver's C library may print a banner there, which
-    would corrupt ``--json`` output)."""
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no real stdout (embedded use): nothing to protect
-        yield
-        return
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def _optimum(target, draft, k: int, L: int):
-    try:
-        from solvers import sequence_optimum
-    except ImportError:
-        return None, "solvers.sequence_optimum is not available"
-    with _stdout_to_stderr():
-        res = sequence_optimum(target, draft, k=k, L=L)
+    from solvers import sequence_optimum
+
+    res = sequence_optimum(target, draft, k=k, L=L)
     if not res.success:
         return None, f"LP failed: {res.message}"
     return float(res.value), ""

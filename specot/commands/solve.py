@@ -9,7 +9,7 @@ import time
 from specot.io import dump_json, parse_vector
 
 DRAFT_CHOICES = ("iid", "without_replacement", "greedy", "hub")
-BACKEND_CHOICES = ("highs", "cvxpy", "maxflow", "all", "none")
+BACKEND_CHOICES = ("auto", "layout", "highs", "cvxpy", "maxflow", "all", "none")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -24,8 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--q", required=True, help="draft distribution (same formats as --p)")
     parser.add_argument("-k", "--k", type=int, default=2, help="number of drafts (default 2)")
     parser.add_argument("--drafts", choices=DRAFT_CHOICES, default="iid", help="draft law (default iid)")
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="highs",
-                        help="LP backend(s) besides the closed form (default highs; none: closed form only)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                        help="exact plan backend(s) besides the closed form (default auto: the layout plan "
+                             "for iid drafts, HiGHS otherwise; all: every backend; none: closed form only)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(run=run)
     return parser
@@ -58,7 +59,10 @@ def _solve_all(p, q, k: int, drafts: str, backend: str) -> dict:
 
     p, q = validate_pair(p, q)
     k = validate_k(k)
-    names = BACKENDS if backend == "all" else () if backend == "none" else (backend,)
+    if backend == "layout" and drafts != "iid":
+        raise ValueError(f"--backend layout needs --drafts iid, got {drafts}")
+    every = tuple(b for b in BACKENDS if b != "auto" and (b != "layout" or drafts == "iid"))
+    names = every if backend == "all" else () if backend == "none" else (backend,)
     if names and lp_work(q, k, drafts, MAX_SETS) > MAX_SETS:
         raise ValueError(f"the exact LP is too large for V={p.size}, k={k} (its draft sets and the "
                          f"compositions of k exceed {MAX_SETS:,}); --backend none gives the closed form")
@@ -72,7 +76,8 @@ def _solve_all(p, q, k: int, drafts: str, backend: str) -> dict:
         res = solve_membership_ot(p, q, k, draft_law=drafts, backend=name)
         out["backends"].append({"backend": res.backend, "value": res.value,
                                 "certificate_value": res.certificate_value, "cut": res.cut,
-                                "status": res.status, "n_sets": res.n_sets, "n_variables": res.n_variables,
+                                "success": res.success, "status": res.status,
+                                "message": res.message, "n_sets": res.n_sets, "n_variables": res.n_variables,
                                 "n_constraints": res.n_constraints, "solve_seconds": res.solve_seconds,
                                 "build_seconds": res.build_seconds})
     return out
