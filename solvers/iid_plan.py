@@ -46,6 +46,8 @@ from .result import warn_if_failed
 
 #: default limit on the number of draft multisets enumerated (refused before any work above it)
 MAX_MULTISETS = 20_000_000
+#: limit on the compositions of k looped over (one vectorised pass each; large k with small V)
+MAX_COMPOSITIONS = 20_000
 _CHUNK = 1 << 16
 
 
@@ -162,6 +164,11 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
         raise ValueError(f"p and q must have the same length, got {p_arr.size} and {q_arr.size}")
     k = validate_k(k)
     n_multi = count_iid_multisets(q_arr, k)
+    n_support = int((q_arr > 0).sum())
+    n_comp = sum(comb(k - 1, m - 1) for m in range(1, min(k, n_support) + 1))
+    if n_comp > MAX_COMPOSITIONS:
+        raise ValueError(f"problem too large: {n_comp} compositions of k={k} exceed {MAX_COMPOSITIONS}; "
+                         "use solvers.optimal_acceptance for the value alone")
     if n_multi > max_multisets:
         raise ValueError(f"problem too large: {n_multi} draft multisets exceed max_multisets={max_multisets}; "
                          "use solvers.optimal_acceptance for the value alone")

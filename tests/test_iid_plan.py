@@ -29,7 +29,7 @@ def test_layout_plan_is_an_optimal_complete_plan(seed):
     assert np.abs(plan.output_law() - p).max() <= 1e-12                # target marginal
     rows = np.bincount(plan.edge_set, plan.edge_flow, minlength=plan.n_sets) + plan.set_leftover
     assert np.abs(rows - plan.set_probs).max() <= 1e-12                # draft-set marginal
-    lp = solve_membership_ot(p, q, k)
+    lp = solve_membership_ot(p, q, k, backend="highs")
     assert abs(lp.value - res.value) <= 1e-9
     assert plan.n_sets == lp.plan.n_sets
     assert np.abs(plan.set_probs - lp.plan.set_probs).max() <= 1e-12   # same set law, other route

@@ -39,7 +39,7 @@ def test_lp_equals_closed_form_and_brute_force(law):
         for k in _ks(law):
             if not feasible(law, q, k) or (law == "without_replacement" and p.size == 7 and k == 4):
                 continue
-            res = solve_membership_ot(p, q, k, draft_law=law)
+            res = solve_membership_ot(p, q, k, draft_law=law, backend="highs")
             best, _ = brute_force_optimum(p, *SET_LAWS[law](q, k))
             assert res.value == pytest.approx(best, abs=1e-7), (law, k, p, q)
             assert res.value == pytest.approx(optimal_acceptance(p, q, k, law), abs=1e-7)
@@ -79,7 +79,7 @@ def test_highspy_api_matches_linprog():
 
 def test_worked_example_A_plan():
     p, q = np.array([0.5, 0.3, 0.15, 0.05]), np.array([0.2, 0.2, 0.3, 0.3])
-    res = solve_membership_ot(p, q, 2)
+    res = solve_membership_ot(p, q, 2, backend="highs")
     assert round(res.value, 6) == 0.84 and res.cut.tolist() == [2, 3]
     res = solve_membership_ot(p, q, 2, draft_law="without_replacement")
     assert round(res.value, 6) == 0.921429

@@ -30,7 +30,7 @@ Q_TINY = _norm([0.2, 0.3, 0.5 - 1e-17, 1e-17])
 @pytest.mark.parametrize("k", [23, 24, 30, 64])
 def test_iid_lp_agrees_with_closed_form_at_large_k(k):
     p, q = [0.5, 0.3, 0.2], [0.2, 0.3, 0.5]
-    res = solve_membership_ot(p, q, k)
+    res = solve_membership_ot(p, q, k, backend="highs")
     alpha = optimal_acceptance(p, q, k)
     assert res.value == pytest.approx(alpha, abs=1e-9)
     assert res.certificate_value == pytest.approx(alpha, abs=1e-9)
@@ -153,7 +153,7 @@ def test_lp_time_limit_is_success_false_with_warning_not_an_exception():
     rng = np.random.default_rng(0)
     p, q = rng.dirichlet(np.ones(30)), rng.dirichlet(np.ones(30))
     with pytest.warns(RuntimeWarning, match="status 1"):
-        res = solve_membership_ot(p, q, 3, time_limit=1e-6)
+        res = solve_membership_ot(p, q, 3, backend="highs", time_limit=1e-6)
     assert not res.success and res.status == 1 and "limit" in res.message.lower()
     alpha = optimal_acceptance(p, q, 3)
     # the returned plan is still a valid coupling: its value and certificate bracket alpha*
