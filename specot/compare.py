@@ -124,57 +124,65 @@ def _mean_curve(rows: list[dict], field: str) -> list[tuple[int, float]]:
 
 def plot_comparison(records: list[dict], out_prefix: str) -> list[str]:
     """Write ``<out_prefix>_acceptance.{png,svg}`` (one panel per draft law: mean acceptance vs k
-    per algorithm, dashed: mean optimum of the law) and ``<out_prefix>_ratio.{png,svg}`` (histogram of
-    acceptance / optimum with the 1 - 1/e line). Returns the paths written."""
+    per algorithm, dashed: mean optimum of the law) and ``<out_prefix>_ratio.{png,svg}`` (one histogram
+    panel per algorithm of acceptance / optimum, with its median and the 1 - 1/e line). Returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from specot.reproduce.style import legend_outside, line, method_style
+
     paths = []
     laws = list(dict.fromkeys(r["law"] for r in records))
     ncols = min(2, len(laws))
     nrows = -(-len(laws) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4 * nrows), squeeze=False, layout="constrained")
     for ax, law in zip(axes.ravel(), laws):
         rows = [r for r in records if r["law"] == law]
         opt = _mean_curve(rows, "optimum")
         if opt:
-            ax.plot(*zip(*opt), "k--", marker="x", label="optimum", zorder=5)
+            ax.plot(*zip(*opt), "k--", marker="x", label="optimum of the draft law", zorder=5)
         for algo in dict.fromkeys(r["algorithm"] for r in rows):
             pts = _mean_curve([r for r in rows if r["algorithm"] == algo], "acceptance")
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=algo)
+                ax.plot(*zip(*pts), **line(algo))
         ks = sorted({r["k"] for r in rows})
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("number of drafts k")
         ax.set_ylabel("mean acceptance P(Y in drafts)")
         ax.set_title(f"draft law: {law}")
-        ax.legend(fontsize=8)
     for ax in axes.ravel()[len(laws):]:
         ax.set_visible(False)
     fig.suptitle("Exact acceptance vs k (dashed: optimum of the draft law)")
-    fig.tight_layout()
+    legend_outside(fig, axes.ravel()[:len(laws)], ncols=4)
     for ext in ("png", "svg"):
         fig.savefig(f"{out_prefix}_acceptance.{ext}")
         paths.append(f"{out_prefix}_acceptance.{ext}")
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    # ratio to the optimum: one panel per algorithm (small multiples, shared axes), not overlaid
     algos = list(dict.fromkeys(r["algorithm"] for r in records))
     data = [[r["ratio"] for r in records if r["algorithm"] == a and np.isfinite(r["ratio"])] for a in algos]
     kept = [(a, d) for a, d in zip(algos, data) if d]
-    if kept:
-        colors = plt.get_cmap("tab20")(np.linspace(0, 1, len(kept)))
-        ax.hist([d for _, d in kept], bins=30, range=(0.0, 1.0), label=[a for a, _ in kept], histtype="step",
-                color=colors)
-    ax.axvline(1 - 1 / math.e, color="k", linestyle=":", label="1 - 1/e")
-    ax.set_xlabel("acceptance / optimum of the same draft law")
-    ax.set_ylabel("count (cases x k)")
-    ax.set_title("Ratio to the optimum")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    ncols = min(4, max(len(kept), 1))
+    nrows = max(-(-len(kept) // ncols), 1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows + 0.8), sharex=True, sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax, (algo, d) in zip(axes.ravel(), kept):
+        ax.hist(np.clip(d, 0.0, 1.0), bins=30, range=(0.0, 1.0), color=method_style(algo)["color"])
+        ax.axvline(1 - 1 / math.e, color="k", linestyle=":", linewidth=1)
+        ax.axvline(float(np.median(d)), color="k", linewidth=1)
+        ax.set_title(f"{method_style(algo)['label']}\nn = {len(d)}, median {np.median(d):.3f}", fontsize=8)
+        ax.tick_params(labelbottom=True)
+    for ax in axes.ravel()[len(kept):]:
+        ax.set_visible(False)
+    for ax in axes.ravel()[:len(kept)]:
+        ax.set_xlabel("acceptance / optimum of its law", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("count (cases x k)")
+    fig.suptitle("Ratio to the optimum per algorithm (solid: median; dotted: 1 - 1/e)")
     for ext in ("png", "svg"):
         fig.savefig(f"{out_prefix}_ratio.{ext}")
         paths.append(f"{out_prefix}_ratio.{ext}")
