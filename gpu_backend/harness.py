@@ -527,6 +527,9 @@ def _engine_cell(pair, texts, name, sel, k, gamma, n_tokens, temperature, top_k,
         lengths.extend(res.accepted_lengths.tolist())
     return {"selector": name, "k": k, "gamma": gamma, "tokens": tokens, "target_calls": calls,
             "block_efficiency": tokens / max(1, calls),
+            # tokens per target call vary by round as (accepted + 1): its standard error over rounds
+            "block_efficiency_se": float(np.std(lengths, ddof=1) / np.sqrt(len(lengths))) if len(lengths) > 1
+            else float("nan"),
             "mean_accepted": float(np.mean(lengths)) if lengths else 0.0,
             "measured_accepts": measured, "predicted_accepts": predicted if track else None,
             "verifications": verified, "seconds": time.perf_counter() - t0}

@@ -250,6 +250,7 @@ def _write_outputs(result: dict, out: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     out.mkdir(parents=True, exist_ok=True)
     stem = "verify_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in result["pair"])[-60:]
@@ -258,50 +259,65 @@ def _write_outputs(result: dict, out: Path) -> list[str]:
     records, summary = result["records"], result["summary"]
     names = list(dict.fromkeys(r["selector"] for r in summary))
 
-    figs = {}
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name in names:
-        ratios = [r["selectors"][name]["ratio"] for r in records
-                  if "ratio" in r["selectors"].get(name, {}) and r["k"] > 1]
-        if ratios:
-            ax.hist(ratios, bins=40, range=(0, 1.0001), histtype="step", linewidth=1.5, label=name)
-    ax.axvline(1 - 1 / math.e, color="k", linestyle="--", label="1 - 1/e (K-SEQ guarantee)")
-    ax.set_xlabel("acceptance / optimal acceptance (per step, k > 1)")
-    ax.set_ylabel("decoding steps")
-    ax.set_title(f"Ratio to the exact optimum, pair {result['pair']}")
-    ax.legend(fontsize=8)
-    figs["ratio_hist"] = fig
+    from specot.reproduce.style import legend_outside, line, method_style
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    figs = {}
     ks = sorted({r["k"] for r in summary})
+    multi = [k for k in ks if k > 1]
+    # ratio to the optimum: small multiples, one row per selector and one column per k (not pooled)
+    shown = [n for n in names if any("ratio" in r["selectors"].get(n, {}) and r["k"] > 1 for r in records)]
+    if shown and multi:
+        fig, axes = plt.subplots(len(shown), len(multi), figsize=(2.8 * len(multi) + 0.8, 1.9 * len(shown) + 0.9),
+                                 sharex=True, sharey=True, squeeze=False, layout="constrained")
+        for i, name in enumerate(shown):
+            for j, k in enumerate(multi):
+                ax = axes[i, j]
+                ratios = [r["selectors"][name]["ratio"] for r in records
+                          if r["k"] == k and "ratio" in r["selectors"].get(name, {})]
+                if ratios:
+                    ax.hist(np.clip(ratios, 0, 1), bins=40, range=(0, 1), color=method_style(name)["color"])
+                    ax.axvline(float(np.median(ratios)), color="k", linewidth=1)
+                ax.axvline(1 - 1 / math.e, color="k", linestyle=":", linewidth=1)
+                ax.set_title(f"{name}, k = {k} (n = {len(ratios)})", fontsize=8)
+        for ax in axes[-1]:
+            ax.set_xlabel("acceptance / optimum")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("steps")
+        fig.suptitle(f"Ratio to the exact optimum per step, pair {result['pair']} (solid: median; dotted: 1 - 1/e)",
+                     fontsize=9)
+        figs["ratio_hist"] = fig
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")
     opt = [next(r["optimum_mean"] for r in summary if r["k"] == k) for k in ks]
-    ax.plot(ks, opt, "k-o", linewidth=2, label="optimum (iid drafts)")
+    ax.plot(ks, opt, "k--", marker="x", linewidth=2, label="optimum (iid drafts)")
     for name in names:
         rows = [r for r in summary if r["selector"] == name]
-        ax.plot([r["k"] for r in rows], [r["acceptance_mean"] for r in rows], "-o", label=name)
+        ax.plot([r["k"] for r in rows], [r["acceptance_mean"] for r in rows], **line(name))
     ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("k (drafts)")
     ax.set_ylabel("mean acceptance over steps")
     ax.set_title(f"Acceptance vs k, pair {result['pair']}")
-    ax.legend(fontsize=8)
+    legend_outside(fig, [ax], ncols=3)
     figs["acceptance_vs_k"] = fig
 
     if result.get("engine"):
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")
         for name in names:
             for k in ks:
-                rows = [e for e in result["engine"] if e["selector"] == name and e["k"] == k]
+                rows = sorted((e for e in result["engine"] if e["selector"] == name and e["k"] == k),
+                              key=lambda e: e["gamma"])
                 if rows:
-                    ax.plot([e["gamma"] for e in rows], [e["block_efficiency"] for e in rows], "-o",
-                            label=f"{name} k={k}")
+                    se = [2 * e.get("block_efficiency_se", float("nan")) for e in rows]
+                    ax.errorbar([e["gamma"] for e in rows], [e["block_efficiency"] for e in rows], yerr=se,
+                                capsize=3, **line(name, k))
         ax.set_xlabel("gamma (draft length)")
-        ax.set_ylabel("tokens per target call")
+        ax.set_ylabel("tokens per target call (+-2 SE over rounds)")
         ax.set_title(f"Block efficiency vs gamma, pair {result['pair']}")
-        ax.legend(fontsize=7, ncol=2)
         ax.set_xticks(sorted({e["gamma"] for e in result["engine"]}))
+        legend_outside(fig, [ax], ncols=3)
         figs["block_efficiency"] = fig
     for key, fig in figs.items():
-        fig.tight_layout()
         for ext in ("png", "svg"):
             path = out / f"{stem}_{key}.{ext}"
             fig.savefig(path, dpi=120)
