@@ -161,46 +161,81 @@ def gbv_select(drafts, target, draft):
     return lexmax_select(drafts, target, draft, _order_key)
 
 
+def _law_along(path, target_rows, draft_rows, m: int):
+    """Conditionals ``[B, L, V]`` of the law of the lexicographic maximum of ``m`` i.i.d. paths
+    (GBV's order), along the given paths: :func:`lexmax_select` on ``m`` copies of each path (the
+    law's conditionals depend only on ``p, q`` along the prefix and on ``m``; ``m = 1`` gives ``q``)."""
+    B, L = path.shape
+    _, qt = lexmax_select(path[:, None].expand(B, m, L), target_rows[:, None].expand(B, m, *target_rows.shape[1:]),
+                          draft_rows[:, None].expand(B, m, *draft_rows.shape[1:]), _order_key)
+    return qt
+
+
 def blend_plan(drafts, target, draft, coins=None):
     """The blend rule of :class:`ot_coupling.sequence.lexmax.BlendRule` (this project's rule,
-    docs/theory/sequence_verifiers.md): ``lam`` per request (numpy ``blend_weight`` of the root
-    conditionals: the largest maximiser of ``sum_z min(p, lam q~ + (1 - lam) q)``), the selected
-    path ``J`` (GBV's maximum if ``coins < lam``, else path 1; ``coins=None`` returns both
-    candidates) and the blended conditionals ``pi = b q~ + (1 - b) q`` along a path, ``b`` the
-    posterior weight of the GBV component (``b(()) = lam``)."""
+    docs/theory/sequence_verifiers.md). Component ``m`` is the lexicographic maximum (GBV's order)
+    of the first ``m`` paths, with order-statistic law ``q~_m`` (``m = 1``: path 1, law ``q``). Per
+    request, ``(m, lam)`` maximise the root overlap ``sum_z min(p, lam q~_{m+1} + (1 - lam) q~_m)``
+    (``lam``: the largest maximiser, numpy ``blend_weight``; ties in ``m`` go to the larger ``m``,
+    as :meth:`BlendRule.weight`). The selected path ``J`` is component ``m + 1``'s if
+    ``coins < lam``, else component ``m``'s, block-verified against
+    ``pi = b q~_{m+1} + (1 - b) q~_m`` along it (``b(()) = lam``, then the posterior weight).
+    Returns ``(lam, m, J, pi)`` with coins, ``(lam, m, j_hi, j_lo, pi_hi, pi_lo)`` without."""
+    import numpy as np
+
     from ot_coupling.sequence.lexmax import blend_weight
 
     B, k, L, V = _check(drafts, target, draft)
-    j_gbv, qt_gbv = lexmax_select(drafts, target, draft, _order_key)
-    ar = torch.arange(B, device=drafts.device)
-    lam = torch.tensor([blend_weight(target[b, 0, 0].cpu().double().numpy(), qt_gbv[b, 0].cpu().double().numpy(),
-                                     draft[b, 0, 0].cpu().double().numpy()) for b in range(B)],
-                       dtype=draft.dtype, device=draft.device)
+    dev, dt = drafts.device, draft.dtype
+    ar = torch.arange(B, device=dev)
+    comps = [lexmax_select(drafts[:, :m], target[:, :m], draft[:, :m], _order_key) for m in range(1, k + 1)]
+    m_sel, lam_sel = [], []
+    for b in range(B):
+        p = target[b, 0, 0].cpu().double().numpy()
+        laws = [qt[b, 0].cpu().double().numpy() for _, qt in comps]
+        best = (-np.inf, 1, 0.0)
+        for m in range(1, k):
+            lam = blend_weight(p, laws[m], laws[m - 1])
+            val = float(np.minimum(p, lam * laws[m] + (1.0 - lam) * laws[m - 1]).sum())
+            if val >= best[0] - 1e-15:
+                best = (val, m, lam)
+        m_sel.append(best[1])
+        lam_sel.append(best[2])
+    m_t = torch.tensor(m_sel, device=dev)
+    lam = torch.tensor(lam_sel, dtype=dt, device=dev)
+    j_all = torch.stack([j for j, _ in comps], dim=1)                       # [B, k]
+    j_lo = j_all.gather(1, (m_t - 1)[:, None])[:, 0]
+    j_hi = j_all.gather(1, torch.clamp(m_t, max=k - 1)[:, None])[:, 0]
 
     def along(j):
-        _, qt = lexmax_select(drafts, target, draft, _order_key, follow=j)
-        Q, x = draft[ar, j], drafts[ar, j]
+        path, P, Q = drafts[ar, j], target[ar, j], draft[ar, j]
+        lo = torch.empty(B, L, V, dtype=dt, device=dev)
+        hi = torch.empty(B, L, V, dtype=dt, device=dev)
+        for mv in sorted(set(m_sel)):
+            idx = (m_t == mv).nonzero()[:, 0]
+            lo[idx] = _law_along(path[idx], P[idx], Q[idx], mv)
+            hi[idx] = _law_along(path[idx], P[idx], Q[idx], min(mv + 1, k))
         b = lam.clone()
-        pi = torch.empty_like(qt)
+        pi = torch.empty_like(lo)
         for t in range(L):
-            row = b[:, None] * qt[:, t] + (1 - b[:, None]) * Q[:, t]
+            row = b[:, None] * hi[:, t] + (1 - b[:, None]) * lo[:, t]
             pi[:, t] = row / row.sum(dim=1, keepdim=True)
-            num = b * qt[:, t].gather(1, x[:, t:t + 1])[:, 0]
-            den = num + (1 - b) * Q[:, t].gather(1, x[:, t:t + 1])[:, 0]
+            num = b * hi[:, t].gather(1, path[:, t:t + 1])[:, 0]
+            den = num + (1 - b) * lo[:, t].gather(1, path[:, t:t + 1])[:, 0]
             b = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), b)
         return pi
 
     if coins is None:
-        return lam, j_gbv, along(j_gbv), along(torch.zeros_like(j_gbv))
-    J = torch.where(coins < lam, j_gbv, torch.zeros_like(j_gbv))
-    return lam, J, along(J)
+        return lam, m_t, j_hi, j_lo, along(j_hi), along(j_lo)
+    J = torch.where(coins < lam, j_hi, j_lo)
+    return lam, m_t, J, along(J)
 
 
 def verify_blend(drafts, target, draft, *, generator=None):
     """The blend rule (see :func:`blend_plan`), then block verification of the selected path."""
     B, k, L, V = _check(drafts, target, draft)
     coins = torch.rand(B, generator=generator, dtype=draft.dtype, device=draft.device)
-    _, J, pi = blend_plan(drafts, target, draft, coins)
+    _, _, J, pi = blend_plan(drafts, target, draft, coins)
     ar = torch.arange(B, device=drafts.device)
     out = verify_chain(*_chain_inputs(drafts[ar, J], target[ar, J], pi), rule="block", rng=generator)
     return _pad(*out, L)
@@ -208,12 +243,13 @@ def verify_blend(drafts, target, draft, *, generator=None):
 
 def blend_conditional_law(drafts, target, draft) -> list[dict]:
     """Exact law of :func:`verify_blend`'s output per request (selection coin and BV coins
-    integrated out): ``lam`` x (BV of GBV's path) + ``(1 - lam)`` x (BV of path 1)."""
+    integrated out): ``lam`` x (BV of component ``m + 1``'s path) + ``(1 - lam)`` x (BV of
+    component ``m``'s path)."""
     B, k, L, V = _check(drafts, target, draft)
-    lam, j, pi_g, pi_0 = blend_plan(drafts, target, draft)
+    lam, _, j_hi, j_lo, pi_hi, pi_lo = blend_plan(drafts, target, draft)
     ar = torch.arange(B, device=drafts.device)
-    laws_g = chain_laws(drafts[ar, j], target[ar, j], pi_g)
-    laws_0 = chain_laws(drafts[:, 0], target[:, 0], pi_0)
+    laws_g = chain_laws(drafts[ar, j_hi], target[ar, j_hi], pi_hi)
+    laws_0 = chain_laws(drafts[ar, j_lo], target[ar, j_lo], pi_lo)
     out = []
     for b in range(B):
         mix: dict = {}
@@ -458,9 +494,9 @@ def expected_length(method: str, drafts, target, draft):
         j, qt = lexmax_select(drafts, target, draft, LEXMAX_KEYS[method])
         return chain_expected_length(drafts[ar, j], target[ar, j], qt)
     if method == "blend":
-        lam, j, pi_g, pi_0 = blend_plan(drafts, target, draft)
-        return (lam * chain_expected_length(drafts[ar, j], target[ar, j], pi_g)
-                + (1 - lam) * chain_expected_length(drafts[:, 0], target[:, 0], pi_0))
+        lam, _, j_hi, j_lo, pi_hi, pi_lo = blend_plan(drafts, target, draft)
+        return (lam * chain_expected_length(drafts[ar, j_hi], target[ar, j_hi], pi_hi)
+                + (1 - lam) * chain_expected_length(drafts[ar, j_lo], target[ar, j_lo], pi_lo))
     if method == "traversal":
         return torch.tensor([traversal_expected_length(drafts[b].cpu(), target[b].cpu(), draft[b].cpu())
                              for b in range(B)], dtype=target.dtype)
