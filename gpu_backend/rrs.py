@@ -48,7 +48,7 @@ def rrs_wor_acceptance(p: torch.Tensor, q: torch.Tensor, k: int) -> torch.Tensor
     former torch path sums (masses from 1e-11 to 1)."""
     p64 = p.detach().to(device="cpu", dtype=torch.float64).numpy()
     q64 = q.detach().to(device="cpu", dtype=torch.float64).numpy()
-    return torch.as_tensor(kernel_rrs.rrs_wor_acceptance(p64, q64, k), device=p.device)
+    return torch.as_tensor(kernel_rrs.rrs_wor_acceptance(p64, q64, k, MAX_PATHS), device=p.device)
 
 
 class TorchRRS(TorchSelector):

@@ -206,7 +206,7 @@ def joint_set_law(p: np.ndarray, q: np.ndarray, S) -> np.ndarray:
 
 
 def conditional_set_law(p: np.ndarray, q: np.ndarray, S) -> np.ndarray:
-    """``P(Y = . | draft set = S)``: the normalised :func:`joint_set_law`; exact rational
+    """``P(Y = y | draft set = S)`` for every ``y``: the normalised :func:`joint_set_law`; exact rational
     normalisation when ``P(S)`` is too small for float64 (never NaN)."""
     joint = joint_set_law(p, q, S)
     total = joint.sum()

@@ -33,7 +33,7 @@ DISTINCT_DRAFTS = {"optimum (wor)", "rrs_wor", "gumbel", "greedy"}
 
 def acceptance_table(item) -> dict[str, list[float]]:
     """Task: ``item = (p, q, ks, methods)`` -> ``{method: [acceptance at each k]}``: NaN where the
-    method is not defined (distinct drafts with k > |supp q|) or not computed (k above
+    method is not defined (distinct drafts with k above the size of the support of q) or not computed (k above
     :data:`MAX_K`, marked on the figures); any other exception propagates."""
     p, q, ks, methods = item
     out = {}
