@@ -50,7 +50,7 @@ def specot_layout(p, q, k):
 def specot_highs(p, q, k):
     from solvers.membership_lp import solve_membership_ot
 
-    return solve_membership_ot(p, q, k).value
+    return solve_membership_ot(p, q, k, backend="highs").value
 
 
 def pot_emd(p, q, k):
