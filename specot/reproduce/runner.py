@@ -67,7 +67,8 @@ def run_experiment(name: str, ctx: Context | None = None) -> ExperimentResult:
 def reproduce(names: list[str] | None = None, ctx: Context | None = None,
               out: str | Path = "specot-out") -> list[ExperimentRun]:
     """Run the named experiments (all by default), write ``<out>/<name>/<figure>.png|.svg``,
-    ``<out>/report.md`` and ``<out>/report.json``; return the runs.
+    ``<out>/report.md`` and ``<out>/report.json`` (rewritten after every finished experiment, so
+    an interruption keeps what finished); return the runs.
 
     An experiment that raises, or whose library modules are missing, is reported as an error (with
     its traceback on stderr; the others still run and the CLI exits 1); only an absent declared
@@ -80,6 +81,13 @@ def reproduce(names: list[str] | None = None, ctx: Context | None = None,
     out.mkdir(parents=True, exist_ok=True)
     runs: list[ExperimentRun] = []
     start = time.perf_counter()
+    from .report import write_json, write_markdown
+
+    def write_reports() -> None:  # after every experiment: a late error never loses finished work
+        total = time.perf_counter() - start
+        write_markdown(runs, ctx, out / "report.md", total)
+        write_json(runs, ctx, out / "report.json", total)
+
     for name in names:
         t0 = time.perf_counter()
         missing = missing_pieces(name)
@@ -101,11 +109,8 @@ def reproduce(names: list[str] | None = None, ctx: Context | None = None,
             files += save_figure(fig, out / name, fig_name)
         seconds = time.perf_counter() - t0  # computing and writing the figures
         runs.append(ExperimentRun(name, "ok", seconds, result, files=files))
-    total = time.perf_counter() - start
-    from .report import write_json, write_markdown
-
-    write_markdown(runs, ctx, out / "report.md", total)
-    write_json(runs, ctx, out / "report.json", total)
+        write_reports()
+    write_reports()
     return runs
 
 
