@@ -176,31 +176,19 @@ def blend_plan(drafts, target, draft, coins=None):
     docs/theory/sequence_verifiers.md). Component ``m`` is the lexicographic maximum (GBV's order)
     of the first ``m`` paths, with order-statistic law ``q~_m`` (``m = 1``: path 1, law ``q``). Per
     request, ``(m, lam)`` maximise the root overlap ``sum_z min(p, lam q~_{m+1} + (1 - lam) q~_m)``
-    (``lam``: the largest maximiser, numpy ``blend_weight``; ties in ``m`` go to the larger ``m``,
-    as :meth:`BlendRule.weight`). The selected path ``J`` is component ``m + 1``'s if
+    (numpy :func:`~ot_coupling.sequence.lexmax.blend_choice`, as :meth:`BlendRule.weight`). The selected path ``J`` is component ``m + 1``'s if
     ``coins < lam``, else component ``m``'s, block-verified against
     ``pi = b q~_{m+1} + (1 - b) q~_m`` along it (``b(()) = lam``, then the posterior weight).
     Returns ``(lam, m, J, pi)`` with coins, ``(lam, m, j_hi, j_lo, pi_hi, pi_lo)`` without."""
-    import numpy as np
-
-    from ot_coupling.sequence.lexmax import blend_weight
+    from ot_coupling.sequence.lexmax import blend_choice
 
     B, k, L, V = _check(drafts, target, draft)
     dev, dt = drafts.device, draft.dtype
     ar = torch.arange(B, device=dev)
     comps = [lexmax_select(drafts[:, :m], target[:, :m], draft[:, :m], _order_key) for m in range(1, k + 1)]
-    m_sel, lam_sel = [], []
-    for b in range(B):
-        p = target[b, 0, 0].cpu().double().numpy()
-        laws = [qt[b, 0].cpu().double().numpy() for _, qt in comps]
-        best = (-np.inf, 1, 0.0)
-        for m in range(1, k):
-            lam = blend_weight(p, laws[m], laws[m - 1])
-            val = float(np.minimum(p, lam * laws[m] + (1.0 - lam) * laws[m - 1]).sum())
-            if val >= best[0] - 1e-15:
-                best = (val, m, lam)
-        m_sel.append(best[1])
-        lam_sel.append(best[2])
+    choices = [blend_choice(target[b, 0, 0].cpu().double().numpy(),
+                            [qt[b, 0].cpu().double().numpy() for _, qt in comps]) for b in range(B)]
+    m_sel, lam_sel = [m for m, _ in choices], [lam for _, lam in choices]
     m_t = torch.tensor(m_sel, device=dev)
     lam = torch.tensor(lam_sel, dtype=dt, device=dev)
     j_all = torch.stack([j for j, _ in comps], dim=1)                       # [B, k]

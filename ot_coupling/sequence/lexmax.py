@@ -206,6 +206,19 @@ def blend_weight(p: np.ndarray, g: np.ndarray, q: np.ndarray) -> float:
     return float(cand[lo])
 
 
+def blend_choice(p: np.ndarray, laws: list[np.ndarray]) -> tuple[int, float]:
+    """``(m, lam)`` maximising the root overlap ``sum_z min(p, lam laws[m] + (1 - lam) laws[m - 1])``
+    over adjacent pairs of component laws (``laws[m - 1]`` = root law of component ``m``), ``lam``
+    from :func:`blend_weight`; ties go to the larger ``m``. ``(1, 0.0)`` for a single component."""
+    best = (-np.inf, 1, 0.0)
+    for m in range(1, len(laws)):
+        lam = blend_weight(p, laws[m], laws[m - 1])
+        val = float(np.minimum(p, lam * laws[m] + (1.0 - lam) * laws[m - 1]).sum())
+        if val >= best[0] - 1e-15:
+            best = (val, m, lam)
+    return best[1], best[2]
+
+
 class BlendRule(GBVRule):
     """This project's rule: a coin-blend of two order-statistic laws of GBV's order.
 
@@ -246,14 +259,7 @@ class BlendRule(GBVRule):
         if self.lam is not None:
             return 1, self.lam if k > 1 else 0.0
         p, q = _dist(target, tuple(prefix), "target"), _dist(draft, tuple(prefix), "draft")
-        laws = [self._root_law(p, q, m, L) for m in range(1, k + 1)]
-        best = (-np.inf, 1, 0.0)
-        for m in range(1, k):
-            lam = blend_weight(p, laws[m], laws[m - 1])
-            val = float(np.minimum(p, lam * laws[m] + (1.0 - lam) * laws[m - 1]).sum())
-            if val >= best[0] - 1e-15:
-                best = (val, m, lam)
-        return best[1], best[2]
+        return blend_choice(p, [self._root_law(p, q, m, L) for m in range(1, k + 1)])
 
     def _walk_blend(self, target, draft, prefix, u, m, L, lam):
         lo, hi, b = self._start(m, L), self._start(m + 1, L), lam
