@@ -29,7 +29,9 @@ def _hub_plan(p: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
     not_hub = torch.ones_like(q, dtype=torch.bool).scatter(1, hub.unsqueeze(1), False)
     q_hub = take(q, hub)
     p_hub = take(p, hub)
-    q_ai = torch.where(not_hub, (q_hub / (1 - q_hub)).unsqueeze(1) * q, 0)
+    # 1 - q(a) summed over the other tokens (no cancellation when q(a) rounds to 1), as numpy
+    rest = torch.where(not_hub, q, 0).sum(dim=1)
+    q_ai = torch.where(not_hub, (q_hub / rest).unsqueeze(1) * q, 0)
     p1 = torch.where(not_hub, (p - q).clamp_min(0), 0)
     s_ia = torch.where(not_hub, (q - p).clamp_min(0), 0).sum(dim=1)
     s_ai = (q_ai - p1).clamp_min(0).sum(dim=1)

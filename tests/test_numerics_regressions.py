@@ -173,3 +173,15 @@ def test_optimal_never_outputs_zero_target_token():
     assert law[3] == 0.0                           # p_3 = 0: token 3 must never be output
     token, _ = sel.verify(p, q, [3, 3], rng=0)
     assert p[token] > 0
+
+
+def test_torch_spechub_hub_mass_rounding_to_one_is_not_nan():
+    # found by tests/test_fuzz.py: q(a) rounds to 1 with a 1e-16 second token: 1 - q(a) = 0 gave NaN
+    torch = pytest.importorskip("torch")
+    from gpu_backend.registry import get_selector as get_torch_selector
+
+    p = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+    q = torch.tensor([[0.0, 1.0, 1e-16]], dtype=torch.float64)
+    acc = get_torch_selector("spechub").acceptance(p, q / q.sum(), 2)
+    ref = get_selector("spechub").acceptance(p[0].numpy(), (q / q.sum())[0].numpy(), 2)
+    assert torch.isfinite(acc).all() and abs(float(acc[0]) - ref) <= 1e-12
