@@ -19,12 +19,16 @@ Everything else (drafting, sampling, the exact output law by enumeration) is der
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from math import perm
 
 import numpy as np
 
 from .draft_laws import get_draft_law
 from .validation import SeedLike, as_generator, validate_drafts, validate_k, validate_pair
 
+
+#: largest number of draft tuples :meth:`Selector.enumerate` visits (refused before any work above it)
+MAX_ENUMERATION = 1_000_000
 
 class Selector(ABC):
     """Base class of a k-draft verification rule (numpy reference implementation)."""
@@ -98,8 +102,20 @@ class Selector(ABC):
         return self.enumerate(p, q, k)[0]
 
     def enumerate(self, p, q, k: int) -> tuple[np.ndarray, float]:
-        """Exact ``(output law, acceptance)`` by enumerating draft tuples (small V and k only)."""
+        """Exact ``(output law, acceptance)`` by enumerating draft tuples (small V and k only).
+
+        Raises
+        ------
+        ValueError
+            Before any work, when the i.i.d. or without-replacement draft law has more than
+            :data:`MAX_ENUMERATION` tuples (``n^k`` or ``n!/(n-k)!`` over the support of ``q``).
+        """
         p_arr, q_arr, k = self._check(p, q, k)
+        n = int((q_arr > 0).sum())
+        count = n ** k if self.draft_law == "iid" else perm(n, k) if self.draft_law == "without_replacement" else 0
+        if count > MAX_ENUMERATION:
+            raise ValueError(f"exact enumeration of {count:.3g} draft tuples (support {n}, k={k}) exceeds "
+                             f"{MAX_ENUMERATION:,}; use acceptance() for the exact acceptance alone")
         tuples, probs = self.draft_tuples(q_arr, k)
         out = np.zeros_like(p_arr)
         acc = 0.0

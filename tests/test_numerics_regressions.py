@@ -185,3 +185,14 @@ def test_torch_spechub_hub_mass_rounding_to_one_is_not_nan():
     acc = get_torch_selector("spechub").acceptance(p, q / q.sum(), 2)
     ref = get_selector("spechub").acceptance(p[0].numpy(), (q / q.sum())[0].numpy(), 2)
     assert torch.isfinite(acc).all() and abs(float(acc[0]) - ref) <= 1e-12
+
+
+def test_enumerate_refuses_huge_tuple_counts_before_work():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="draft tuples"):
+        get_selector("kseq").enumerate([0.5, 0.5], [0.5, 0.5], 64)       # 2^64 i.i.d. tuples
+    with pytest.raises(ValueError, match="draft tuples"):
+        get_selector("rrs_wor").enumerate(np.full(40, 1 / 40), np.full(40, 1 / 40), 5)   # 40!/35! tuples
+    assert time.perf_counter() - start < 5
