@@ -36,6 +36,7 @@ from ot_coupling.kernels.importance import (
     STATUS_MESSAGES,
     LevelFit,
     LevelProblems,
+    PlanStatus,
     fit_levels,
 )
 from solvers.importance_weights import coarse_ratios
@@ -49,7 +50,7 @@ MAX_ENTRIES = 30_000_000
 
 
 @dataclass
-class TorchImportancePlan:
+class TorchImportancePlan(PlanStatus):
     """Fitted rule per row: ``weights``, ``top`` (level ``A``), ``marginal`` ``r(lam)`` (all ``[B, V]``),
     ``fit_error [B]`` (``||r(lam) - target||_1``), ``quad_error [B]`` (bound on ``||r_computed - r(lam)||_1``),
     ``iterations`` (Newton steps of the slowest chunk); ``converged [B]`` and the scipy-style
@@ -65,15 +66,6 @@ class TorchImportancePlan:
     converged: torch.Tensor
     status: int = 0
     message: str = STATUS_MESSAGES[0]
-
-    @property
-    def success(self) -> bool:
-        return self.status == 0
-
-    @property
-    def value(self) -> float:
-        """The largest ``fit_error`` of the batch (the acceptance lost against ``alpha*``, at most)."""
-        return float(self.fit_error.max()) if self.fit_error.numel() else 0.0
 
     def _rows(self, idx) -> TorchImportancePlan:
         return TorchImportancePlan(self.weights[idx], self.top[idx], self.marginal[idx],

@@ -72,6 +72,7 @@ from ot_coupling.kernels.importance import (  # noqa: F401  (the kernel layer; r
     MIN_LOG_WEIGHT,
     TAIL,
     LevelFit,
+    PlanStatus,
     STATUS_MESSAGES,
     LevelProblems,
     QuadRule,
@@ -88,7 +89,7 @@ from .selection_law import selection_law
 
 
 @dataclass
-class ImportancePlan:
+class ImportancePlan(PlanStatus):
     """The fitted lexicographic importance rule for ``[B, V]`` rows.
 
     ``weights[B, V]`` (``lam``; 0 where ``q = 0``), ``top[B, V]`` (token in level ``A = V \\ H``),
@@ -109,14 +110,6 @@ class ImportancePlan:
     status: int = 0
     message: str = STATUS_MESSAGES[0]
 
-    @property
-    def success(self) -> bool:
-        return self.status == 0
-
-    @property
-    def value(self) -> float:
-        """The largest ``fit_error`` (bounds ``alpha* - acceptance``)."""
-        return float(self.fit_error.max()) if self.fit_error.size else 0.0
 
 
 def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: float) -> np.ndarray | None:

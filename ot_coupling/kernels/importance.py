@@ -123,6 +123,20 @@ class LevelFit:
     converged: Any = field(default=None, repr=False)
 
 
+class PlanStatus:
+    """``success`` and ``value`` of an importance plan (numpy or torch), derived from its ``status``
+    and per-row ``fit_error`` (the value bounds ``alpha* - acceptance``)."""
+
+    @property
+    def success(self) -> bool:
+        return self.status == 0
+
+    @property
+    def value(self) -> float:
+        """The largest ``fit_error`` of the batch (the acceptance lost against ``alpha*``, at most)."""
+        return float(self.fit_error.max()) if math.prod(self.fit_error.shape) else 0.0
+
+
 @cache
 def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights of the ``n``-point Gauss-Legendre rule on ``[-1, 1]`` (read-only numpy)."""
