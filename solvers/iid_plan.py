@@ -51,7 +51,7 @@ MAX_COMPOSITIONS = 20_000
 _CHUNK = 1 << 16
 
 
-def _compositions(k: int, m: int):
+def compositions(k: int, m: int):
     """All ordered ``m``-tuples of positive integers summing to ``k``."""
     for cuts in combinations(range(1, k), m - 1):
         bounds = (0,) + cuts + (k,)
@@ -187,7 +187,7 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     log_kfact = lgamma(k + 1)
     set_blocks, prob_blocks, flow_blocks = [], [], []
     for m in range(1, min(k, support.size) + 1):
-        comps = [np.array(c) for c in _compositions(k, m)]
+        comps = [np.array(c) for c in compositions(k, m)]
         log_coef = [log_kfact - sum(lgamma(ci + 1) for ci in c) for c in comps]
         all_idx = _combinations_array(support, m)
         for lo in range(0, all_idx.shape[0], _CHUNK):

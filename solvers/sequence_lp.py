@@ -59,6 +59,7 @@ from ot_coupling.validation import validate_distribution, validate_k
 
 from .closed_form import optimal_acceptance
 from .highs import new_highs
+from .iid_plan import compositions
 
 Conditional = Callable[[tuple], np.ndarray]
 
@@ -151,15 +152,6 @@ def depthwise_upper_bound(target: Conditional, draft: Conditional, k: int, L: in
 
 
 # --------------------------------------------------------------------------- draft sets
-def _compositions(k: int, n: int):
-    """Ordered ``n``-tuples of positive integers summing to ``k``."""
-    from itertools import combinations
-
-    for cuts in combinations(range(1, k), n - 1):
-        b = (0,) + cuts + (k,)
-        yield tuple(b[i + 1] - b[i] for i in range(n))
-
-
 def count_states(n_paths: int, k: int) -> int:
     """Number of sets of at most ``k`` distinct paths out of ``n_paths`` (exact Python int)."""
     return sum(comb(n_paths, s) for s in range(1, min(k, n_paths) + 1))
@@ -187,7 +179,7 @@ def _path_sets(probs: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.nda
         idx = np.array(list(combinations(range(n), s)), dtype=np.int64).reshape(-1, s)
         a = probs[idx]
         Q = np.zeros(idx.shape[0])
-        for c in _compositions(k, s):
+        for c in compositions(k, s):
             Q += float(_multinomial(k, c)) * np.prod(a ** np.array(c, dtype=np.float64), axis=1)
         idx_blocks.append(idx)
         prob_blocks.append(Q)
