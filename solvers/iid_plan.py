@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import time
 from itertools import combinations
-from math import comb, lgamma
+from functools import lru_cache
+from math import comb, factorial, lgamma, prod
 
 import numpy as np
 
@@ -48,7 +49,10 @@ from .result import warn_if_failed
 MAX_MULTISETS = 20_000_000
 #: limit on the compositions of k looped over (one vectorised pass each; large k with small V)
 MAX_COMPOSITIONS = 20_000
-_CHUNK = 1 << 16
+#: elements of the largest temporary array of one block of draft sets
+_BLOCK_ELEMENTS = 1 << 21
+#: index patterns of at most this many subsets are cached per (support size, m)
+_CACHE_COMBINATIONS = 200_000
 
 
 def compositions(k: int, m: int):
@@ -64,70 +68,111 @@ def count_iid_multisets(q: np.ndarray, k: int) -> int:
     return sum(comb(n, m) * comb(k - 1, m - 1) for m in range(1, min(k, n) + 1))
 
 
-def _survival_tables(layout: Layout, q: np.ndarray):
-    """Elementary intervals (sorted), their owners, and ``G_t(a_e)`` as a ``[V, E]`` table."""
-    V = q.size
-    owner = np.repeat(np.arange(V), np.diff(layout.ptr))
-    order = np.argsort(layout.starts, kind="stable")
-    a, b, own = layout.starts[order], layout.ends[order], owner[order]
-    length = b - a
-    # beyond[t, e] = |S_t cap [a_e, 1]|: suffix sums of the lengths of t's own intervals
-    own_len = np.zeros((V, a.size))
-    own_len[own, np.arange(a.size)] = length
-    beyond = np.cumsum(own_len[:, ::-1], axis=1)[:, ::-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        G = np.where(q[:, None] > 0, np.minimum(beyond / q[:, None], 1.0), 0.0)
-    # per token: the indices of the intervals it owns, padded with -1
-    counts = np.bincount(own, minlength=V)
-    width = max(int(counts.max(initial=0)), 1)
-    slots = np.full((V, width), -1, dtype=np.int64)
-    rank = np.zeros(a.size, dtype=np.int64)
-    seen = np.zeros(V, dtype=np.int64)
-    for e, t in enumerate(own.tolist()):      # E = O(V) intervals
-        rank[e] = seen[t]
-        seen[t] += 1
-    slots[own, rank] = np.arange(a.size)
-    drop = np.where(q[:, None] > 0, length[np.maximum(slots, 0)] / np.where(q > 0, q, 1.0)[:, None], 0.0)
-    return G, slots, np.where(slots >= 0, drop, 0.0)
+def _survival_tables(layout: Layout, V: int):
+    """Elementary intervals sorted by start: ``B[t, e] = |S_t cap [a_e, 1]|`` as a ``[V, E + 1]``
+    table, the lengths ``[E + 1]`` and, per token, the indices of the intervals it owns ``[V, W]``.
 
-
-def _bracket(x: np.ndarray, d: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """``x^c - (x - d)^c`` for integer ``c >= 1`` as ``d * sum_i x^i (x - d)^(c-1-i)`` (no cancellation)."""
-    z = np.clip(x - d, 0.0, None)
-    out = np.zeros(np.broadcast(x, z, c).shape)
-    cmax = int(np.max(c))
-    for i in range(cmax):
-        term = x ** i * z ** np.clip(c - 1 - i, 0, None)
-        out += np.where(i < c, term, 0.0)
-    return d * out
-
-
-def _selection(logG, G, slots, n_own, drop, tokens: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``P(Z = tokens[:, i] | multiset)`` for a block of multisets ``[N, m]`` with counts ``[m]``.
-
-    Works on the flat list of (multiset, position ``i``, interval ``e`` owned by ``tokens[:, i]``)
-    triples, so a token owning many intervals costs only where it occurs.
+    Column ``E`` is a dummy interval of length 0 (``B = 0``): the padding of ``slots`` points at it,
+    so padded entries add exactly 0.
     """
-    N, m = tokens.shape
-    flat = tokens.ravel()
-    reps = n_own[flat]
-    pair = np.repeat(np.arange(N * m), reps)                 # (multiset, position) of each triple
-    first = np.cumsum(reps) - reps
-    e = slots[flat[pair], np.arange(pair.size) - np.repeat(first, reps)]
-    y = flat[pair]
-    c_y = np.tile(counts, N)[pair]
-    g_self = G[y, e]                                         # G_y(a_e) > 0 on y's own intervals
-    own = _bracket(g_self, drop[y, np.arange(pair.size) - np.repeat(first, reps)], c_y)
-    row = pair // m
-    log_other = -c_y * np.log(g_self)                        # remove y's own term from the sum
-    for j in range(m):
-        log_other += counts[j] * logG[tokens[row, j], e]
-    return np.bincount(pair, weights=own * np.exp(log_other), minlength=N * m).reshape(N, m)
+    counts = np.diff(layout.ptr)
+    owner = np.repeat(np.arange(V), counts)
+    order = np.argsort(layout.starts, kind="stable")
+    own = owner[order]
+    E = own.size
+    length = np.zeros(E + 1)
+    length[:E] = (layout.ends - layout.starts)[order]
+    # B[t, e] = sum of the lengths of t's own intervals at or after e (suffix sums per token)
+    B = np.zeros((V, E + 1))
+    B[own, np.arange(E)] = length[:E]
+    B[:, :E] = np.cumsum(B[:, E - 1::-1], axis=1)[:, ::-1] if E else B[:, :E]
+    width = max(int(counts.max(initial=0)), 1)
+    slots = np.full((V, width), E, dtype=np.int64)
+    by_owner = np.argsort(own, kind="stable")            # sorted positions grouped by owner, in order
+    first = np.cumsum(counts) - counts
+    slots[own[by_owner], np.arange(E) - first[own[by_owner]]] = by_owner
+    return B, length, slots
 
 
-def _combinations_array(items: np.ndarray, m: int) -> np.ndarray:
-    """All ``m``-subsets of ``items`` (increasing rows, lexicographic order) as an ``[C, m]`` array."""
-    n = items.size
+@lru_cache(maxsize=64)
+def _composition_table(k: int, m: int):
+    """Compositions ``d`` of ``k`` into ``m`` positive parts ``[R, m]`` and their multinomial
+    coefficients ``k! / prod d_i!``, as floats, or as logs (``in_logs``) when a float overflows."""
+    comps = np.array(list(compositions(k, m)), dtype=np.int64).reshape(-1, m)
+    log_coef = lgamma(k + 1) - np.array([sum(lgamma(c + 1) for c in row) for row in comps.tolist()])
+    in_logs = bool(log_coef.max(initial=0.0) > 690.0)
+    if in_logs:
+        coef = log_coef
+    else:
+        coef = np.array([float(factorial(k) // prod(factorial(c) for c in row)) for row in comps.tolist()])
+    for arr in (comps, coef):
+        arr.setflags(write=False)
+    return comps, coef, in_logs
+
+
+@lru_cache(maxsize=16)
+def _others(m: int) -> np.ndarray:
+    """``[m, m - 1]``: for each position ``i``, the other positions."""
+    out = np.array([[j for j in range(m) if j != i] for i in range(m)], dtype=np.int64).reshape(m, m - 1)
+    out.setflags(write=False)
+    return out
+
+
+def _monomials(x: np.ndarray, exponents: np.ndarray, coef: np.ndarray, in_logs: bool) -> np.ndarray:
+    """``coef_R prod_j x[..., j] ** exponents[R, j]`` as ``[..., R]`` (exponents >= 1; ``x >= 0``)."""
+    if exponents.shape[1] == 0:
+        return np.broadcast_to(np.exp(coef) if in_logs else coef, x.shape[:-1] + coef.shape)
+    if in_logs:
+        with np.errstate(divide="ignore"):
+            return np.exp(np.log(x) @ exponents.T.astype(np.float64) + coef)
+    dmax = int(exponents.max())
+    powers = np.cumprod(np.broadcast_to(x[..., None], x.shape + (dmax,)), axis=-1)   # x^1..x^dmax
+    cols = np.arange(exponents.shape[1])
+    return np.prod(powers[..., cols, exponents - 1], axis=-1) * coef
+
+
+def _selection_mass(B, length, slots, idx: np.ndarray, k: int) -> np.ndarray:
+    r"""``Q(S) P(Z = y | S)`` for the sets ``idx [N, m]`` (rows) and each member ``y`` (columns).
+
+    With ``B_t(u) = |S_t cap [u, 1]|``, the probability that all ``k`` scores exceed ``u`` and the
+    draft set is ``S`` is ``Phi_S(B(u)) = sum_d k!/prod d_t! prod_t B_t(u)^{d_t}`` (compositions
+    ``d`` of ``k`` into ``|S|`` positive parts). On an interval ``[a_e, b_e]`` owned by ``y`` only
+    ``B_y`` moves, by the interval's length, so the mass of ``Z = y`` is
+
+    .. math:: \sum_{e \text{ owned by } y} \sum_d \frac{k!}{\prod_t d_t!}
+        \bigl(x^{d_y} - z^{d_y}\bigr) \prod_{t \ne y} B_t(a_e)^{d_t},
+        \qquad x = B_y(a_e),\ z = x - |e|,
+
+    with ``x^c - z^c = |e| sum_{i<c} x^i z^{c-1-i}`` (positive terms only, no cancellation).
+    Vectorised over (set, member, owned interval) with the owned intervals padded to ``W``.
+    """
+    N, m = idx.shape
+    comps, coef, in_logs = _composition_table(k, m)
+    e = slots[idx]                                              # [N, m, W]
+    x = B[idx[:, :, None], e]
+    ln = length[e]
+    z = np.maximum(x - ln, 0.0)
+    cmax = int(comps[:, 0].max())
+    h = np.empty(x.shape + (cmax,))                             # h[..., c-1] = sum_{i<c} x^i z^{c-1-i}
+    h[..., 0] = 1.0
+    zp = np.ones_like(z)
+    for c in range(1, cmax):
+        zp = zp * z
+        h[..., c] = x * h[..., c - 1] + zp
+    xo = B[idx[:, _others(m)][:, :, None, :], e[..., None]]       # [N, m, W, m-1]
+    terms = _monomials(xo, comps[:, 1:], coef, in_logs)        # [N, m, W, R]
+    mass = np.einsum("...r,...r->...", terms, h[..., comps[:, 0] - 1]) * ln
+    return mass.sum(axis=-1)
+
+
+def _set_probs(q: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """``Q(S) = sum_d k!/prod d_t! prod_t q_t^{d_t}`` for the sets ``idx [N, m]`` (positive terms)."""
+    comps, coef, in_logs = _composition_table(k, idx.shape[1])
+    return _monomials(q[idx], comps, coef, in_logs).sum(axis=-1)
+
+
+@lru_cache(maxsize=32)
+def _range_combinations(n: int, m: int) -> np.ndarray:
     combos = np.arange(n, dtype=np.int64)[:, None]
     for _ in range(1, m):
         last = combos[:, -1]
@@ -136,7 +181,20 @@ def _combinations_array(items: np.ndarray, m: int) -> np.ndarray:
         start = np.repeat(last + 1 - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps)
         nxt = np.arange(base.shape[0]) + start
         combos = np.concatenate([base, nxt[:, None]], axis=1)
-    return items[combos]
+    combos.setflags(write=False)
+    return combos
+
+
+def _combinations_array(items: np.ndarray, m: int) -> np.ndarray:
+    """All ``m``-subsets of ``items`` (increasing rows, lexicographic order) as an ``[C, m]`` array.
+
+    The index pattern depends on ``(len(items), m)`` only and is cached when it is small
+    (:data:`_CACHE_COMBINATIONS` rows).
+    """
+    n = items.size
+    if comb(n, m) <= _CACHE_COMBINATIONS:
+        return items[_range_combinations(n, m)]
+    return items[_range_combinations.__wrapped__(n, m)]
 
 
 def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> MembershipOT:
@@ -173,53 +231,50 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
         raise ValueError(f"problem too large: {n_multi} draft multisets exceed max_multisets={max_multisets}; "
                          "use solvers.optimal_acceptance for the value alone")
     t0 = time.perf_counter()
+    V = p_arr.size
     layout = greedy_layout(p_arr, q_arr, k)
     r = layout.marginal
     with np.errstate(divide="ignore", invalid="ignore"):
         accept = np.where(r > 0, np.minimum(1.0, p_arr / np.where(r > 0, r, 1.0)), 0.0)
-    G, slots, drop = _survival_tables(layout, q_arr)
-    n_own = (slots >= 0).sum(axis=1)
-    with np.errstate(divide="ignore"):
-        logG = np.log(G)
+    B, length, slots = _survival_tables(layout, V)
     support = np.flatnonzero(q_arr > 0)
-    logq = np.full(q_arr.size, -np.inf)
-    logq[support] = np.log(q_arr[support])
-    log_kfact = lgamma(k + 1)
-    set_blocks, prob_blocks, flow_blocks = [], [], []
+    set_blocks, prob_blocks, mass_blocks = [], [], []
     for m in range(1, min(k, support.size) + 1):
-        comps = [np.array(c) for c in compositions(k, m)]
-        log_coef = [log_kfact - sum(lgamma(ci + 1) for ci in c) for c in comps]
         all_idx = _combinations_array(support, m)
-        for lo in range(0, all_idx.shape[0], _CHUNK):
-            idx = all_idx[lo:lo + _CHUNK]
-            lq = logq[idx]
-            set_prob = np.zeros(idx.shape[0])
-            flow = np.zeros(idx.shape)
-            for c, lc in zip(comps, log_coef):
-                qm = np.exp(lc + lq @ c)                     # Q(M) of the multiset (idx, c)
-                set_prob += qm
-                flow += qm[:, None] * _selection(logG, G, slots, n_own, drop, idx, c)
-            set_blocks.append(np.concatenate([idx, np.full((idx.shape[0], k - m), _PAD)], axis=1))
-            prob_blocks.append(set_prob)
-            flow_blocks.append(np.concatenate([flow * accept[idx],
-                                               np.zeros((idx.shape[0], k - m))], axis=1))
-    sets = np.concatenate(set_blocks)
+        R = _composition_table(k, m)[0].shape[0]
+        per_set = m * slots.shape[1] * max(m - 1, 1) * (R + k - m + 2)
+        chunk = max(1, _BLOCK_ELEMENTS // per_set)
+        for lo in range(0, all_idx.shape[0], chunk):
+            idx = all_idx[lo:lo + chunk]
+            set_blocks.append(idx)
+            prob_blocks.append(_set_probs(q_arr, idx, k))
+            mass_blocks.append(_selection_mass(B, length, slots, idx, k))
+    n_sets = sum(b.shape[0] for b in set_blocks)
+    sets = np.full((n_sets, k), _PAD, dtype=np.int64)
     set_probs = np.concatenate(prob_blocks)
-    flows = np.concatenate(flow_blocks)
     total = set_probs.sum()
     set_probs = set_probs / total                            # round-off only (sum is 1 exactly)
-    flows = flows / total
-    keep = (sets != _PAD) & (p_arr[np.where(sets != _PAD, sets, 0)] > 0)
-    edge_set = np.repeat(np.arange(sets.shape[0]), k)[keep.ravel()]
-    edge_token = sets.ravel()[keep.ravel()]
-    raw = flows.ravel()[keep.ravel()]
+    edge_set, edge_token, raw = [], [], []
+    row = 0
+    for idx, mass in zip(set_blocks, mass_blocks):
+        N, m = idx.shape
+        sets[row:row + N, :m] = idx
+        edge_set.append(np.repeat(np.arange(row, row + N), m))
+        edge_token.append(idx.ravel())
+        raw.append((mass * accept[idx]).ravel())
+        row += N
+    edge_set, edge_token = np.concatenate(edge_set), np.concatenate(edge_token)
+    raw = np.concatenate(raw) / total
+    if (p_arr[support] <= 0).any():                          # no membership edge into p = 0
+        keep = p_arr[edge_token] > 0
+        edge_set, edge_token, raw = edge_set[keep], edge_token[keep], raw[keep]
     # the rule's own marginals, before the plan repairs round-off: flow into y is min(r_y, p_y),
     # flow out of S is at most Q(S); anything else is an error of this module, not round-off
-    col_err = np.abs(np.bincount(edge_token, raw, minlength=p_arr.size) - np.minimum(r, p_arr)).max()
-    row_excess = (np.bincount(edge_set, raw, minlength=set_probs.size) - set_probs).max(initial=0.0)
+    col_err = np.abs(np.bincount(edge_token, raw, minlength=V) - np.minimum(r, p_arr)).max()
+    row_excess = (np.bincount(edge_set, raw, minlength=n_sets) - set_probs).max(initial=0.0)
     error = float(max(col_err, row_excess, 0.0))
     if error > 1e-9:
-        raise RuntimeError(f"layout plan marginals off by {error:.3g} (p, q, k = V{p_arr.size}, k{k})")
+        raise RuntimeError(f"layout plan marginals off by {error:.3g} (p, q, k = V{V}, k{k})")
     plan = _make_plan(p_arr, sets, set_probs, edge_set, edge_token, raw)
     build = time.perf_counter() - t0
     cut = optimal_cut(p_arr, q_arr, k).cut

@@ -20,7 +20,9 @@ machine precision.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -47,20 +49,36 @@ class Layout:
 
 
 def _solve_slide(delta: float, c: float, u_lo: float, u_hi: float, k: int) -> float:
-    """Root ``u`` in ``[u_lo, u_hi]`` of ``u^k - (u - delta)^k = c`` (increasing in ``u``)."""
+    """Root ``u`` in ``[u_lo, u_hi]`` of ``u^k - (u - delta)^k = c`` (increasing in ``u``).
+
+    Safeguarded Newton on ``delta * s_k(u) = c`` with ``s_j(u) = sum_{i<j} u^i z^{j-1-i}``,
+    ``z = u - delta`` (the difference of powers without cancellation, so the residual is accurate
+    to a few ulps and Newton converges to machine precision); the derivative is ``k delta s_{k-1}``.
+    """
     lo, hi = u_lo, u_hi
+    if k == 2 and delta > 0:                       # u^2 - (u - delta)^2 = delta (2u - delta)
+        return min(max(0.5 * (c / delta + delta), lo), hi)
     u = 0.5 * (lo + hi)
     for _ in range(200):
-        f = u**k - (u - delta) ** k - c
+        z = u - delta if u > delta else 0.0
+        s_prev, s, zp = 0.0, 1.0, 1.0              # s_0, s_1, z^0
+        for _ in range(k - 1):
+            zp *= z
+            s_prev, s = s, u * s + zp
+        f = delta * s - c
+        if f == 0.0:
+            return u
         if f > 0:
             hi = u
         else:
             lo = u
-        df = k * (u ** (k - 1) - (u - delta) ** (k - 1))
+        df = k * delta * s_prev
         nxt = u - f / df if df > 0 else 0.5 * (lo + hi)
+        if abs(nxt - u) <= 1e-300 + 2e-16 * abs(u):   # converged (a Newton step of ~1 ulp)
+            return nxt if lo <= nxt <= hi else u
         if not lo < nxt < hi:
             nxt = 0.5 * (lo + hi)
-        if abs(nxt - u) <= 1e-17 + 4e-16 * abs(u) or hi - lo <= 4e-16 * max(hi, 1e-300):
+        if hi - lo <= 4e-16 * max(hi, 1e-300):
             return nxt
         u = nxt
     return u
@@ -69,93 +87,81 @@ def _solve_slide(delta: float, c: float, u_lo: float, u_hi: float, k: int) -> fl
 def greedy_layout(p: np.ndarray, q: np.ndarray, k: int) -> Layout:
     """The greedy min-score layout of docs/theory/optimal_verifier.md#min-score-layouts for validated ``p, q``.
 
-    Cost: a sequential pass over the tokens; each step scans the free intervals it touches (and,
-    for a slid chunk, the free intervals once).
+    Cost: a sequential pass over the tokens in plain Python floats (no per-token array calls). The
+    free space is kept as sorted lists of intervals with their values ``int w``; a leftmost chunk
+    walks the intervals it takes (each is then removed, so the walks cost ``O(V)`` in all), a slid
+    chunk builds the prefix sums of the free space once (``itertools.accumulate``) and
+    bisects them (:func:`_slide`).
     """
     V = p.size
-    order = ratio_order(p, q)[::-1]
-    fa, fb = np.array([0.0]), np.array([1.0])  # free intervals, sorted
+    order = ratio_order(p, q)[::-1].tolist()
+    ps, qs = p.tolist(), q.tolist()
+    fa, fb, fv = [0.0], [1.0], [1.0]          # free intervals (sorted) and their values int w
     pieces: list[list[tuple[float, float]]] = [[] for _ in range(V)]
     free_total = 1.0
 
-    for y in order.tolist():
-        L = float(q[y])
+    for y in order:
+        L = qs[y]
         if L <= 0.0:
             continue
         L = min(L, free_total)
-        chunk = _chunk(fa, fb, 0.0, L)  # the leftmost chunk
-        if _chunk_value(fa, fb, chunk, k) > p[y]:
-            chunk = _chunk(fa, fb, _slide(fa, fb, L, free_total, float(p[y]), k), L)
-        (i, s1), (j, s2) = chunk
-        taken = [(s1, fb[i])] if i < j else [(s1, s2)]
-        taken += list(zip(fa[i + 1:j].tolist(), fb[i + 1:j].tolist()))
+        n = len(fa)
+        # the leftmost chunk [0, L] (free coordinates): intervals 0..j, ending at s2 in interval j
+        acc, j, val = 0.0, 0, 0.0
+        while j < n - 1 and acc + (fb[j] - fa[j]) < L:
+            acc += fb[j] - fa[j]
+            val += fv[j]
+            j += 1
+        i, s1 = 0, fa[0]
+        s2 = min(fa[j] + (L - acc), fb[j])
+        val += (1.0 - fa[j]) ** k - (1.0 - s2) ** k
+        if val > ps[y]:
+            (i, s1), (j, s2) = _slide(fa, fb, fv, L, free_total, ps[y], k)
         if i < j:
-            taken.append((fa[j], s2))
-        pieces[y] = [(float(a), float(b)) for a, b in taken if b > a]
+            taken = [(s1, fb[i]), *zip(fa[i + 1:j], fb[i + 1:j]), (fa[j], s2)]
+        else:
+            taken = [(s1, s2)]
+        pieces[y] = [(a, b) for a, b in taken if b > a]
         # cut [s1 (in interval i), s2 (in interval j)] out of the free space
-        keep_a = [fa[i]] if s1 > fa[i] else []
-        keep_b = [s1] if s1 > fa[i] else []
+        na, nb, nv = [], [], []
+        if s1 > fa[i]:
+            na.append(fa[i])
+            nb.append(s1)
+            nv.append((1.0 - fa[i]) ** k - (1.0 - s1) ** k)
         if s2 < fb[j]:
-            keep_a.append(s2)
-            keep_b.append(fb[j])
-        fa = np.concatenate([fa[:i], keep_a, fa[j + 1:]])
-        fb = np.concatenate([fb[:i], keep_b, fb[j + 1:]])
+            na.append(s2)
+            nb.append(fb[j])
+            nv.append((1.0 - s2) ** k - (1.0 - fb[j]) ** k)
+        fa[i:j + 1], fb[i:j + 1], fv[i:j + 1] = na, nb, nv
         free_total -= L
-        if fa.size == 0:
-            fa, fb = np.array([1.0]), np.array([1.0])
+        if not fa:
+            fa, fb, fv = [1.0], [1.0], [0.0]
+    counts = [len(pc) for pc in pieces]
     ptr = np.zeros(V + 1, dtype=np.int64)
-    ptr[1:] = np.cumsum([len(pc) for pc in pieces])
-    flat = [iv for pc in pieces for iv in pc]
-    starts = np.array([a for a, _ in flat], dtype=np.float64)
-    ends = np.array([b for _, b in flat], dtype=np.float64)
+    ptr[1:] = np.cumsum(counts)
+    flat = np.array([iv for pc in pieces for iv in pc], dtype=np.float64).reshape(-1, 2)
+    starts, ends = flat[:, 0].copy(), flat[:, 1].copy()
     seg = (1.0 - starts) ** k - (1.0 - ends) ** k
-    marginal = np.bincount(np.repeat(np.arange(V), np.diff(ptr)), seg, minlength=V)
+    marginal = np.bincount(np.repeat(np.arange(V), counts), seg, minlength=V)
     return Layout(k, starts, ends, ptr, marginal)
 
 
-_WINDOW = 64  # leftmost chunks: the free intervals are scanned in growing windows from the left
-
-
-def _chunk(fa, fb, x: float, L: float) -> tuple[tuple[int, float], tuple[int, float]]:
-    """Free coordinates ``[x, x + L]`` as ``((interval, position), (interval, position))``."""
-    m = _WINDOW
-    while True:
-        lens = fb[:m] - fa[:m]
-        cend = np.cumsum(lens)  # free coordinate at the end of each interval
-        if m >= fa.size or cend[-1] >= x + L:
-            break
-        m *= 4
-    last = lens.size - 1
-    i = min(int(np.searchsorted(cend, x, side="right")), last)
-    j = max(min(int(np.searchsorted(cend, x + L, side="left")), last), i)
-    s1 = min(fa[i] + (x - (cend[i] - lens[i])), fb[i])
-    s2 = min(fa[j] + (x + L - (cend[j] - lens[j])), fb[j])
-    return (i, float(s1)), (j, float(max(s2, s1) if i == j else s2))
-
-
-def _chunk_value(fa, fb, chunk, k: int) -> float:
-    (i, s1), (j, s2) = chunk
-    if i == j:
-        return (1.0 - s1) ** k - (1.0 - s2) ** k
-    inner = float(np.sum((1.0 - fa[i + 1:j]) ** k - (1.0 - fb[i + 1:j]) ** k))
-    return (1.0 - s1) ** k - (1.0 - fb[i]) ** k + inner + (1.0 - fa[j]) ** k - (1.0 - s2) ** k
-
-
-def _slide(fa, fb, L: float, total: float, target: float, k: int) -> float:
-    """Free coordinate ``x`` of the chunk of measure ``L`` whose value is ``target`` (or the last).
+def _slide(fa, fb, fv, L: float, total: float, target: float, k: int):
+    """The chunk of measure ``L`` whose value is ``target`` (or the last one), as
+    ``((interval, position), (interval, position))`` of its two ends.
 
     The value ``v(x)`` of the chunk ``[x, x + L]`` (free coordinates) decreases in ``x``. Its
     breakpoints (an end of the chunk at the start of a free interval) form two sorted families,
     ``C_m`` and ``C_m - L``; binary searches in both narrow the bracket to a piece without
     breakpoints, where both ends stay inside one interval each and the equation is solved exactly.
     """
-    C = np.concatenate([[0.0], np.cumsum(fb - fa)])  # free coordinate of each interval start
-    Dv = np.concatenate([[0.0], np.cumsum((1.0 - fa) ** k - (1.0 - fb) ** k)])
-    n = fa.size
+    n = len(fa)
+    C = [0.0, *accumulate([b - a for a, b in zip(fa, fb)])]   # free coordinate of each interval start
+    Dv = [0.0, *accumulate(fv)]
     xmax = max(total - L, 0.0)
 
-    def locate(x: float) -> tuple[int, float]:
-        i = min(max(int(np.searchsorted(C, x, side="right")) - 1, 0), n - 1)
+    def locate(x: float):
+        i = min(max(bisect_right(C, x) - 1, 0), n - 1)
         return i, min(fa[i] + (x - C[i]), fb[i])
 
     def value(x: float) -> float:  # int w over the free coordinates [x, x + L]
@@ -164,25 +170,33 @@ def _slide(fa, fb, L: float, total: float, target: float, k: int) -> float:
                 - (1.0 - fa[i1]) ** k + (1.0 - u1) ** k)
 
     if value(xmax) >= target:
-        return xmax
-    lo, hi = 0.0, xmax  # value(lo) > target > value(hi)
-    for family in (C[1:n], C[1:n] - L):
-        a = int(np.searchsorted(family, lo, side="right"))
-        b = int(np.searchsorted(family, hi, side="left"))
-        while a < b:  # family[a:b] lies strictly inside (lo, hi)
-            mid = (a + b) // 2
-            if value(family[mid]) >= target:
-                lo, a = float(family[mid]), mid + 1
-            else:
-                hi, b = float(family[mid]), mid
-    # inside (lo, hi) both ends stay in one interval each; with u = 1 - pos(x):
-    # v(x) = Dv[i2] - Dv[i1] + (1 - a[i2])^k - (1 - a[i1])^k + u^k - (u - delta)^k
-    xm = 0.5 * (lo + hi)
-    (i1, pos1), (i2, pos2) = locate(xm), locate(xm + L)
-    const = Dv[i2] - Dv[i1] + (1.0 - fa[i2]) ** k - (1.0 - fa[i1]) ** k
-    u_lo, u_hi = 1.0 - (fa[i1] + (hi - C[i1])), 1.0 - (fa[i1] + (lo - C[i1]))
-    u = _solve_slide(float(pos2 - pos1), target - const, u_lo, u_hi, k)
-    return float(np.clip(C[i1] + (1.0 - u) - fa[i1], lo, hi))
+        x = xmax
+    else:
+        lo, hi = 0.0, xmax  # value(lo) > target > value(hi)
+        for shift in (0.0, L):  # the families C[1:n] and C[1:n] - L
+            a = bisect_right(C, lo, 1, n, key=lambda c: c - shift)
+            b = bisect_left(C, hi, 1, n, key=lambda c: c - shift)
+            while a < b:  # family[a:b] lies strictly inside (lo, hi)
+                mid = (a + b) // 2
+                xm = C[mid] - shift
+                if value(xm) >= target:
+                    lo, a = xm, mid + 1
+                else:
+                    hi, b = xm, mid
+        # inside (lo, hi) both ends stay in one interval each; with u = 1 - pos(x):
+        # v(x) = Dv[i2] - Dv[i1] + (1 - a[i2])^k - (1 - a[i1])^k + u^k - (u - delta)^k
+        xm = 0.5 * (lo + hi)
+        (i1, pos1), (i2, pos2) = locate(xm), locate(xm + L)
+        const = Dv[i2] - Dv[i1] + (1.0 - fa[i2]) ** k - (1.0 - fa[i1]) ** k
+        u_lo, u_hi = 1.0 - (fa[i1] + (hi - C[i1])), 1.0 - (fa[i1] + (lo - C[i1]))
+        u = _solve_slide(pos2 - pos1, target - const, u_lo, u_hi, k)
+        x = min(max(C[i1] + (1.0 - u) - fa[i1], lo), hi)
+    # the chunk [x, x + L] as (interval, position) of both ends
+    i = min(bisect_right(C, x, 1, n + 1) - 1, n - 1)
+    j = max(min(bisect_left(C, x + L, 1, n + 1) - 1, n - 1), i)
+    s1 = min(fa[i] + (x - C[i]), fb[i])
+    s2 = min(fa[j] + (x + L - C[j]), fb[j])
+    return (i, s1), (j, max(s2, s1) if i == j else s2)
 
 
 def selection_probabilities(layout: Layout, drafts: np.ndarray, q: np.ndarray) -> np.ndarray:
