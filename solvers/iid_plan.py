@@ -34,13 +34,14 @@ from __future__ import annotations
 import time
 from itertools import combinations
 from functools import lru_cache
+from typing import NamedTuple
 from math import comb, factorial, lgamma, prod
 
 import numpy as np
 
 from ot_coupling.validation import validate_distribution, validate_k
 
-from .closed_form import cut_value, optimal_cut
+from .closed_form import _cut_iid, cut_value
 from .membership_lp import _PAD, GAP_TOL, MembershipOT, _make_plan
 from .min_score_layout import Layout, greedy_layout
 from .result import warn_if_failed
@@ -51,8 +52,12 @@ MAX_MULTISETS = 20_000_000
 MAX_COMPOSITIONS = 20_000
 #: elements of the largest temporary array of one block of draft sets
 _BLOCK_ELEMENTS = 1 << 21
-#: index patterns of at most this many subsets are cached per (support size, m)
-_CACHE_COMBINATIONS = 200_000
+#: per-interval owner tensors (:func:`_owner_tensor`) up to this many numbers replace per-set gathers
+_TENSOR_ELEMENTS = 1 << 22
+#: index patterns of at most this many draft sets are cached per (support size, k) (shape only)
+_CACHE_SETS = 200_000
+#: up to this many compositions are looped over (one array pass each), more are done in one pass
+_LOOPED_TERMS = 32
 
 
 def compositions(k: int, m: int):
@@ -68,36 +73,50 @@ def count_iid_multisets(q: np.ndarray, k: int) -> int:
     return sum(comb(n, m) * comb(k - 1, m - 1) for m in range(1, min(k, n) + 1))
 
 
-def _survival_tables(layout: Layout, V: int):
-    """Elementary intervals sorted by start: ``B[t, e] = |S_t cap [a_e, 1]|`` as a ``[V, E + 1]``
-    table, the lengths ``[E + 1]`` and, per token, the indices of the intervals it owns ``[V, W]``.
+class _Intervals(NamedTuple):
+    """The layout's elementary intervals ``e`` sorted by start (column ``E`` is a dummy of length 0).
 
-    Column ``E`` is a dummy interval of length 0 (``B = 0``): the padding of ``slots`` points at it,
-    so padded entries add exactly 0.
+    ``B[t, e] = |S_t cap [a_e, 1]|`` (``[V, E + 1]``, suffix sums of each token's own lengths);
+    ``own[e]`` its owner; ``length[e]``; ``slots[t]`` the intervals ``t`` owns, padded with ``E``;
+    ``h[c - 1][e] = sum_{i<c} x^i z^{c-1-i}`` with ``x = B[own_e, e]``, ``z = x - length_e``.
     """
+
+    B: np.ndarray
+    own: np.ndarray
+    length: np.ndarray
+    slots: np.ndarray
+    n_own: np.ndarray
+    h: list
+
+
+def _intervals(layout: Layout, V: int, k: int) -> _Intervals:
     counts = np.diff(layout.ptr)
-    owner = np.repeat(np.arange(V), counts)
     order = np.argsort(layout.starts, kind="stable")
-    own = owner[order]
+    own = np.repeat(np.arange(V), counts)[order]
     E = own.size
     length = np.zeros(E + 1)
     length[:E] = (layout.ends - layout.starts)[order]
-    # B[t, e] = sum of the lengths of t's own intervals at or after e (suffix sums per token)
     B = np.zeros((V, E + 1))
-    B[own, np.arange(E)] = length[:E]
-    B[:, :E] = np.cumsum(B[:, E - 1::-1], axis=1)[:, ::-1] if E else B[:, :E]
-    width = max(int(counts.max(initial=0)), 1)
-    slots = np.full((V, width), E, dtype=np.int64)
-    by_owner = np.argsort(own, kind="stable")            # sorted positions grouped by owner, in order
+    if E:
+        B[own, np.arange(E)] = length[:E]
+        B[:, :E] = np.cumsum(B[:, E - 1::-1], axis=1)[:, ::-1]
+    slots = np.full((V, max(int(counts.max(initial=0)), 1)), E, dtype=np.int64)
+    by_owner = np.argsort(own, kind="stable")             # positions grouped by owner, increasing
     first = np.cumsum(counts) - counts
     slots[own[by_owner], np.arange(E) - first[own[by_owner]]] = by_owner
-    return B, length, slots
+    x = B[own, np.arange(E)]
+    z = np.maximum(x - length[:E], 0.0)
+    h, zp = [np.ones(E)], np.ones(E)
+    for _ in range(1, k):
+        zp = zp * z
+        h.append(x * h[-1] + zp)
+    return _Intervals(B, own, length, slots, counts, h)
 
 
 @lru_cache(maxsize=64)
 def _composition_table(k: int, m: int):
     """Compositions ``d`` of ``k`` into ``m`` positive parts ``[R, m]`` and their multinomial
-    coefficients ``k! / prod d_i!``, as floats, or as logs (``in_logs``) when a float overflows."""
+    coefficients ``k! / prod d_i!``: floats, or logs (``in_logs``) when a float would overflow."""
     comps = np.array(list(compositions(k, m)), dtype=np.int64).reshape(-1, m)
     log_coef = lgamma(k + 1) - np.array([sum(lgamma(c + 1) for c in row) for row in comps.tolist()])
     in_logs = bool(log_coef.max(initial=0.0) > 690.0)
@@ -118,20 +137,85 @@ def _others(m: int) -> np.ndarray:
     return out
 
 
-def _monomials(x: np.ndarray, exponents: np.ndarray, coef: np.ndarray, in_logs: bool) -> np.ndarray:
-    """``coef_R prod_j x[..., j] ** exponents[R, j]`` as ``[..., R]`` (exponents >= 1; ``x >= 0``)."""
-    if exponents.shape[1] == 0:
-        return np.broadcast_to(np.exp(coef) if in_logs else coef, x.shape[:-1] + coef.shape)
+def _poly(x: np.ndarray, comps: np.ndarray, coef: np.ndarray, in_logs: bool, h=None) -> np.ndarray:
+    """``sum_R coef_R w_R prod_j x[..., j] ** comps[R, j]`` over the rows ``R`` of ``comps``.
+
+    Without ``h`` the weights are 1 and every column of ``comps`` is an exponent. With ``h`` the
+    first column of ``comps`` is an own count ``c`` with weight ``h[c - 1]`` and ``x`` holds the
+    remaining columns. All terms are non-negative (no cancellation); in logs when ``in_logs``.
+    """
+    own, exps = (comps[:, 0], comps[:, 1:]) if h is not None else (None, comps)
+    shape = x.shape[:-1]
     if in_logs:
         with np.errstate(divide="ignore"):
-            return np.exp(np.log(x) @ exponents.T.astype(np.float64) + coef)
-    dmax = int(exponents.max())
-    powers = np.cumprod(np.broadcast_to(x[..., None], x.shape + (dmax,)), axis=-1)   # x^1..x^dmax
-    cols = np.arange(exponents.shape[1])
-    return np.prod(powers[..., cols, exponents - 1], axis=-1) * coef
+            logs = np.log(x) @ exps.T.astype(np.float64) + coef if exps.shape[1] else np.broadcast_to(
+                coef, shape + coef.shape)
+            if h is not None:
+                logs = logs + np.log(np.stack([h[c - 1] for c in own.tolist()], axis=-1))
+        return np.exp(logs).sum(axis=-1)
+    if comps.shape[0] > _LOOPED_TERMS:                        # many compositions: one pass over all
+        dmax = int(exps.max(initial=1))
+        powers = np.cumprod(np.broadcast_to(x[..., None], x.shape + (dmax,)), axis=-1)
+        terms = np.prod(powers[..., np.arange(exps.shape[1]), exps - 1], axis=-1) * coef
+        if h is not None:
+            terms = terms * np.stack([h[c - 1] for c in own.tolist()], axis=-1)
+        return terms.sum(axis=-1)
+    cols = [x[..., j] for j in range(exps.shape[1])]
+    pw: dict = {}
+    out = np.zeros(shape)
+    for r, (row, cf) in enumerate(zip(exps.tolist(), coef.tolist())):
+        term = h[own[r] - 1] * cf if h is not None else cf
+        for j, d in enumerate(row):
+            if (j, d) not in pw:
+                pw[j, d] = cols[j] if d == 1 else cols[j] ** d
+            term = term * pw[j, d]
+        out = out + term
+    return out
 
 
-def _selection_mass(B, length, slots, idx: np.ndarray, k: int) -> np.ndarray:
+def _owner_tensor(iv: _Intervals, V: int, k: int, m: int) -> np.ndarray:
+    r"""``T[y, t_1..t_{m-1}]``: the mass of ``Z = y`` for the draft set ``{y, t_1..t_{m-1}}``.
+
+    The sum of :func:`_selection_mass` formed per elementary interval ``e`` for *all* other tokens
+    at once (outer products of the columns ``B[:, e]``, ``E V^{m-1}`` numbers) and summed over the
+    intervals each token owns; no per-set gathers. Symmetric in the others (the compositions are
+    closed under permuting them); only entries with distinct tokens are read.
+    """
+    comps, coef, _ = _composition_table(k, m)
+    E = iv.own.size
+    Be = iv.B[:, :E].T                                          # [E, V]
+    powers = [None, Be]
+    for _ in range(2, int(comps[:, 1:].max(initial=1)) + 1):
+        powers.append(powers[-1] * Be)
+    acc = np.zeros((E,) + (V,) * (m - 1))
+    for row, cf in zip(comps.tolist(), coef.tolist()):
+        term = ((cf * iv.length[:E]) * iv.h[row[0] - 1]).reshape((E,) + (1,) * (m - 1))
+        for j, d in enumerate(row[1:]):
+            shape = [E] + [1] * (m - 1)
+            shape[1 + j] = V
+            term = term * powers[d].reshape(shape)
+        acc += term
+    out = np.zeros((V,) * m)
+    if E:
+        by_owner = np.argsort(iv.own, kind="stable")
+        owners, starts = np.unique(iv.own[by_owner], return_index=True)
+        out[owners] = np.add.reduceat(acc[by_owner], starts, axis=0)
+    return out
+
+
+def _selection_mass_tensor(T: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``[N, m]`` masses read off :func:`_owner_tensor` for the sets ``idx`` (rows sorted)."""
+    N, m = idx.shape
+    V = T.shape[0]
+    flat = T.ravel()
+    out = np.empty((N, m))
+    weights = V ** np.arange(m - 1, -1, -1, dtype=np.int64)
+    for i, others in enumerate(_others(m).tolist()):
+        out[:, i] = flat[idx[:, [i] + others] @ weights]
+    return out
+
+
+def _selection_mass(iv: _Intervals, idx: np.ndarray, k: int) -> np.ndarray:
     r"""``Q(S) P(Z = y | S)`` for the sets ``idx [N, m]`` (rows) and each member ``y`` (columns).
 
     With ``B_t(u) = |S_t cap [u, 1]|``, the probability that all ``k`` scores exceed ``u`` and the
@@ -144,31 +228,40 @@ def _selection_mass(B, length, slots, idx: np.ndarray, k: int) -> np.ndarray:
         \qquad x = B_y(a_e),\ z = x - |e|,
 
     with ``x^c - z^c = |e| sum_{i<c} x^i z^{c-1-i}`` (positive terms only, no cancellation).
-    Vectorised over (set, member, owned interval) with the owned intervals padded to ``W``.
+    Vectorised over the (set, member, owned interval) triples, one pass per interval rank ``w``
+    over the members that own more than ``w`` intervals (no padding).
     """
     N, m = idx.shape
     comps, coef, in_logs = _composition_table(k, m)
-    e = slots[idx]                                              # [N, m, W]
-    x = B[idx[:, :, None], e]
-    ln = length[e]
-    z = np.maximum(x - ln, 0.0)
-    cmax = int(comps[:, 0].max())
-    h = np.empty(x.shape + (cmax,))                             # h[..., c-1] = sum_{i<c} x^i z^{c-1-i}
-    h[..., 0] = 1.0
-    zp = np.ones_like(z)
-    for c in range(1, cmax):
-        zp = zp * z
-        h[..., c] = x * h[..., c - 1] + zp
-    xo = B[idx[:, _others(m)][:, :, None, :], e[..., None]]       # [N, m, W, m-1]
-    terms = _monomials(xo, comps[:, 1:], coef, in_logs)        # [N, m, W, R]
-    mass = np.einsum("...r,...r->...", terms, h[..., comps[:, 0] - 1]) * ln
-    return mass.sum(axis=-1)
+    E1 = iv.B.shape[1]
+    Bf = iv.B.ravel()
+    tokens = idx.ravel()
+    n_own = iv.n_own[tokens]
+    others = _others(m)
+    out = np.zeros(N * m)
+    for w in range(iv.slots.shape[1]):
+        f = np.flatnonzero(n_own > w) if w else np.arange(N * m)
+        if f.size == 0:
+            break
+        y = tokens[f]
+        e = iv.slots[y, w]
+        ln = iv.length[e]
+        x = Bf[y * E1 + e]
+        z = np.maximum(x - ln, 0.0)
+        h, zp = [np.ones(f.size)], np.ones(f.size)
+        for _ in range(1, int(comps[:, 0].max())):
+            zp = zp * z
+            h.append(x * h[-1] + zp)
+        o = tokens[(f // m * m)[:, None] + others[f % m]]           # [P, m - 1]
+        xo = Bf[o * E1 + e[:, None]]
+        out[f] += _poly(xo, comps, coef, in_logs, h) * ln
+    return out.reshape(N, m)
 
 
 def _set_probs(q: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
     """``Q(S) = sum_d k!/prod d_t! prod_t q_t^{d_t}`` for the sets ``idx [N, m]`` (positive terms)."""
     comps, coef, in_logs = _composition_table(k, idx.shape[1])
-    return _monomials(q[idx], comps, coef, in_logs).sum(axis=-1)
+    return _poly(q[idx], comps, coef, in_logs)
 
 
 @lru_cache(maxsize=32)
@@ -188,13 +281,30 @@ def _range_combinations(n: int, m: int) -> np.ndarray:
 def _combinations_array(items: np.ndarray, m: int) -> np.ndarray:
     """All ``m``-subsets of ``items`` (increasing rows, lexicographic order) as an ``[C, m]`` array.
 
-    The index pattern depends on ``(len(items), m)`` only and is cached when it is small
-    (:data:`_CACHE_COMBINATIONS` rows).
+    The index pattern depends on ``(len(items), m)`` only and is cached when it has at most
+    :data:`_CACHE_SETS` rows.
     """
     n = items.size
-    if comb(n, m) <= _CACHE_COMBINATIONS:
-        return items[_range_combinations(n, m)]
-    return items[_range_combinations.__wrapped__(n, m)]
+    build = _range_combinations if comb(n, m) <= _CACHE_SETS else _range_combinations.__wrapped__
+    return items[build(n, m)]
+
+
+@lru_cache(maxsize=8)
+def _set_pattern(n: int, k: int):
+    """The draft sets of ``k`` draws from ``n`` tokens as indices ``[N, k]`` (padded with ``n``),
+    by size then lexicographically, and the set of each membership edge (row-major order)."""
+    blocks = [_range_combinations.__wrapped__(n, m) for m in range(1, min(k, n) + 1)]
+    sets = np.full((sum(b.shape[0] for b in blocks), k), n, dtype=np.int64)
+    edge_set, row = [], 0
+    for b in blocks:
+        N, m = b.shape
+        sets[row:row + N, :m] = b
+        edge_set.append(np.repeat(np.arange(row, row + N), m))
+        row += N
+    edge_set = np.concatenate(edge_set)
+    for arr in (sets, edge_set):
+        arr.setflags(write=False)
+    return sets, edge_set
 
 
 def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> MembershipOT:
@@ -236,38 +346,33 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     r = layout.marginal
     with np.errstate(divide="ignore", invalid="ignore"):
         accept = np.where(r > 0, np.minimum(1.0, p_arr / np.where(r > 0, r, 1.0)), 0.0)
-    B, length, slots = _survival_tables(layout, V)
+    iv = _intervals(layout, V, k)
     support = np.flatnonzero(q_arr > 0)
-    set_blocks, prob_blocks, mass_blocks = [], [], []
-    for m in range(1, min(k, support.size) + 1):
-        all_idx = _combinations_array(support, m)
-        R = _composition_table(k, m)[0].shape[0]
-        per_set = m * slots.shape[1] * max(m - 1, 1) * (R + k - m + 2)
+    n = support.size
+    small = sum(comb(n, m) for m in range(1, min(k, n) + 1)) <= _CACHE_SETS
+    pattern = _set_pattern if small else _set_pattern.__wrapped__
+    set_index, edge_set = pattern(n, k)
+    sets = np.append(support, _PAD)[set_index]                # the pad index n reads -1
+    prob_blocks, mass_blocks = [], []
+    for m in range(1, min(k, n) + 1):
+        idx = _combinations_array(support, m)
+        comps, _, in_logs = _composition_table(k, m)
+        prob_blocks.append(_set_probs(q_arr, idx, k))
+        if not in_logs and iv.own.size * V ** (m - 1) * comps.shape[0] <= _TENSOR_ELEMENTS:
+            mass_blocks.append(_selection_mass_tensor(_owner_tensor(iv, V, k, m), idx).ravel())
+            continue
+        per_set = m * (1 + m) * (2 + comps.shape[0] + k)           # temporaries per set (one interval rank)
         chunk = max(1, _BLOCK_ELEMENTS // per_set)
-        for lo in range(0, all_idx.shape[0], chunk):
-            idx = all_idx[lo:lo + chunk]
-            set_blocks.append(idx)
-            prob_blocks.append(_set_probs(q_arr, idx, k))
-            mass_blocks.append(_selection_mass(B, length, slots, idx, k))
-    n_sets = sum(b.shape[0] for b in set_blocks)
-    sets = np.full((n_sets, k), _PAD, dtype=np.int64)
+        mass_blocks += [_selection_mass(iv, idx[lo:lo + chunk], k).ravel() for lo in range(0, idx.shape[0], chunk)]
     set_probs = np.concatenate(prob_blocks)
     total = set_probs.sum()
     set_probs = set_probs / total                            # round-off only (sum is 1 exactly)
-    edge_set, edge_token, raw = [], [], []
-    row = 0
-    for idx, mass in zip(set_blocks, mass_blocks):
-        N, m = idx.shape
-        sets[row:row + N, :m] = idx
-        edge_set.append(np.repeat(np.arange(row, row + N), m))
-        edge_token.append(idx.ravel())
-        raw.append((mass * accept[idx]).ravel())
-        row += N
-    edge_set, edge_token = np.concatenate(edge_set), np.concatenate(edge_token)
-    raw = np.concatenate(raw) / total
+    edge_token = sets[set_index < n]                         # members in row-major order, as the masses
+    raw = np.concatenate(mass_blocks) * (accept[edge_token] / total)
     if (p_arr[support] <= 0).any():                          # no membership edge into p = 0
         keep = p_arr[edge_token] > 0
         edge_set, edge_token, raw = edge_set[keep], edge_token[keep], raw[keep]
+    n_sets = set_probs.size
     # the rule's own marginals, before the plan repairs round-off: flow into y is min(r_y, p_y),
     # flow out of S is at most Q(S); anything else is an error of this module, not round-off
     col_err = np.abs(np.bincount(edge_token, raw, minlength=V) - np.minimum(r, p_arr)).max()
@@ -277,7 +382,7 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
         raise RuntimeError(f"layout plan marginals off by {error:.3g} (p, q, k = V{V}, k{k})")
     plan = _make_plan(p_arr, sets, set_probs, edge_set, edge_token, raw)
     build = time.perf_counter() - t0
-    cut = optimal_cut(p_arr, q_arr, k).cut
+    cut = _cut_iid(p_arr, q_arr, k).cut                      # inputs validated above
     certificate = cut_value(p_arr, sets, set_probs, cut)
     value = plan.acceptance()
     code, message = 0, f"optimal (min-score layout; raw marginal error {error:.1e})"

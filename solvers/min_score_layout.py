@@ -97,14 +97,15 @@ def greedy_layout(p: np.ndarray, q: np.ndarray, k: int) -> Layout:
     order = ratio_order(p, q)[::-1].tolist()
     ps, qs = p.tolist(), q.tolist()
     fa, fb, fv = [0.0], [1.0], [1.0]          # free intervals (sorted) and their values int w
-    pieces: list[list[tuple[float, float]]] = [[] for _ in range(V)]
+    owner, starts, ends = [], [], []          # the pieces taken, in the order they are taken
     free_total = 1.0
 
     for y in order:
         L = qs[y]
         if L <= 0.0:
             continue
-        L = min(L, free_total)
+        if L > free_total:
+            L = free_total
         n = len(fa)
         # the leftmost chunk [0, L] (free coordinates): intervals 0..j, ending at s2 in interval j
         acc, j, val = 0.0, 0, 0.0
@@ -113,37 +114,96 @@ def greedy_layout(p: np.ndarray, q: np.ndarray, k: int) -> Layout:
             val += fv[j]
             j += 1
         i, s1 = 0, fa[0]
-        s2 = min(fa[j] + (L - acc), fb[j])
+        s2 = fa[j] + (L - acc)
+        if s2 > fb[j]:
+            s2 = fb[j]
         val += (1.0 - fa[j]) ** k - (1.0 - s2) ** k
         if val > ps[y]:
-            (i, s1), (j, s2) = _slide(fa, fb, fv, L, free_total, ps[y], k)
-        if i < j:
-            taken = [(s1, fb[i]), *zip(fa[i + 1:j], fb[i + 1:j]), (fa[j], s2)]
+            found = _walk(fa, fb, fv, j, s2, ps[y], k)
+            if found is None:
+                found = _slide(fa, fb, fv, L, free_total, ps[y], k)
+            (i, s1), (j, s2) = found
+        if i == j:
+            if s2 > s1:
+                owner.append(y)
+                starts.append(s1)
+                ends.append(s2)
         else:
-            taken = [(s1, s2)]
-        pieces[y] = [(a, b) for a, b in taken if b > a]
+            for a, b in ((s1, fb[i]), *zip(fa[i + 1:j], fb[i + 1:j]), (fa[j], s2)):
+                if b > a:
+                    owner.append(y)
+                    starts.append(a)
+                    ends.append(b)
         # cut [s1 (in interval i), s2 (in interval j)] out of the free space
-        na, nb, nv = [], [], []
+        keep = []
         if s1 > fa[i]:
-            na.append(fa[i])
-            nb.append(s1)
-            nv.append((1.0 - fa[i]) ** k - (1.0 - s1) ** k)
+            keep.append((fa[i], s1, (1.0 - fa[i]) ** k - (1.0 - s1) ** k))
         if s2 < fb[j]:
-            na.append(s2)
-            nb.append(fb[j])
-            nv.append((1.0 - s2) ** k - (1.0 - fb[j]) ** k)
-        fa[i:j + 1], fb[i:j + 1], fv[i:j + 1] = na, nb, nv
+            keep.append((s2, fb[j], (1.0 - s2) ** k - (1.0 - fb[j]) ** k))
+        fa[i:j + 1] = [t[0] for t in keep]
+        fb[i:j + 1] = [t[1] for t in keep]
+        fv[i:j + 1] = [t[2] for t in keep]
         free_total -= L
         if not fa:
             fa, fb, fv = [1.0], [1.0], [0.0]
-    counts = [len(pc) for pc in pieces]
+    owner = np.array(owner, dtype=np.int64)
+    by_token = np.argsort(owner, kind="stable")             # each token's pieces in taking order
+    starts = np.array(starts)[by_token]
+    ends = np.array(ends)[by_token]
     ptr = np.zeros(V + 1, dtype=np.int64)
-    ptr[1:] = np.cumsum(counts)
-    flat = np.array([iv for pc in pieces for iv in pc], dtype=np.float64).reshape(-1, 2)
-    starts, ends = flat[:, 0].copy(), flat[:, 1].copy()
+    np.cumsum(np.bincount(owner, minlength=V), out=ptr[1:])
     seg = (1.0 - starts) ** k - (1.0 - ends) ** k
-    marginal = np.bincount(np.repeat(np.arange(V), counts), seg, minlength=V)
+    marginal = np.bincount(owner[by_token], seg, minlength=V)
     return Layout(k, starts, ends, ptr, marginal)
+
+
+_MAX_STEPS = 24  # a slid chunk walks this many breakpoints before the prefix-sum search takes over
+
+
+def _walk(fa, fb, fv, j: int, s2: float, target: float, k: int):
+    """Slide the leftmost chunk (``[fa[0], s2]``, ending in interval ``j``) right, breakpoint by
+    breakpoint (an end reaching the end of its interval), until its value drops to ``target``.
+
+    The value is kept incrementally (``inner`` = values of the intervals strictly between the
+    ends), so a step costs O(1); between two breakpoints both ends stay in one interval each and
+    the equation is solved exactly (:func:`_solve_slide`). Returns the chunk as :func:`_slide` does,
+    or ``None`` after :data:`_MAX_STEPS` breakpoints (then the prefix-sum search is used).
+    """
+    n = len(fa)
+    i, u1, u2 = 0, fa[0], s2
+    inner = sum(fv[1:j]) if j > 1 else 0.0
+    for _ in range(_MAX_STEPS):
+        d1, d2 = fb[i] - u1, fb[j] - u2
+        step = d1 if d1 < d2 else d2
+        if i < j:
+            rest = inner + (1.0 - fa[j]) ** k - (1.0 - fb[i]) ** k
+        else:
+            rest = 0.0
+        # value at the end of this piece: both ends moved by step
+        end_value = rest + (1.0 - (u1 + step)) ** k - (1.0 - (u2 + step)) ** k
+        if end_value <= target:
+            u = _solve_slide(u2 - u1, target - rest, 1.0 - (u1 + step), 1.0 - u1, k)
+            t = min(max(1.0 - u - u1, 0.0), step)
+            return (i, u1 + t), (j, min(u2 + t, fb[j]))
+        if d2 <= d1:                          # the right end reaches the end of interval j
+            if j == n - 1:                    # end of the free space: the last chunk
+                return (i, min(u1 + d2, fb[i])), (j, fb[j])
+            u1 += d2
+            j += 1
+            u2 = fa[j]
+            if j - 1 > i:
+                inner += fv[j - 1]
+            if d1 == d2:                      # both at once: the left end moves on too
+                inner -= fv[i + 1] if i + 1 < j else 0.0
+                i += 1
+                u1 = fa[i]
+        else:                                 # the left end reaches the end of interval i
+            u2 += d1
+            i += 1
+            u1 = fa[i]
+            if i < j:
+                inner -= fv[i]
+    return None
 
 
 def _slide(fa, fb, fv, L: float, total: float, target: float, k: int):
