@@ -77,15 +77,16 @@ class _Intervals(NamedTuple):
     """The layout's elementary intervals ``e`` sorted by start (column ``E`` is a dummy of length 0).
 
     ``B[t, e] = |S_t cap [a_e, 1]|`` (``[V, E + 1]``, suffix sums of each token's own lengths);
-    ``own[e]`` its owner; ``length[e]``; ``slots[t]`` the intervals ``t`` owns, padded with ``E``;
-    ``h[c - 1][e] = sum_{i<c} x^i z^{c-1-i}`` with ``x = B[own_e, e]``, ``z = x - length_e``.
+    ``own[e]`` its owner; ``length[e]``; ``n_own[t]`` how many intervals ``t`` owns; ``order``
+    the sorted position of each of the layout's intervals; ``h[c - 1][e] = sum_{i<c} x^i
+    z^{c-1-i}`` for ``c < k`` with ``x = B[own_e, e]``, ``z = x - length_e``.
     """
 
     B: np.ndarray
     own: np.ndarray
     length: np.ndarray
-    slots: np.ndarray
     n_own: np.ndarray
+    order: np.ndarray
     h: list
 
 
@@ -97,20 +98,29 @@ def _intervals(layout: Layout, V: int, k: int) -> _Intervals:
     length = np.zeros(E + 1)
     length[:E] = (layout.ends - layout.starts)[order]
     B = np.zeros((V, E + 1))
+    cols = np.arange(E)
     if E:
-        B[own, np.arange(E)] = length[:E]
+        B[own, cols] = length[:E]
         B[:, :E] = np.cumsum(B[:, E - 1::-1], axis=1)[:, ::-1]
-    slots = np.full((V, max(int(counts.max(initial=0)), 1)), E, dtype=np.int64)
-    by_owner = np.argsort(own, kind="stable")             # positions grouped by owner, increasing
-    first = np.cumsum(counts) - counts
-    slots[own[by_owner], np.arange(E) - first[own[by_owner]]] = by_owner
-    x = B[own, np.arange(E)]
+    x = B[own, cols]
     z = np.maximum(x - length[:E], 0.0)
     h, zp = [np.ones(E)], np.ones(E)
-    for _ in range(1, k):
+    for _ in range(2, k):
         zp = zp * z
         h.append(x * h[-1] + zp)
-    return _Intervals(B, own, length, slots, counts, h)
+    return _Intervals(B, own, length, counts, order, h)
+
+
+def _owned_slots(iv: _Intervals) -> np.ndarray:
+    """``[V, W]``: the sorted positions of the intervals each token owns, padded with ``E`` (the dummy)."""
+    V, E = iv.n_own.size, iv.own.size
+    rank = np.empty(E, dtype=np.int64)
+    rank[iv.order] = np.arange(E)                               # layout index -> sorted position
+    slots = np.full((V, max(int(iv.n_own.max(initial=0)), 1)), E, dtype=np.int64)
+    first = np.cumsum(iv.n_own) - iv.n_own
+    token = np.repeat(np.arange(V), iv.n_own)
+    slots[token, np.arange(E) - first[token]] = rank
+    return slots
 
 
 @lru_cache(maxsize=64)
@@ -173,49 +183,45 @@ def _poly(x: np.ndarray, comps: np.ndarray, coef: np.ndarray, in_logs: bool, h=N
     return out
 
 
-def _owner_tensor(iv: _Intervals, V: int, k: int, m: int) -> np.ndarray:
+def _owner_tensor(iv: _Intervals, support: np.ndarray, k: int, m: int) -> np.ndarray:
     r"""``T[y, t_1..t_{m-1}]``: the mass of ``Z = y`` for the draft set ``{y, t_1..t_{m-1}}``.
 
     The sum of :func:`_selection_mass` formed per elementary interval ``e`` for *all* other tokens
-    at once (outer products of the columns ``B[:, e]``, ``E V^{m-1}`` numbers) and summed over the
-    intervals each token owns; no per-set gathers. Symmetric in the others (the compositions are
-    closed under permuting them); only entries with distinct tokens are read.
+    at once (outer products of the columns ``B[:, e]``, ``E n^{m-1}`` numbers) and summed over the
+    intervals each token owns; no per-set gathers. Indexed by rank in ``support`` (``n`` tokens).
+    Symmetric in the others (the compositions are closed under permuting them); only entries with
+    distinct tokens are read (:func:`_tensor_positions`).
     """
     comps, coef, _ = _composition_table(k, m)
-    E = iv.own.size
-    Be = iv.B[:, :E].T                                          # [E, V]
+    n, E = support.size, iv.own.size
+    Be = iv.B[support, :E].T                                    # [E, n]
     powers = [None, Be]
     for _ in range(2, int(comps[:, 1:].max(initial=1)) + 1):
         powers.append(powers[-1] * Be)
-    acc = np.zeros((E,) + (V,) * (m - 1))
+    acc = None                                                  # [E, n, ..., n]: per-interval masses
     for row, cf in zip(comps.tolist(), coef.tolist()):
-        term = ((cf * iv.length[:E]) * iv.h[row[0] - 1]).reshape((E,) + (1,) * (m - 1))
-        for j, d in enumerate(row[1:]):
-            shape = [E] + [1] * (m - 1)
-            shape[1 + j] = V
-            term = term * powers[d].reshape(shape)
-        acc += term
-    out = np.zeros((V,) * m)
-    if E:
-        by_owner = np.argsort(iv.own, kind="stable")
-        owners, starts = np.unique(iv.own[by_owner], return_index=True)
-        out[owners] = np.add.reduceat(acc[by_owner], starts, axis=0)
+        term = ((cf * iv.length[:E]) * iv.h[row[0] - 1])[:, None] * powers[row[1]]
+        for j, d in enumerate(row[2:], start=2):
+            term = term[..., None] * powers[d].reshape((E,) + (1,) * (j - 1) + (n,))
+        acc = term if acc is None else acc + term
+    # sum over the intervals each token owns: a one-hot [n, E] matrix times the per-interval masses
+    owns = np.zeros((n, E))
+    owns[np.searchsorted(support, iv.own), np.arange(E)] = 1.0    # owners have q > 0: in the support
+    return (owns @ acc.reshape(E, -1)).reshape((n,) * m)
+
+
+@lru_cache(maxsize=16)
+def _tensor_positions(n: int, m: int) -> np.ndarray:
+    """``[C(n, m), m]``: flat index into an ``[n]^m`` tensor of (member ``i``, the others in order)
+    for every ``m``-subset of ``range(n)`` (lexicographic rows, as :func:`_range_combinations`)."""
+    combos = _range_combinations.__wrapped__(n, m)
+    weights = n ** np.arange(m - 1, -1, -1, dtype=np.int64)
+    out = np.stack([combos[:, [i] + others] @ weights for i, others in enumerate(_others(m).tolist())], axis=1)
+    out.setflags(write=False)
     return out
 
 
-def _selection_mass_tensor(T: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``[N, m]`` masses read off :func:`_owner_tensor` for the sets ``idx`` (rows sorted)."""
-    N, m = idx.shape
-    V = T.shape[0]
-    flat = T.ravel()
-    out = np.empty((N, m))
-    weights = V ** np.arange(m - 1, -1, -1, dtype=np.int64)
-    for i, others in enumerate(_others(m).tolist()):
-        out[:, i] = flat[idx[:, [i] + others] @ weights]
-    return out
-
-
-def _selection_mass(iv: _Intervals, idx: np.ndarray, k: int) -> np.ndarray:
+def _selection_mass(iv: _Intervals, slots: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
     r"""``Q(S) P(Z = y | S)`` for the sets ``idx [N, m]`` (rows) and each member ``y`` (columns).
 
     With ``B_t(u) = |S_t cap [u, 1]|``, the probability that all ``k`` scores exceed ``u`` and the
@@ -239,12 +245,12 @@ def _selection_mass(iv: _Intervals, idx: np.ndarray, k: int) -> np.ndarray:
     n_own = iv.n_own[tokens]
     others = _others(m)
     out = np.zeros(N * m)
-    for w in range(iv.slots.shape[1]):
+    for w in range(slots.shape[1]):
         f = np.flatnonzero(n_own > w) if w else np.arange(N * m)
         if f.size == 0:
             break
         y = tokens[f]
-        e = iv.slots[y, w]
+        e = slots[y, w]
         ln = iv.length[e]
         x = Bf[y * E1 + e]
         z = np.maximum(x - ln, 0.0)
@@ -307,6 +313,12 @@ def _set_pattern(n: int, k: int):
     return sets, edge_set
 
 
+def clear_caches() -> None:
+    """Empty the shape-only caches (subset index patterns, composition tables) of this module."""
+    for fn in (_composition_table, _others, _range_combinations, _set_pattern, _tensor_positions):
+        fn.cache_clear()
+
+
 def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> MembershipOT:
     """Exact optimal membership plan for ``k`` i.i.d. drafts from the min-score layout (no LP).
 
@@ -353,17 +365,22 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     pattern = _set_pattern if small else _set_pattern.__wrapped__
     set_index, edge_set = pattern(n, k)
     sets = np.append(support, _PAD)[set_index]                # the pad index n reads -1
-    prob_blocks, mass_blocks = [], []
+    prob_blocks, mass_blocks, slots = [], [], None
     for m in range(1, min(k, n) + 1):
         idx = _combinations_array(support, m)
         comps, _, in_logs = _composition_table(k, m)
         prob_blocks.append(_set_probs(q_arr, idx, k))
-        if not in_logs and iv.own.size * V ** (m - 1) * comps.shape[0] <= _TENSOR_ELEMENTS:
-            mass_blocks.append(_selection_mass_tensor(_owner_tensor(iv, V, k, m), idx).ravel())
-            continue
-        per_set = m * (1 + m) * (2 + comps.shape[0] + k)           # temporaries per set (one interval rank)
-        chunk = max(1, _BLOCK_ELEMENTS // per_set)
-        mass_blocks += [_selection_mass(iv, idx[lo:lo + chunk], k).ravel() for lo in range(0, idx.shape[0], chunk)]
+        if m == 1:                                           # all k drafts equal y: Z = y, mass q_y^k
+            mass_blocks.append(prob_blocks[-1])
+        elif not in_logs and iv.own.size * n ** (m - 1) * comps.shape[0] <= _TENSOR_ELEMENTS:
+            positions = (_tensor_positions if idx.shape[0] <= _CACHE_SETS else _tensor_positions.__wrapped__)(n, m)
+            mass_blocks.append(_owner_tensor(iv, support, k, m).ravel()[positions].ravel())
+        else:
+            slots = _owned_slots(iv) if slots is None else slots
+            per_set = m * (1 + m) * (2 + comps.shape[0] + k)       # temporaries per set (one interval rank)
+            chunk = max(1, _BLOCK_ELEMENTS // per_set)
+            mass_blocks += [_selection_mass(iv, slots, idx[lo:lo + chunk], k).ravel()
+                            for lo in range(0, idx.shape[0], chunk)]
     set_probs = np.concatenate(prob_blocks)
     total = set_probs.sum()
     set_probs = set_probs / total                            # round-off only (sum is 1 exactly)
