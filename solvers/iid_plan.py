@@ -343,9 +343,10 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     if p_arr.size != q_arr.size:
         raise ValueError(f"p and q must have the same length, got {p_arr.size} and {q_arr.size}")
     k = validate_k(k)
-    n_multi = count_iid_multisets(q_arr, k)
-    n_support = int((q_arr > 0).sum())
-    n_comp = sum(comb(k - 1, m - 1) for m in range(1, min(k, n_support) + 1))
+    support = np.flatnonzero(q_arr > 0)
+    n = support.size
+    n_multi = sum(comb(n, m) * comb(k - 1, m - 1) for m in range(1, min(k, n) + 1))   # count_iid_multisets
+    n_comp = sum(comb(k - 1, m - 1) for m in range(1, min(k, n) + 1))
     if n_comp > MAX_COMPOSITIONS:
         raise ValueError(f"problem too large: {n_comp} compositions of k={k} exceed {MAX_COMPOSITIONS}; "
                          "use solvers.optimal_acceptance for the value alone")
@@ -356,11 +357,10 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     V = p_arr.size
     layout = greedy_layout(p_arr, q_arr, k)
     r = layout.marginal
-    with np.errstate(divide="ignore", invalid="ignore"):
-        accept = np.where(r > 0, np.minimum(1.0, p_arr / np.where(r > 0, r, 1.0)), 0.0)
+    accept = np.zeros(V)                                     # min(1, p_y / r_y), 0 where r_y = 0
+    selected = r > 0
+    accept[selected] = np.minimum(1.0, p_arr[selected] / r[selected])
     iv = _intervals(layout, V, k)
-    support = np.flatnonzero(q_arr > 0)
-    n = support.size
     small = sum(comb(n, m) for m in range(1, min(k, n) + 1)) <= _CACHE_SETS
     pattern = _set_pattern if small else _set_pattern.__wrapped__
     set_index, edge_set = pattern(n, k)

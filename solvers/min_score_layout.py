@@ -135,14 +135,24 @@ def greedy_layout(p: np.ndarray, q: np.ndarray, k: int) -> Layout:
                     starts.append(a)
                     ends.append(b)
         # cut [s1 (in interval i), s2 (in interval j)] out of the free space
-        keep = []
-        if s1 > fa[i]:
-            keep.append((fa[i], s1, (1.0 - fa[i]) ** k - (1.0 - s1) ** k))
-        if s2 < fb[j]:
-            keep.append((s2, fb[j], (1.0 - s2) ** k - (1.0 - fb[j]) ** k))
-        fa[i:j + 1] = [t[0] for t in keep]
-        fb[i:j + 1] = [t[1] for t in keep]
-        fv[i:j + 1] = [t[2] for t in keep]
+        left, right = s1 > fa[i], s2 < fb[j]
+        if left and right:
+            a, b = fa[i], fb[j]
+            fa[i:j + 1] = (a, s2)
+            fb[i:j + 1] = (s1, b)
+            fv[i:j + 1] = ((1.0 - a) ** k - (1.0 - s1) ** k, (1.0 - s2) ** k - (1.0 - b) ** k)
+        elif left:
+            a = fa[i]
+            fa[i:j + 1] = (a,)
+            fb[i:j + 1] = (s1,)
+            fv[i:j + 1] = ((1.0 - a) ** k - (1.0 - s1) ** k,)
+        elif right:
+            b = fb[j]
+            fa[i:j + 1] = (s2,)
+            fb[i:j + 1] = (b,)
+            fv[i:j + 1] = ((1.0 - s2) ** k - (1.0 - b) ** k,)
+        else:
+            del fa[i:j + 1], fb[i:j + 1], fv[i:j + 1]
         free_total -= L
         if not fa:
             fa, fb, fv = [1.0], [1.0], [0.0]

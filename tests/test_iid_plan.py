@@ -72,3 +72,77 @@ def test_combinations_array_matches_itertools():
     items = np.array([2, 3, 5, 7, 11, 13])
     for m in range(1, 7):
         assert _combinations_array(items, m).tolist() == [list(c) for c in combinations(items.tolist(), m)]
+
+
+def _check_exact(res, p, q, k):
+    assert abs(res.value - optimal_acceptance(p, q, k)) <= 1e-12
+    assert abs(res.certificate_value - res.value) <= 1e-12
+    plan = res.plan
+    assert np.abs(plan.output_law() - p).max() <= 1e-12
+    rows = np.bincount(plan.edge_set, plan.edge_flow, minlength=plan.n_sets) + plan.set_leftover
+    assert np.abs(rows - plan.set_probs).max() <= 1e-12
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_gather_path_matches_owner_tensor_path(seed, monkeypatch):
+    """The per-set gathers (large problems) and the owner tensors (small ones) give the same plan."""
+    import solvers.iid_plan as iid_plan
+
+    rng = np.random.default_rng(100 + seed)
+    V, k = int(rng.integers(3, 10)), int(rng.integers(2, 6))
+    p, q = _pair(rng, V, zeros=seed % 3 == 0)
+    tensor = iid_layout_plan(p, q, k)
+    monkeypatch.setattr(iid_plan, "_TENSOR_ELEMENTS", 0)
+    monkeypatch.setattr(iid_plan, "_BLOCK_ELEMENTS", 300)          # many chunks
+    gathered = iid_layout_plan(p, q, k)
+    _check_exact(gathered, p, q, k)
+    assert np.array_equal(tensor.plan.edge_set, gathered.plan.edge_set)
+    assert np.abs(tensor.plan.edge_flow - gathered.plan.edge_flow).max(initial=0.0) <= 1e-14
+
+
+def test_huge_k_uses_log_coefficients():
+    """k = 1100: multinomial coefficients overflow float64 (C(1100, 550) ~ 1e329); logs are used."""
+    from solvers.iid_plan import _composition_table
+
+    assert _composition_table(1100, 2)[2]
+    p, q = np.array([0.6, 0.4]), np.array([0.3, 0.7])
+    _check_exact(iid_layout_plan(p, q, 1100), p, q, 1100)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_layout_walk_and_prefix_search_agree(seed, monkeypatch):
+    """A slid chunk found by walking breakpoints equals the one found by the prefix-sum search."""
+    import solvers.min_score_layout as msl
+
+    rng = np.random.default_rng(200 + seed)
+    V, k = int(rng.integers(5, 40)), int(rng.integers(1, 7))
+    p, q = _pair(rng, V, zeros=seed % 2 == 0)
+    walked = msl.greedy_layout(p, q, k)
+    monkeypatch.setattr(msl, "_MAX_STEPS", 0)                      # always the prefix-sum search
+    searched = msl.greedy_layout(p, q, k)
+    alpha = optimal_acceptance(p, q, k)
+    for lay in (walked, searched):
+        assert abs(np.minimum(lay.marginal, p).sum() - alpha) <= 1e-12
+        sizes = np.bincount(np.repeat(np.arange(V), np.diff(lay.ptr)), lay.ends - lay.starts, minlength=V)
+        assert np.abs(sizes - q).max() <= 1e-15                      # |S_y| = q_y
+        order = np.argsort(lay.starts)
+        assert (lay.starts[order][1:] >= lay.ends[order][:-1]).all()  # disjoint
+    assert np.abs(walked.marginal - searched.marginal).max() <= 1e-12
+
+
+def test_solve_slide_root_is_accurate():
+    """u^k - (u - d)^k = c to a few ulps, also when a Newton step lands on the exact root."""
+    from solvers.min_score_layout import _solve_slide
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        k = int(rng.integers(2, 12))
+        d = float(rng.uniform(1e-6, 0.5))
+        u_true = float(rng.uniform(d, 1.0))
+        c = u_true ** k - (u_true - d) ** k
+        u = _solve_slide(d, c, d, 1.0, k)
+        assert abs((u ** k - (u - d) ** k) - c) <= 64 * np.finfo(float).eps * max(c, u ** k)
+    # the case that made the old loop bisect ~50 times after hitting f == 0
+    args = (0.037316510277252135, 0.02262252657406177, 0.037316510277252246, 0.968089640624877, 3)
+    u = _solve_slide(*args)
+    assert abs(u - 0.46805992488544157) <= 1e-15
