@@ -119,7 +119,7 @@ def greedy_layout(p: np.ndarray, q: np.ndarray, k: int) -> Layout:
             s2 = fb[j]
         val += (1.0 - fa[j]) ** k - (1.0 - s2) ** k
         if val > ps[y]:
-            found = _walk(fa, fb, fv, j, s2, ps[y], k)
+            found = _walk(fa, fb, fv, L, ps[y], k)
             if found is None:
                 found = _slide(fa, fb, fv, L, free_total, ps[y], k)
             (i, s1), (j, s2) = found
@@ -170,49 +170,59 @@ def greedy_layout(p: np.ndarray, q: np.ndarray, k: int) -> Layout:
 _MAX_STEPS = 24  # a slid chunk walks this many breakpoints before the prefix-sum search takes over
 
 
-def _walk(fa, fb, fv, j: int, s2: float, target: float, k: int):
-    """Slide the leftmost chunk (``[fa[0], s2]``, ending in interval ``j``) right, breakpoint by
-    breakpoint (an end reaching the end of its interval), until its value drops to ``target``.
+def _walk(fa, fb, fv, L: float, target: float, k: int):
+    """Slide a chunk of free measure ``L`` left from the right end of the free space, breakpoint by
+    breakpoint (an end reaching the start of its interval), until its value rises to ``target``.
 
-    The value is kept incrementally (``inner`` = values of the intervals strictly between the
-    ends), so a step costs O(1); between two breakpoints both ends stay in one interval each and
-    the equation is solved exactly (:func:`_solve_slide`). Returns the chunk as :func:`_slide` does,
-    or ``None`` after :data:`_MAX_STEPS` breakpoints (then the prefix-sum search is used).
+    Used when the leftmost chunk is worth more than ``target``; the value decreases as the chunk
+    moves right, and slid chunks mostly end near the right end (later tokens have lower ``p/q``),
+    so few breakpoints are passed. The value is kept incrementally (``inner`` = values of the
+    intervals strictly between the ends), so a step costs O(1); between two breakpoints both ends
+    stay in one interval each and the equation is solved exactly (:func:`_solve_slide`). Returns
+    the chunk as :func:`_slide` does (the last chunk if even that is worth ``target`` or more), or
+    ``None`` after :data:`_MAX_STEPS` breakpoints (then the prefix-sum search is used).
     """
-    n = len(fa)
-    i, u1, u2 = 0, fa[0], s2
-    inner = sum(fv[1:j]) if j > 1 else 0.0
+    j = len(fa) - 1
+    u2 = fb[j]
+    acc, i = 0.0, j                           # the left end: free measure L back from the right end
+    while i > 0 and acc + (fb[i] - fa[i]) < L:
+        acc += fb[i] - fa[i]
+        i -= 1
+    u1 = fb[i] - (L - acc)
+    if u1 < fa[i]:
+        u1 = fa[i]
+    inner = sum(fv[i + 1:j]) if j - i > 1 else 0.0
+    rest = inner + (1.0 - fa[j]) ** k - (1.0 - fb[i]) ** k if i < j else 0.0
+    if rest + (1.0 - u1) ** k - (1.0 - u2) ** k >= target:
+        return (i, u1), (j, u2)               # even the last chunk is worth target or more
     for _ in range(_MAX_STEPS):
-        d1, d2 = fb[i] - u1, fb[j] - u2
+        d1, d2 = u1 - fa[i], u2 - fa[j]
         step = d1 if d1 < d2 else d2
-        if i < j:
-            rest = inner + (1.0 - fa[j]) ** k - (1.0 - fb[i]) ** k
-        else:
-            rest = 0.0
-        # value at the end of this piece: both ends moved by step
-        end_value = rest + (1.0 - (u1 + step)) ** k - (1.0 - (u2 + step)) ** k
-        if end_value <= target:
-            u = _solve_slide(u2 - u1, target - rest, 1.0 - (u1 + step), 1.0 - u1, k)
-            t = min(max(1.0 - u - u1, 0.0), step)
-            return (i, u1 + t), (j, min(u2 + t, fb[j]))
-        if d2 <= d1:                          # the right end reaches the end of interval j
-            if j == n - 1:                    # end of the free space: the last chunk
-                return (i, min(u1 + d2, fb[i])), (j, fb[j])
-            u1 += d2
-            j += 1
-            u2 = fa[j]
-            if j - 1 > i:
-                inner += fv[j - 1]
-            if d1 == d2:                      # both at once: the left end moves on too
-                inner -= fv[i + 1] if i + 1 < j else 0.0
-                i += 1
-                u1 = fa[i]
-        else:                                 # the left end reaches the end of interval i
-            u2 += d1
-            i += 1
-            u1 = fa[i]
-            if i < j:
-                inner -= fv[i]
+        # value at the end of this piece: both ends moved left by step
+        if rest + (1.0 - (u1 - step)) ** k - (1.0 - (u2 - step)) ** k >= target:
+            u = _solve_slide(u2 - u1, target - rest, 1.0 - u1, 1.0 - (u1 - step), k)
+            t = min(max(u1 - (1.0 - u), 0.0), step)
+            return (i, u1 - t), (j, max(u2 - t, fa[j]))
+        if i == 0 and d1 <= d2:               # reached the leftmost chunk (worth more than target)
+            return None
+        if d1 <= d2:                          # the left end reaches the start of interval i
+            u2 -= d1
+            i -= 1
+            u1 = fb[i]
+            if i + 1 < j:
+                inner += fv[i + 1]
+            if d1 == d2:                      # both at once: the right end moves on too
+                j -= 1
+                u2 = fb[j]
+                if j > i:
+                    inner -= fv[j]
+        else:                                 # the right end reaches the start of interval j
+            u1 -= d2
+            j -= 1
+            u2 = fb[j]
+            if j > i:
+                inner -= fv[j]
+        rest = inner + (1.0 - fa[j]) ** k - (1.0 - fb[i]) ** k if i < j else 0.0
     return None
 
 
