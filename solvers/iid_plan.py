@@ -290,15 +290,18 @@ def _combinations_array(items: np.ndarray, m: int) -> np.ndarray:
     The index pattern depends on ``(len(items), m)`` only and is cached when it has at most
     :data:`_CACHE_SETS` rows.
     """
-    n = items.size
-    build = _range_combinations if comb(n, m) <= _CACHE_SETS else _range_combinations.__wrapped__
-    return items[build(n, m)]
+    return items[_range_subsets(items.size, m)]
+
+
+def _range_subsets(n: int, m: int) -> np.ndarray:
+    """The ``m``-subsets of ``range(n)`` (read-only; cached up to :data:`_CACHE_SETS` rows)."""
+    return (_range_combinations if comb(n, m) <= _CACHE_SETS else _range_combinations.__wrapped__)(n, m)
 
 
 @lru_cache(maxsize=8)
 def _set_pattern(n: int, k: int):
     """The draft sets of ``k`` draws from ``n`` tokens as indices ``[N, k]`` (padded with ``n``),
-    by size then lexicographically, and the set of each membership edge (row-major order)."""
+    by size then lexicographically, and the set and the member of each membership edge (row-major)."""
     blocks = [_range_combinations.__wrapped__(n, m) for m in range(1, min(k, n) + 1)]
     sets = np.full((sum(b.shape[0] for b in blocks), k), n, dtype=np.int64)
     edge_set, row = [], 0
@@ -308,9 +311,10 @@ def _set_pattern(n: int, k: int):
         edge_set.append(np.repeat(np.arange(row, row + N), m))
         row += N
     edge_set = np.concatenate(edge_set)
-    for arr in (sets, edge_set):
+    edge_member = sets[sets < n]                                # each edge's member, row-major
+    for arr in (sets, edge_set, edge_member):
         arr.setflags(write=False)
-    return sets, edge_set
+    return sets, edge_set, edge_member
 
 
 def clear_caches() -> None:
@@ -363,16 +367,15 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     iv = _intervals(layout, V, k)
     small = sum(comb(n, m) for m in range(1, min(k, n) + 1)) <= _CACHE_SETS
     pattern = _set_pattern if small else _set_pattern.__wrapped__
-    set_index, edge_set = pattern(n, k)
+    set_index, edge_set, edge_member = pattern(n, k)
     sets = np.append(support, _PAD)[set_index]                # the pad index n reads -1
-    prob_blocks, mass_blocks, slots = [], [], None
-    for m in range(1, min(k, n) + 1):
-        idx = _combinations_array(support, m)
+    prob_blocks, mass_blocks, slots = [q_arr[support] ** k], [], None
+    mass_blocks.append(prob_blocks[0])                        # {y}: all k drafts are y, Z = y
+    for m in range(2, min(k, n) + 1):
+        idx = _range_subsets(n, m) if n == V else _combinations_array(support, m)
         comps, _, in_logs = _composition_table(k, m)
         prob_blocks.append(_set_probs(q_arr, idx, k))
-        if m == 1:                                           # all k drafts equal y: Z = y, mass q_y^k
-            mass_blocks.append(prob_blocks[-1])
-        elif not in_logs and iv.own.size * n ** (m - 1) * comps.shape[0] <= _TENSOR_ELEMENTS:
+        if not in_logs and iv.own.size * n ** (m - 1) * comps.shape[0] <= _TENSOR_ELEMENTS:
             positions = (_tensor_positions if idx.shape[0] <= _CACHE_SETS else _tensor_positions.__wrapped__)(n, m)
             mass_blocks.append(_owner_tensor(iv, support, k, m).ravel()[positions].ravel())
         else:
@@ -384,7 +387,7 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     set_probs = np.concatenate(prob_blocks)
     total = set_probs.sum()
     set_probs = set_probs / total                            # round-off only (sum is 1 exactly)
-    edge_token = sets[set_index < n]                         # members in row-major order, as the masses
+    edge_token = support[edge_member]                        # members in row-major order, as the masses
     raw = np.concatenate(mass_blocks) * (accept[edge_token] / total)
     if (p_arr[support] <= 0).any():                          # no membership edge into p = 0
         keep = p_arr[edge_token] > 0
