@@ -102,12 +102,15 @@ def _intervals(layout: Layout, V: int, k: int) -> _Intervals:
     if E:
         B[own, cols] = length[:E]
         B[:, :E] = np.cumsum(B[:, E - 1::-1], axis=1)[:, ::-1]
-    x = B[own, cols]
-    z = np.maximum(x - length[:E], 0.0)
-    h, zp = [np.ones(E)], np.ones(E)
-    for _ in range(2, k):
-        zp = zp * z
-        h.append(x * h[-1] + zp)
+    h = [np.ones(E)]
+    if k > 2:
+        x = B[own, cols]
+        z = np.maximum(x - length[:E], 0.0)
+        zp = z
+        h.append(x + z)
+        for _ in range(3, k):
+            zp = zp * z
+            h.append(x * h[-1] + zp)
     return _Intervals(B, own, length, counts, order, h)
 
 
@@ -194,7 +197,8 @@ def _owner_tensor(iv: _Intervals, support: np.ndarray, k: int, m: int) -> np.nda
     """
     comps, coef, _ = _composition_table(k, m)
     n, E = support.size, iv.own.size
-    Be = iv.B[support, :E].T                                    # [E, n]
+    everything = n == iv.B.shape[0]
+    Be = (iv.B[:, :E] if everything else iv.B[support, :E]).T  # [E, n]
     powers = [None, Be]
     for _ in range(2, int(comps[:, 1:].max(initial=1)) + 1):
         powers.append(powers[-1] * Be)
@@ -206,7 +210,7 @@ def _owner_tensor(iv: _Intervals, support: np.ndarray, k: int, m: int) -> np.nda
         acc = term if acc is None else acc + term
     # sum over the intervals each token owns: a one-hot [n, E] matrix times the per-interval masses
     owns = np.zeros((n, E))
-    owns[np.searchsorted(support, iv.own), np.arange(E)] = 1.0    # owners have q > 0: in the support
+    owns[iv.own if everything else np.searchsorted(support, iv.own), np.arange(E)] = 1.0   # owners: q > 0
     return (owns @ acc.reshape(E, -1)).reshape((n,) * m)
 
 
