@@ -108,7 +108,7 @@ def ortools_maxflow(p, q, k):
 
 
 def specot_layout_cold(p, q, k):
-    """``specot layout`` with its shape-only caches (subset index patterns, composition tables) emptied first."""
+    """``specot layout`` with its shape-only caches (subset patterns, composition tables) emptied first."""
     from solvers import iid_plan
 
     iid_plan.clear_caches()
@@ -123,7 +123,7 @@ SHORT = {"specot layout, cold caches": "layout cold", "specot HiGHS": "HiGHS", "
 
 def _table(title: str, rows: list[str]) -> list[str]:
     return [f"**{title}**", "", "| (V, k) | " + " | ".join(f"{m} min / median" for m in METHODS)
-            + " | time / specot layout time: median (min) | largest value or certificate error of any method |",
+            + " | time / specot layout time: median (min) | largest value or certificate error |",
             "|---|" + "---|" * (len(METHODS) + 2)] + rows + [""]
 
 
@@ -131,8 +131,8 @@ def _row(V: int, k: int, times: dict, err: float) -> str:
     med = {m: float(np.median(t)) for m, t in times.items()}
     best = {m: min(t) for m, t in times.items()}
     cells = [f"{1e3 * best[m]:.2f} / {1e3 * med[m]:.2f} ms" for m in times]
-    ratios = ", ".join(f"{SHORT[m]} {med[m] / med['specot layout']:.1f}x ({best[m] / best['specot layout']:.1f}x)"
-                       for m in METHODS if m != "specot layout")
+    ratios = ", ".join(f"{SHORT[m]} {med[m] / med['specot layout']:.1f}x "
+                       f"({best[m] / best['specot layout']:.1f}x)" for m in METHODS if m != "specot layout")
     return f"| ({V}, {k}) | " + " | ".join(cells) + f" | {ratios} | {err:.1e} |"
 
 

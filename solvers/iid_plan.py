@@ -11,31 +11,38 @@ membership flow of that rule is therefore an optimal solution of the membership 
     f(S, y) = \min\Bigl(1, \frac{p_y}{r_y}\Bigr) \sum_{M:\ \mathrm{set}(M) = S} Q(M)\, P(Z = y \mid M),
 
 summed over the draft multisets ``M`` whose set of distinct tokens is ``S``, with
-``Q(M) = k! / \prod_t c_t! \prod_t q_t^{c_t}`` (computed in log space, so no count overflows).
+``Q(M) = k! / \prod_t c_t! \prod_t q_t^{c_t}``.
 
-``P(Z = y | M)`` has a closed form. The sets ``S_t`` of the layout partition ``[0, 1]`` into
-elementary intervals ``e = [a_e, b_e]``, each owned by one token. Let ``G_t(u) = |S_t \cap [u, 1]|
-/ q_t`` be the probability that a score drawn uniformly on ``S_t`` exceeds ``u``. On an interval
-owned by ``y`` only ``G_y`` moves, so integrating the density of the smallest score gives
+The masses have a closed form. The sets ``S_t`` of the layout partition ``[0, 1]`` into
+elementary intervals ``e = [a_e, b_e]``, each owned by one token. Let ``B_t(u) = |S_t \cap [u, 1]|``.
+The probability that all ``k`` scores exceed ``u`` and the draft set is ``S`` is
+``\Phi_S(B(u)) = \sum_d k!/\prod_t d_t! \prod_t B_t(u)^{d_t}`` (compositions ``d`` of ``k`` into
+``|S|`` positive parts), and on an interval owned by ``y`` only ``B_y`` moves, so
 
 .. math::
-    P(Z = y \mid M) = \sum_{e \text{ owned by } y}
-        \bigl[G_y(a_e)^{c_y} - G_y(b_e)^{c_y}\bigr] \prod_{t \in M,\ t \ne y} G_t(a_e)^{c_t},
+    \sum_{M:\ \mathrm{set}(M) = S} Q(M)\, P(Z = y \mid M) = \sum_{e \text{ owned by } y} \sum_d
+        \frac{k!}{\prod_t d_t!} \bigl[x_e^{d_y} - (x_e - |e|)^{d_y}\bigr]
+        \prod_{t \in S,\ t \ne y} B_t(a_e)^{d_t}, \qquad x_e = B_y(a_e),
 
-where the bracket is evaluated as ``(x - z) \sum_i x^i z^{c-1-i}`` (positive terms only, no
-cancellation). The cost is linear in the number of draft multisets times ``k^2`` times the number
-of intervals per token, with no solver. The plan is completed with the leftovers as every
-membership plan (:func:`solvers.membership_lp._make_plan`), and its certificate is the closed-form
-prefix cut (:func:`solvers.closed_form.optimal_cut`): ``certificate_value - value`` bounds the error.
+where the bracket is evaluated as ``|e| \sum_i x^i z^{c-1-i}`` (positive terms only, no
+cancellation). For small problems the inner sums are formed for all tokens at once per interval
+(outer products of the columns ``B(a_e)``) and summed over each token's intervals with one matrix
+product (:func:`_owner_tensor`); large ones gather per (set, member, owned interval)
+(:func:`_selection_mass`). The cost is linear in the number of draft sets, with no solver and no
+per-set Python loop; coefficients that overflow a float are used in logs. The plan is completed
+with the leftovers as every membership plan (:func:`solvers.membership_lp._make_plan`), and its
+certificate is the closed-form prefix cut (:func:`solvers.closed_form.optimal_cut`):
+``certificate_value - value`` bounds the error. Index patterns that depend only on the support
+size and ``k`` are cached (:func:`clear_caches` empties them).
 """
 
 from __future__ import annotations
 
 import time
-from itertools import combinations
 from functools import lru_cache
-from typing import NamedTuple
+from itertools import combinations
 from math import comb, factorial, lgamma, prod
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,7 +55,7 @@ from .result import warn_if_failed
 
 #: default limit on the number of draft multisets enumerated (refused before any work above it)
 MAX_MULTISETS = 20_000_000
-#: limit on the compositions of k looped over (one vectorised pass each; large k with small V)
+#: limit on the compositions of k tabulated per set size (large k with small V; refused above)
 MAX_COMPOSITIONS = 20_000
 #: elements of the largest temporary array of one block of draft sets
 _BLOCK_ELEMENTS = 1 << 21
@@ -220,7 +227,8 @@ def _tensor_positions(n: int, m: int) -> np.ndarray:
     for every ``m``-subset of ``range(n)`` (lexicographic rows, as :func:`_range_combinations`)."""
     combos = _range_combinations.__wrapped__(n, m)
     weights = n ** np.arange(m - 1, -1, -1, dtype=np.int64)
-    out = np.stack([combos[:, [i] + others] @ weights for i, others in enumerate(_others(m).tolist())], axis=1)
+    out = np.stack([combos[:, [i] + others] @ weights for i, others in enumerate(_others(m).tolist())],
+                   axis=1)
     out.setflags(write=False)
     return out
 
@@ -380,7 +388,8 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
         comps, _, in_logs = _composition_table(k, m)
         prob_blocks.append(_set_probs(q_arr, idx, k))
         if not in_logs and iv.own.size * n ** (m - 1) * comps.shape[0] <= _TENSOR_ELEMENTS:
-            positions = (_tensor_positions if idx.shape[0] <= _CACHE_SETS else _tensor_positions.__wrapped__)(n, m)
+            cached = idx.shape[0] <= _CACHE_SETS
+            positions = (_tensor_positions if cached else _tensor_positions.__wrapped__)(n, m)
             mass_blocks.append(_owner_tensor(iv, support, k, m).ravel()[positions].ravel())
         else:
             slots = _owned_slots(iv) if slots is None else slots

@@ -89,9 +89,10 @@ def greedy_layout(p: np.ndarray, q: np.ndarray, k: int) -> Layout:
 
     Cost: a sequential pass over the tokens in plain Python floats (no per-token array calls). The
     free space is kept as sorted lists of intervals with their values ``int w``; a leftmost chunk
-    walks the intervals it takes (each is then removed, so the walks cost ``O(V)`` in all), a slid
-    chunk builds the prefix sums of the free space once (``itertools.accumulate``) and
-    bisects them (:func:`_slide`).
+    walks the intervals it takes (each is then removed, so these walks cost ``O(V)`` in all); a
+    chunk that must slide is found by walking left from the right end of the free space
+    (:func:`_walk`, a few breakpoints in practice) or, after :data:`_MAX_STEPS` breakpoints, by
+    bisecting prefix sums of the free space (:func:`_slide`).
     """
     V = p.size
     order = ratio_order(p, q)[::-1].tolist()
