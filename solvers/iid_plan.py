@@ -258,19 +258,23 @@ def _selection_mass(iv: _Intervals, slots: np.ndarray, idx: np.ndarray, k: int) 
     others = _others(m)
     out = np.zeros(N * m)
     for w in range(slots.shape[1]):
-        f = np.flatnonzero(n_own > w) if w else np.arange(N * m)
-        if f.size == 0:
-            break
-        y = tokens[f]
+        if w == 0:                                              # every member owns an interval or the dummy
+            f, y = slice(None), tokens
+            o = idx[:, others].reshape(N * m, m - 1)
+        else:
+            f = np.flatnonzero(n_own > w)
+            if f.size == 0:
+                break
+            y = tokens[f]
+            o = tokens[(f // m * m)[:, None] + others[f % m]]     # [P, m - 1]
         e = slots[y, w]
         ln = iv.length[e]
         x = Bf[y * E1 + e]
         z = np.maximum(x - ln, 0.0)
-        h, zp = [np.ones(f.size)], np.ones(f.size)
+        h, zp = [np.ones(y.size)], np.ones(y.size)
         for _ in range(1, int(comps[:, 0].max())):
             zp = zp * z
             h.append(x * h[-1] + zp)
-        o = tokens[(f // m * m)[:, None] + others[f % m]]           # [P, m - 1]
         xo = Bf[o * E1 + e[:, None]]
         out[f] += _poly(xo, comps, coef, in_logs, h) * ln
     return out.reshape(N, m)
