@@ -225,7 +225,7 @@ def _owner_tensor(iv: _Intervals, support: np.ndarray, k: int, m: int) -> np.nda
 def _tensor_positions(n: int, m: int) -> np.ndarray:
     """``[C(n, m), m]``: flat index into an ``[n]^m`` tensor of (member ``i``, the others in order)
     for every ``m``-subset of ``range(n)`` (lexicographic rows, as :func:`_range_combinations`)."""
-    combos = _range_combinations.__wrapped__(n, m)
+    combos = _range_subsets(n, m)
     weights = n ** np.arange(m - 1, -1, -1, dtype=np.int64)
     out = np.stack([combos[:, [i] + others] @ weights for i, others in enumerate(_others(m).tolist())],
                    axis=1)
@@ -318,7 +318,7 @@ def _range_subsets(n: int, m: int) -> np.ndarray:
 def _set_pattern(n: int, k: int):
     """The draft sets of ``k`` draws from ``n`` tokens as indices ``[N, k]`` (padded with ``n``),
     by size then lexicographically, and the set and the member of each membership edge (row-major)."""
-    blocks = [_range_combinations.__wrapped__(n, m) for m in range(1, min(k, n) + 1)]
+    blocks = [_range_subsets(n, m) for m in range(1, min(k, n) + 1)]
     sets = np.full((sum(b.shape[0] for b in blocks), k), n, dtype=np.int64)
     edge_set, row = [], 0
     for b in blocks:
