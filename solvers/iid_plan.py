@@ -328,9 +328,10 @@ def _set_pattern(n: int, k: int):
         row += N
     edge_set = np.concatenate(edge_set)
     edge_member = sets[sets < n]                                # each edge's member, row-major
-    for arr in (sets, edge_set, edge_member):
+    padded = np.where(sets < n, sets, _PAD)                     # the sets of range(n), padded with -1
+    for arr in (sets, edge_set, edge_member, padded):
         arr.setflags(write=False)
-    return sets, edge_set, edge_member
+    return sets, edge_set, edge_member, padded
 
 
 def clear_caches() -> None:
@@ -383,8 +384,12 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     iv = _intervals(layout, V, k)
     small = sum(comb(n, m) for m in range(1, min(k, n) + 1)) <= _CACHE_SETS
     pattern = _set_pattern if small else _set_pattern.__wrapped__
-    set_index, edge_set, edge_member = pattern(n, k)
-    sets = np.append(support, _PAD)[set_index]                # the pad index n reads -1
+    set_index, edge_set, edge_member, padded = pattern(n, k)
+    if n == V:                                               # support = range(V): the pattern itself
+        sets, edge_token = padded, edge_member
+    else:
+        sets = np.append(support, _PAD)[set_index]            # the pad index n reads -1
+        edge_token = support[edge_member]                     # members in row-major order, as the masses
     prob_blocks, mass_blocks, slots = [q_arr[support] ** k], [], None
     mass_blocks.append(prob_blocks[0])                        # {y}: all k drafts are y, Z = y
     for m in range(2, min(k, n) + 1):
@@ -404,7 +409,6 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     set_probs = np.concatenate(prob_blocks)
     total = set_probs.sum()
     set_probs = set_probs / total                            # round-off only (sum is 1 exactly)
-    edge_token = support[edge_member]                        # members in row-major order, as the masses
     raw = np.concatenate(mass_blocks) * (accept[edge_token] / total)
     if (p_arr[support] <= 0).any():                          # no membership edge into p = 0
         keep = p_arr[edge_token] > 0
