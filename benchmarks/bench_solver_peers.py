@@ -23,10 +23,12 @@ dense product; their build time is included (each method starts from ``p``, ``q`
 Times: min and median of ``--repeats`` interleaved repeats, wall clock and CPU time of the process
 (``time.process_time``: all threads; robust on a shared machine), after one untimed
 warm-up call per method (imports). ``specot layout, cold caches`` is the same call with its
-shape-only caches emptied first (:func:`solvers.iid_plan.clear_caches`). Every value is checked
-against the closed form ``optimal_acceptance`` (printed as the largest deviation).
+shape-only caches emptied first (:func:`solvers.iid_plan.clear_caches`). Every value and
+certificate is checked against the closed form ``optimal_acceptance`` (the largest deviation is
+printed).
 
-Usage: ``python benchmarks/bench_solver_peers.py [--repeats 7] [--out benchmarks/results/solver_peers.md]``
+Usage: ``python benchmarks/bench_solver_peers.py [--repeats 15] [--out run.md]``; the output is one
+dated run, pasted as a section of ``benchmarks/results/solver_peers.md``.
 """
 
 from __future__ import annotations
