@@ -49,6 +49,18 @@ def coin(u: torch.Tensor, target: torch.Tensor, proposal: torch.Tensor) -> torch
     return u * proposal < target
 
 
+def run_plan(candidates: torch.Tensor, num: torch.Tensor, den: torch.Tensor, residual: torch.Tensor,
+             coins: torch.Tensor, race: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Run a sequential-rejection plan of :mod:`ot_coupling.kernels` (``candidates, num, den [B, m]``,
+    unnormalised ``residual [B, V]``): the first candidate whose :func:`coin` succeeds,
+    ``coins * den < num`` (``coins [B, m]``, or ``[B]`` shared by all candidates), else the
+    exponential race on the residual (``fallback`` where it has no mass). Returns tokens ``[B]``."""
+    hits = coin(coins if coins.ndim == 2 else coins.unsqueeze(1), num, den)
+    first = hits.long().argmax(dim=1)  # first accepted candidate (0 when none; masked below)
+    return torch.where(hits.any(dim=1), take(candidates, first),
+                       race_sample(residual, race, fallback=fallback))
+
+
 def membership(tokens: torch.Tensor, drafts: torch.Tensor) -> torch.Tensor:
     """``accepted[b] = tokens[b] in drafts[b, :]`` (membership acceptance)."""
     return (drafts == tokens.unsqueeze(1)).any(dim=1)

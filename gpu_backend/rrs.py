@@ -17,21 +17,10 @@ from ot_coupling.kernels import rrs as kernel_rrs
 
 from .base import Noise, TorchSelector
 from .drafting import require_support
-from .ops import coin, membership, race_sample, take
+from .ops import membership, run_plan
 
 #: the single budget of the exact RRS-wor acceptance (rejection paths), shared with numpy
 MAX_PATHS = kernel_rrs.MAX_PATHS
-
-
-def _rrs_chain(p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, coins: torch.Tensor,
-               race: torch.Tensor, without_replacement: bool) -> torch.Tensor:
-    """Run the RRS chain on all rows at once (coins and residual of the shared one-parameter kernel
-    :func:`ot_coupling.kernels.rrs.rrs_plan`); returns the output tokens ``[B]``."""
-    num, den, residual = kernel_rrs.rrs_plan(p, q, drafts, without_replacement)
-    hits = coin(coins, num, den)
-    first = hits.long().argmax(dim=1)  # first accepted draft (0 when none; masked below)
-    tokens = take(drafts, first)
-    return torch.where(hits.any(dim=1), tokens, race_sample(residual, race, fallback=p))
 
 
 def rrs_wr_acceptance(p: torch.Tensor, q: torch.Tensor, k: int) -> torch.Tensor:
@@ -69,7 +58,10 @@ class TorchRRS(TorchSelector):
 
     def _verify(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor,
                 noise: Noise) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = _rrs_chain(p, q, drafts, noise["coins"], noise["race"], self._without_replacement)
+        """Coins and residual of the shared one-parameter kernel
+        :func:`ot_coupling.kernels.rrs.rrs_plan`, run by :func:`gpu_backend.ops.run_plan`."""
+        plan = kernel_rrs.rrs_plan(p, q, drafts, self._without_replacement)
+        tokens = run_plan(drafts, *plan, noise["coins"], noise["race"], p)  # candidates: the drafts
         return tokens, membership(tokens, drafts)
 
 
