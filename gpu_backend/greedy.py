@@ -1,12 +1,8 @@
 """Greedy multi-draft verification in torch (Hu et al., ICLR 2025, arXiv 2502.18779; reconstruction
-in docs/theory/membership_ot.md#greedy-drafts).
-
-Draft law ``"greedy"``: ``T`` = the top-(k-1) tokens of ``q`` (deterministic, ties to the lower
-index) plus ``X ~ q' = q`` restricted to the other tokens, renormalised. Verification is
-single-draft speculative sampling of ``X`` against ``p`` (accept when ``u q'(X) < p(X)``, else
-``Y ~ norm((p - q')^+)`` over the whole vocabulary); ``Y in T`` also counts as accepted. Its
-acceptance ``p(T) + sum_{x not in T} min(q'(x), p(x))`` is the OT optimum for this draft law.
-Plan and acceptance: the shared kernels :mod:`ot_coupling.kernels.plans`.
+in docs/theory/membership_ot.md#greedy-drafts): the top-(k-1) tokens ``T`` of ``q`` plus ``X ~ q'``
+(``q`` off ``T``, renormalised), verified by speculative sampling of ``X`` (``Y in T`` also counts
+as accepted). Plan and acceptance: the shared kernels :mod:`ot_coupling.kernels.plans` (the numpy
+reference :mod:`ot_coupling.greedy` states the rule).
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """SpecHub in torch (Sun, Zhou, Chen, Sun, EMNLP 2024, arXiv 2411.05289; docs/theory/token_verifiers.md#spechub):
 k = 2 drafts drawn as "hub pairs" around ``a = argmax q`` and verified by the sparse OT plan.
 
-Draft law ``"hub"``: ``i ~ q``; the pair is ``(i, a)`` if ``i != a`` else ``(a, j)`` with
-``j ~ q(. | j != a)``. With, for ``j != a``, ``q_ai(j) = q(a) q(j) / (1 - q(a))``,
-``p'(j) = (p - q)^+(j)``, ``S_ia = sum_j (q - p)^+(j)``, ``S_ai = sum_j (q_ai - p')^+(j)``,
-``p'(a) = (p(a) - S_ai)^+`` and ``p''(j) = (p' - q_ai)^+(j)``, ``p''(a) = (p'(a) - S_ia)^+``:
-
-* pair ``(i, a)``: accept ``i`` if ``u_0 q(i) < p(i)``, else ``a`` if ``u_1 S_ia < p'(a)``;
-* pair ``(a, j)``: accept ``j`` if ``u_0 q_ai(j) < p'(j)``, else ``a`` if ``u_1 S_ai < p(a)``;
-* otherwise ``Y ~ norm(p'')`` (exponential race; never a drafted token).
-
-``u_0, u_1`` are the coins in the order the candidates are tried (as the numpy uniforms). The
-acceptance is ``1 - sum_y p''(y)``, the OT optimum for the hub draft law. Plan and acceptance: the
-shared kernels :mod:`ot_coupling.kernels.plans`.
+The plan (candidates ``(x, a)`` in the order tried, coins, residual ``p''``; formulas in
+:mod:`ot_coupling.spechub`) and the acceptance ``1 - sum_y p''(y)`` are the shared kernels
+:mod:`ot_coupling.kernels.plans`; ``coins[:, i]`` is the uniform of the ``i``-th candidate tried
+(as the numpy uniforms), the residual is drawn by the exponential race (never a drafted token).
 """
 
 from __future__ import annotations
@@ -50,9 +42,8 @@ class TorchSpecHub(TorchSelector):
         if drafts.shape[1] != 2:
             raise ValueError(f"selector 'spechub' needs k=2 drafts, got k={drafts.shape[1]}")
         require_support(q, 2, "hub-pair drafts")
-        plan = hub_plan(p, q, drafts)
-        hub = plan[0][:, 1]
-        if ((drafts[:, 0] == hub) == (drafts[:, 1] == hub)).any():
+        plan = hub_plan(p, q, drafts)  # candidates (x, hub)
+        if ((drafts[:, 0] == plan[0][:, 1]) == (drafts[:, 1] == plan[0][:, 1])).any():
             raise ValueError("drafts must be SpecHub hub pairs: exactly one of the two drafts is argmax q")
         tokens = run_plan(*plan, noise["coins"], noise["race"], p)
         return tokens, membership(tokens, drafts)

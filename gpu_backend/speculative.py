@@ -1,10 +1,7 @@
 """Single-draft speculative sampling in torch (Leviathan et al., ICML 2023, Algorithm 1; Chen et
-al., arXiv 2302.01318): the maximal coupling of ``q`` and ``p``.
-
-Accept the draft ``X ~ q`` when ``u q(X) < p(X)`` (probability ``min(1, p(X)/q(X))``); otherwise
-output ``Y ~ (p - q)^+ / TV(p, q)``, sampled by the exponential race on the unnormalised residual.
-Acceptance ``alpha = sum_x min(p(x), q(x)) = 1 - TV(p, q)`` (docs/theory/markov.md#speedup-model).
-Plan and acceptance: the shared kernels :mod:`ot_coupling.kernels.plans`.
+al., arXiv 2302.01318): accept ``X ~ q`` when ``u q(X) < p(X)``, else ``Y ~ (p - q)^+`` by the
+exponential race; acceptance ``1 - TV(p, q)``. Plan and acceptance: the shared kernels
+:mod:`ot_coupling.kernels.plans` (the numpy reference :mod:`ot_coupling.speculative` states the rule).
 """
 
 from __future__ import annotations

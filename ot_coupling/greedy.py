@@ -7,8 +7,7 @@ Verifier: single-draft speculative sampling of ``X`` against ``p``: accept ``X``
 that lands in ``T`` is in the draft tree, hence accepted. Acceptance
 ``alpha = p(T) + sum_{x not in T} min(q'(x), p(x))``, the optimum of membership-cost transport for this
 draft law (docs/theory/membership_ot.md#greedy-drafts; checked against brute force in the tests).
-Plan and acceptance: the shared kernels :mod:`ot_coupling.kernels.plans`, also run by
-:class:`gpu_backend.greedy.TorchGreedy`.
+Plan and acceptance: the shared kernels :mod:`ot_coupling.kernels.plans` (also run by torch).
 """
 
 from __future__ import annotations

@@ -18,8 +18,7 @@ rejected mass ``1 - alpha = sum p''`` is refilled by the residual. A token with 
 accepted with certainty whenever drafted, so ``alpha = 1 - sum p''`` is also the membership
 acceptance, and it equals the optimum for the hub draft law (docs/theory/token_verifiers.md#spechub). A zero
 residual (``sum p'' = 0``) is reached with probability 0 and falls back to ``p`` instead of NaN.
-Plan and acceptance: the shared kernels :mod:`ot_coupling.kernels.plans`, also run by
-:class:`gpu_backend.spechub.TorchSpecHub`.
+Plan and acceptance: the shared kernels :mod:`ot_coupling.kernels.plans` (also run by torch).
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@ draft ``X ~ q``, accept it with probability ``min(1, p(X) / q(X))``, otherwise o
 ``Y ~ (p - q)^+ / sum (p - q)^+``. The output is exactly ``p`` and the acceptance
 ``sum_x min(p(x), q(x)) = 1 - TV(p, q)`` is the optimum of the membership-cost transport for
 ``k = 1`` (SpecTr, Sun et al. 2023, eq. (OTM) with k = 1; docs/theory/membership_ot.md#the-transport-problem).
-Plan and acceptance: the shared kernels :mod:`ot_coupling.kernels.plans`, also run by
-:class:`gpu_backend.speculative.TorchSpeculative`.
+Plan and acceptance: the shared kernels :mod:`ot_coupling.kernels.plans` (also run by torch).
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
-r"""Plans and acceptances of the single-step sequential-rejection verifiers: speculative sampling,
-greedy drafts and SpecHub, batched, for any array-API backend (docs/theory/token_verifiers.md).
+r"""Plans and acceptances of speculative sampling, greedy drafts and SpecHub, batched, for any
+array-API backend (docs/theory/token_verifiers.md).
 
 A *plan* for drafts ``D [B, k]`` is ``(candidates [B, m], num [B, m], den [B, m], residual [B, V])``:
-candidate ``i`` is tried in order and accepted iff ``u_i den_i < num_i`` for a uniform ``u_i`` on
-``[0, 1)``, i.e. with probability ``min(1, num_i / den_i)`` (``num = 0``: never; ``den = 0 < num``:
-always), the first success is output, and if every coin fails the output is drawn from the
-unnormalised ``residual`` (the target ``p`` when it has no mass, a branch of probability 0). The
-numpy selectors turn ``num, den`` into coins (``ot_coupling.rejection.ratio_coin``), the torch ones
-compare ``u den < num`` directly (``gpu_backend.ops.run_plan``); :func:`ot_coupling.kernels.rrs.rrs_plan`
+the candidates are tried in order, ``i`` is accepted iff ``u_i den_i < num_i`` (``u_i`` uniform on
+``[0, 1)``: probability ``min(1, num_i / den_i)``), and if all fail the output is drawn from the
+unnormalised residual (from ``p`` when it has no mass). Run by ``ot_coupling.rejection.KernelRejection``
+(coins ``ratio_coin(num, den)``) and ``gpu_backend.ops.run_plan``; :func:`ot_coupling.kernels.rrs.rrs_plan`
 has the same form without the candidates (the drafts, in order).
 """
 
@@ -25,8 +23,7 @@ def speculative_plan(P, Q, D):
     """Speculative sampling (Leviathan et al., ICML 2023, Algorithm 1): accept ``X = D[:, 0]`` with
     probability ``min(1, p(X) / q(X))``, else ``Y ~ (p - q)^+``."""
     xp = array_namespace(P, Q, D)
-    return (D, xp.take_along_axis(P, D, axis=1), xp.take_along_axis(Q, D, axis=1),
-            positive(xp, P - Q))
+    return D, xp.take_along_axis(P, D, axis=1), xp.take_along_axis(Q, D, axis=1), positive(xp, P - Q)
 
 
 def speculative_acceptance(P, Q):
@@ -36,8 +33,7 @@ def speculative_acceptance(P, Q):
 
 
 def _greedy_rest(xp, Q, top):
-    """Membership of the top tokens ``top [B, k-1]`` and ``q' = q`` restricted to the others,
-    renormalised (zero rows stay zero)."""
+    """Membership of ``top [B, k-1]`` and ``q'``: ``q`` off ``top``, renormalised (zero rows stay zero)."""
     vocab = xp.arange(Q.shape[1], device=device(Q))[None, :]
     in_top = xp.zeros(Q.shape, dtype=xp.bool, device=device(Q))
     for j in range(top.shape[1]):
