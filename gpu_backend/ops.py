@@ -53,7 +53,8 @@ def run_plan(candidates: torch.Tensor, num: torch.Tensor, den: torch.Tensor, res
              coins: torch.Tensor, race: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
     """Run a plan of :mod:`ot_coupling.kernels` (``candidates, num, den [B, m]``, ``residual [B, V]``):
     the first candidate whose :func:`coin` ``coins * den < num`` succeeds (``coins [B, m]``, or ``[B]``
-    shared by all), else the exponential race on the residual (``fallback`` where it has no mass)."""
+    shared by all), else the exponential race on the residual's positive part (``fallback`` where
+    it has no mass)."""
     hits = coin(coins if coins.ndim == 2 else coins.unsqueeze(1), num, den)
     first = hits.long().argmax(dim=1)  # first accepted candidate (0 when none; masked below)
     return torch.where(hits.any(dim=1), take(candidates, first),

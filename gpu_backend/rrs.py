@@ -37,7 +37,7 @@ class TorchRRS(TorchSelector):
     _without_replacement = False
 
     def acceptance(self, p, q, k: int, *, logits: bool = False) -> torch.Tensor:
-        """``1 - Z(t_{k+1})`` per row, computed in float64 (:func:`ot_coupling.kernels.rrs.rrs_acceptance`)."""
+        """``1 - Z(t_{k+1})`` per row, in float64 (:func:`ot_coupling.kernels.rrs.rrs_acceptance`)."""
         p_t, q_t, k = self._prepare(p, q, k, logits=logits)
         return kernel_rrs.rrs_acceptance(p_t.double(), q_t.double(), k).to(p_t.dtype)
 

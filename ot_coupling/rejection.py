@@ -167,11 +167,10 @@ class SequentialRejection(Selector):
 
 class KernelRejection(SequentialRejection):
     """A :class:`SequentialRejection` whose plan is a shared kernel of :mod:`ot_coupling.kernels`
-    returning ``(candidates, num, den, residual)``: coins ``ratio_coin(num, den)``, residual
-    normalised (the target when it has no mass); one row is a batch of one."""
+    returning ``(candidates, num, den, residual)``: coins ``ratio_coin(num, den)``, residual's
+    positive part normalised (the target when it has no mass); one row is a batch of one."""
 
-    #: ``(P [B, V], Q [B, V], D [B, k]) -> (candidates [B, m], num [B, m], den [B, m], residual [B, V])``
-    kernel: Callable[..., tuple]
+    kernel: Callable[..., tuple]   # staticmethod: (P, Q, D) -> (candidates, num, den, residual)
 
     def plan(self, p, q, drafts):
         cand, coins, residual = self.plan_batch(p[None], q[None], drafts[None])
@@ -179,4 +178,4 @@ class KernelRejection(SequentialRejection):
 
     def plan_batch(self, P, Q, D):
         cand, num, den, residual = self.kernel(P, Q, D)
-        return cand, ratio_coin(num, den), normalise_rows(residual, P)
+        return cand, ratio_coin(num, den), normalise_rows(np.maximum(residual, 0.0, out=residual), P)
