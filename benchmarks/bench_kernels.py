@@ -41,7 +41,7 @@ def best(fn, key=None):
 rng = np.random.default_rng(0)
 class Out(dict):
     def __setitem__(self, key, fn):
-        if only in key:
+        if any(o in key for o in only.split(",")):
             super().__setitem__(key, best(fn))
 out = Out()
 for conc in (1.0, 0.05):
@@ -61,6 +61,13 @@ for name in ("speculative", "kseq", "rrs", "rrs_wor", "spechub", "greedy", "naiv
 for name in ("kseq", "rrs", "rrs_wor"):
     ref = ot_coupling.get_selector(name)
     out[f"{name} numpy acceptance, 1 row, k=3"] = (lambda: ref.acceptance(P[0], Q[0], 3 if name != "rrs_wor" else 2))
+from ot_coupling.draft_laws import get_draft_law
+for name in ("speculative", "spechub", "greedy"):
+    ref = ot_coupling.get_selector(name)
+    k = 1 if name == "speculative" else 2
+    D = get_draft_law(ref.draft_law).sample_batch(Q, k, rng)
+    out[f"{name} numpy verify_batch [{B}, V], k={k}"] = (lambda: ref.verify_batch(P, Q, D, 0))
+    out[f"{name} numpy acceptance, 1 row, k={k}"] = (lambda: ref.acceptance(P[0], Q[0], k))
 print(json.dumps(out))
 '''
 
@@ -78,7 +85,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="V = 4096 instead of 49152")
-    ap.add_argument("--only", default="", help="run only the measurements whose name contains this")
+    ap.add_argument("--only", default="", help="run only the measurements whose name contains one of these (comma-separated)")
     args = ap.parse_args()
     here = Path(__file__).resolve().parents[1]
     V, B = (4096, 8) if args.quick else (49152, 16)

@@ -49,6 +49,18 @@ def coin(u: torch.Tensor, target: torch.Tensor, proposal: torch.Tensor) -> torch
     return u * proposal < target
 
 
+def run_plan(candidates: torch.Tensor, num: torch.Tensor, den: torch.Tensor, residual: torch.Tensor,
+             coins: torch.Tensor, race: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Run a plan of :mod:`ot_coupling.kernels` (``candidates, num, den [B, m]``, ``residual [B, V]``):
+    the first candidate whose :func:`coin` ``coins * den < num`` succeeds (``coins [B, m]``, or ``[B]``
+    shared by all), else the exponential race on the residual's positive part (``fallback`` where
+    it has no mass)."""
+    hits = coin(coins if coins.ndim == 2 else coins.unsqueeze(1), num, den)
+    first = hits.long().argmax(dim=1)  # first accepted candidate (0 when none; masked below)
+    return torch.where(hits.any(dim=1), take(candidates, first),
+                       race_sample(residual, race, fallback=fallback))
+
+
 def membership(tokens: torch.Tensor, drafts: torch.Tensor) -> torch.Tensor:
     """``accepted[b] = tokens[b] in drafts[b, :]`` (membership acceptance)."""
     return (drafts == tokens.unsqueeze(1)).any(dim=1)
@@ -76,12 +88,6 @@ def stable_topk(x: torch.Tensor, m: int) -> torch.Tensor:
 def zero_at(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """A copy of ``x`` with ``x[b, idx[b, :]] = 0``."""
     return x.scatter(1, idx, 0.0)
-
-
-def normalise(w: torch.Tensor) -> torch.Tensor:
-    """``w / sum(w)`` per row; rows of zero mass stay zero (never NaN)."""
-    s = w.sum(dim=1, keepdim=True)
-    return torch.where(s > 0, w / torch.where(s > 0, s, 1), 0)
 
 
 def poisson_binomial_below(probs: torch.Tensor, k: int) -> torch.Tensor:

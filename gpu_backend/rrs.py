@@ -1,12 +1,7 @@
 """Recursive rejection sampling (RRS) in torch: SpecInfer's multi-step speculative sampling with
 i.i.d. drafts (Miao et al., ASPLOS 2024, Algorithm 2) and its without-replacement variant (Jeon et
-al., arXiv 2402.14160; docs/theory/token_verifiers.md).
-
-``p_1 = p, q_1 = q``; for ``i = 1..k``: accept ``X_i`` when ``u_i q_i(X_i) < p_i(X_i)``, else
-``p_{i+1} = norm((p_i - q_i)^+)`` and, without replacement, ``q_{i+1} = norm(q_i with X_i := 0)``
-(with replacement ``q_{i+1} = q``). If all are rejected, ``Y ~ p_{k+1}`` by the exponential race
-on the unnormalised residual. Each step is a standard speculative step from ``q_i`` to ``p_i``,
-hence exact (backward induction).
+al., arXiv 2402.14160; docs/theory/token_verifiers.md). Plan and acceptances: the shared
+one-parameter kernels :mod:`ot_coupling.kernels.rrs` (the module docstring states the rule).
 """
 
 from __future__ import annotations
@@ -17,27 +12,10 @@ from ot_coupling.kernels import rrs as kernel_rrs
 
 from .base import Noise, TorchSelector
 from .drafting import require_support
-from .ops import coin, membership, race_sample, take
+from .ops import membership, run_plan
 
 #: the single budget of the exact RRS-wor acceptance (rejection paths), shared with numpy
 MAX_PATHS = kernel_rrs.MAX_PATHS
-
-
-def _rrs_chain(p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, coins: torch.Tensor,
-               race: torch.Tensor, without_replacement: bool) -> torch.Tensor:
-    """Run the RRS chain on all rows at once (coins and residual of the shared one-parameter kernel
-    :func:`ot_coupling.kernels.rrs.rrs_plan`); returns the output tokens ``[B]``."""
-    num, den, residual = kernel_rrs.rrs_plan(p, q, drafts, without_replacement)
-    hits = coin(coins, num, den)
-    first = hits.long().argmax(dim=1)  # first accepted draft (0 when none; masked below)
-    tokens = take(drafts, first)
-    return torch.where(hits.any(dim=1), tokens, race_sample(residual, race, fallback=p))
-
-
-def rrs_wr_acceptance(p: torch.Tensor, q: torch.Tensor, k: int) -> torch.Tensor:
-    """``1 - Z(t_{k+1})`` per row (float64): the shared kernel
-    :func:`ot_coupling.kernels.rrs.rrs_acceptance`."""
-    return kernel_rrs.rrs_acceptance(p.to(torch.float64), q.to(torch.float64), k)
 
 
 def rrs_wor_acceptance(p: torch.Tensor, q: torch.Tensor, k: int) -> torch.Tensor:
@@ -59,9 +37,9 @@ class TorchRRS(TorchSelector):
     _without_replacement = False
 
     def acceptance(self, p, q, k: int, *, logits: bool = False) -> torch.Tensor:
-        """Exact acceptance per row (closed form, see :func:`rrs_wr_acceptance`)."""
+        """``1 - Z(t_{k+1})`` per row, in float64 (:func:`ot_coupling.kernels.rrs.rrs_acceptance`)."""
         p_t, q_t, k = self._prepare(p, q, k, logits=logits)
-        return rrs_wr_acceptance(p_t, q_t, k).to(p_t.dtype)
+        return kernel_rrs.rrs_acceptance(p_t.double(), q_t.double(), k).to(p_t.dtype)
 
     def noise_shapes(self, batch: int, vocab: int, k: int) -> dict[str, tuple[tuple[int, ...], str]]:
         """``coins [B, k]`` uniforms (one per draft) and ``race [B, V]`` exponentials."""
@@ -69,7 +47,8 @@ class TorchRRS(TorchSelector):
 
     def _verify(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor,
                 noise: Noise) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = _rrs_chain(p, q, drafts, noise["coins"], noise["race"], self._without_replacement)
+        plan = kernel_rrs.rrs_plan(p, q, drafts, self._without_replacement)
+        tokens = run_plan(drafts, *plan, noise["coins"], noise["race"], p)  # candidates: the drafts
         return tokens, membership(tokens, drafts)
 
 

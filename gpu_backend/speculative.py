@@ -1,17 +1,17 @@
 """Single-draft speculative sampling in torch (Leviathan et al., ICML 2023, Algorithm 1; Chen et
-al., arXiv 2302.01318): the maximal coupling of ``q`` and ``p``.
-
-Accept the draft ``X ~ q`` when ``u q(X) < p(X)`` (probability ``min(1, p(X)/q(X))``); otherwise
-output ``Y ~ (p - q)^+ / TV(p, q)``, sampled by the exponential race on the unnormalised residual.
-Acceptance ``alpha = sum_x min(p(x), q(x)) = 1 - TV(p, q)`` (docs/theory/markov.md#speedup-model).
+al., arXiv 2302.01318): accept ``X ~ q`` when ``u q(X) < p(X)``, else ``Y ~ (p - q)^+`` by the
+exponential race; acceptance ``1 - TV(p, q)``. Plan and acceptance: the shared kernels
+:mod:`ot_coupling.kernels.plans` (the numpy reference :mod:`ot_coupling.speculative` states the rule).
 """
 
 from __future__ import annotations
 
 import torch
 
+from ot_coupling.kernels.plans import speculative_acceptance, speculative_plan
+
 from .base import Noise, TorchSelector
-from .ops import coin, membership, race_sample, take
+from .ops import membership, run_plan
 
 
 class TorchSpeculative(TorchSelector):
@@ -24,7 +24,7 @@ class TorchSpeculative(TorchSelector):
     def acceptance(self, p, q, k: int = 1, *, logits: bool = False) -> torch.Tensor:
         """``sum_x min(p(x), q(x))`` per row."""
         p_t, q_t, _ = self._prepare(p, q, k, logits=logits)
-        return torch.minimum(p_t, q_t).sum(dim=1)
+        return speculative_acceptance(p_t, q_t)
 
     def noise_shapes(self, batch: int, vocab: int, k: int) -> dict[str, tuple[tuple[int, ...], str]]:
         """``coins [B]`` uniforms and ``race [B, V]`` exponentials for the residual."""
@@ -32,8 +32,5 @@ class TorchSpeculative(TorchSelector):
 
     def _verify(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor,
                 noise: Noise) -> tuple[torch.Tensor, torch.Tensor]:
-        x = drafts[:, 0]
-        accept = coin(noise["coins"], take(p, x), take(q, x))
-        residual = race_sample(p - q, noise["race"], fallback=p)
-        tokens = torch.where(accept, x, residual)
+        tokens = run_plan(*speculative_plan(p, q, drafts), noise["coins"], noise["race"], p)
         return tokens, membership(tokens, drafts)

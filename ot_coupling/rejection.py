@@ -20,6 +20,7 @@ so a coin of exactly 0 (a token with ``p = 0``) is never accepted, even when ``u
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 
@@ -162,3 +163,19 @@ class SequentialRejection(Selector):
         D = np.asarray(drafts, dtype=np.int64)
         U = as_generator(rng).random((D.shape[0], self.n_uniforms(D.shape[1])))
         return self.verify_batch_uniforms(p, q, D, U)
+
+
+class KernelRejection(SequentialRejection):
+    """A :class:`SequentialRejection` whose plan is a shared kernel of :mod:`ot_coupling.kernels`
+    returning ``(candidates, num, den, residual)``: coins ``ratio_coin(num, den)``, residual's
+    positive part normalised (the target when it has no mass); one row is a batch of one."""
+
+    kernel: Callable[..., tuple]   # staticmethod: (P, Q, D) -> (candidates, num, den, residual)
+
+    def plan(self, p, q, drafts):
+        cand, coins, residual = self.plan_batch(p[None], q[None], drafts[None])
+        return cand[0], coins[0], residual[0]
+
+    def plan_batch(self, P, Q, D):
+        cand, num, den, residual = self.kernel(P, Q, D)
+        return cand, ratio_coin(num, den), normalise_rows(np.maximum(residual, 0.0, out=residual), P)

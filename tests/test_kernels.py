@@ -276,3 +276,118 @@ def test_verifiers_never_use_a_non_converged_fit_silently():
     assert np.isfinite(law).all() and abs(law.sum() - 1) <= 1e-12
     with pytest.warns(RuntimeWarning, match="did not converge"):
         TorchOptimal(max_iter=0, tol=1e-15).acceptance(torch.tensor(p)[None], torch.tensor(q)[None], 4)
+
+
+# ------------------------------------------------------------------ speculative, greedy, SpecHub plans
+from ot_coupling.draft_laws import get_draft_law, greedy_top  # noqa: E402
+from ot_coupling.kernels import plans as K_plans  # noqa: E402
+
+#: worst |float32 - float64| of the plans' conditional laws and of the acceptances, measured on 20
+#: seeds of Dirichlet(1) rows with edge rows (float64 run on the float32-rounded inputs): 1.2e-7
+PLANS_F32_TOL = 1e-6
+PLAN_LAWS = {"speculative": ("iid", 1), "greedy2": ("greedy", 2), "greedy3": ("greedy", 3),
+             "hub": ("hub", 2)}
+
+
+def _edge_plan_rows(V: int = 12, seed: int = 0):
+    """Random rows and edge rows: p == q (zero residual), zeros in p and in q, one-hot p, a q of
+    mass 1 at one token and 1e-300 elsewhere (hub cancellation), masses 1e-300 in p, a q with
+    exactly three tokens of positive mass (two of them 1e-300)."""
+    P, Q = _pairs(10, V, seed)
+    P[3] = 0.0
+    P[3, 2] = 1.0
+    Q[4] = 1e-300
+    Q[4, 5] = 1.0
+    P[5] = 1e-300
+    P[5, 0] = 1.0
+    Q[6] = 0.0
+    Q[6, [1, 4, 7]] = [1.0, 1e-300, 1e-300]
+    P[7] = Q[4]                                      # p == the confident q of row 4
+    return P, Q
+
+
+def _kernel_and_drafts(which: str, P, Q, seed: int = 0):
+    law, k = PLAN_LAWS[which]
+    D = get_draft_law(law).sample_batch(Q, k, np.random.default_rng(seed)).astype(np.int64)
+    kernel = {"iid": K_plans.speculative_plan, "greedy": K_plans.greedy_plan, "hub": K_plans.hub_plan}[law]
+    return kernel, D, k
+
+
+@pytest.mark.parametrize("which", sorted(PLAN_LAWS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_plans_numpy_equals_backend(nx, which, seed):
+    P, Q = _edge_plan_rows(seed=seed)
+    kernel, D, k = _kernel_and_drafts(which, P, Q, seed)
+    ref = kernel(P, Q, D)
+    got = kernel(nx.of(P), nx.of(Q), nx.of(D))
+    assert np.array_equal(nx.np(got[0]), ref[0])            # candidates
+    assert all((x >= 0).all() for x in ref[1:3]) and all(np.isfinite(x).all() for x in ref)
+    for a, b in zip(got[1:], ref[1:]):                        # num, den, residual
+        np.testing.assert_allclose(nx.np(a), b, rtol=0, atol=TOL64)
+    if which == "speculative":
+        acc_ref = K_plans.speculative_acceptance(P, Q)
+        acc = K_plans.speculative_acceptance(nx.of(P), nx.of(Q))
+    elif which == "hub":
+        acc_ref, acc = K_plans.hub_acceptance(P, Q), K_plans.hub_acceptance(nx.of(P), nx.of(Q))
+    else:
+        top = np.stack([greedy_top(q, k) for q in Q])
+        acc_ref = K_plans.greedy_acceptance(P, Q, top)
+        acc = K_plans.greedy_acceptance(nx.of(P), nx.of(Q), nx.of(top))
+    assert np.isfinite(acc_ref).all()
+    np.testing.assert_allclose(nx.np(acc), acc_ref, rtol=0, atol=TOL64)
+
+
+@pytest.mark.parametrize("which", sorted(PLAN_LAWS))
+def test_plans_exact_on_edge_rows(which):
+    """Enumeration over the draft law on the edge rows: the numpy selectors (running the kernels)
+    output exactly p, and the kernel acceptance equals the enumerated membership acceptance."""
+    from ot_coupling.registry import get_selector
+
+    law, k = PLAN_LAWS[which]
+    sel = get_selector({"iid": "speculative", "greedy": "greedy", "hub": "spechub"}[law])
+    P, Q = _edge_plan_rows()
+    for p, q in zip(P, Q):
+        p, q = p / p.sum(), q / q.sum()
+        np.testing.assert_allclose(sel.output_law(p, q, k), p, rtol=0, atol=1e-12)
+        tuples, probs = get_draft_law(law).enumerate(q, k)
+        member = sum(w * sum(sel.conditional_law(p, q, t)[np.unique(t)]) for t, w in zip(tuples, probs))
+        assert sel.acceptance(p, q, k) == pytest.approx(member, abs=1e-12)
+
+
+def test_run_plan_zero_residual_falls_back_to_target():
+    """gpu_backend.ops.run_plan: every coin fails and the residual has no mass: the race runs on
+    the fallback p (never a zero-mass token, never NaN); the first successful coin wins."""
+    from gpu_backend.ops import run_plan
+
+    p = torch.tensor([[0.0, 0.3, 0.0, 0.7]] * 64, dtype=torch.float64)
+    race = -torch.log(torch.rand(64, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    cand = torch.tensor([[0, 2]] * 64)
+    zeros = torch.zeros(64, 2, dtype=torch.float64)
+    tokens = run_plan(cand, zeros, zeros + 1, torch.zeros_like(p), torch.zeros(64), race, p)
+    assert set(tokens.tolist()) == {1, 3}
+    num = torch.tensor([[0.0, 1.0]] * 64, dtype=torch.float64)        # second coin always succeeds
+    assert (run_plan(cand, num, zeros + 1, p, torch.rand(64, 2), race, p) == 2).all()
+
+
+@pytest.mark.parametrize("which", sorted(PLAN_LAWS))
+def test_plans_float32_inputs(which):
+    """The conditional laws ``K(y | drafts)`` of float32 plans (coins ``min(1, num/den)`` from the
+    float32 ``num, den``) against the float64 run on the same rounded inputs; raw coins
+    may differ on branches of probability 0 (p == q: 1.4e-17 / 0 against 0 / 0 for SpecHub's hub)."""
+    from ot_coupling.rejection import normalise_rows, plan_law, ratio_coin
+
+    P, Q = _pairs(8, 50, 61)
+    P32, Q32 = torch.tensor(P, dtype=torch.float32), torch.tensor(Q, dtype=torch.float32)
+    P64, Q64 = P32.double(), Q32.double()
+    kernel, D, k = _kernel_and_drafts(which, P, Q)
+    laws = []
+    for Pt, Qt in ((P32, Q32), (P64, Q64)):
+        cand, num, den, res = (x.numpy() for x in kernel(Pt, Qt, torch.from_numpy(D)))
+        coins = np.minimum(ratio_coin(num, den), 1.0)
+        res = normalise_rows(np.maximum(res.astype(np.float64), 0.0), P64.numpy())
+        laws.append(np.stack([plan_law(P.shape[1], c, a, r) for c, a, r in zip(cand, coins, res)]))
+    assert np.abs(laws[0] - laws[1]).max() <= PLANS_F32_TOL
+    top = torch.from_numpy(np.stack([greedy_top(q, 3) for q in Q]))
+    for acc in (K_plans.speculative_acceptance, K_plans.hub_acceptance,
+                lambda a, b: K_plans.greedy_acceptance(a, b, top)):
+        assert float((acc(P32, Q32).double() - acc(P64, Q64)).abs().max()) <= PLANS_F32_TOL
