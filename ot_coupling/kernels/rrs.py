@@ -34,31 +34,38 @@ def _z(xp, P, Q, t):
 def rrs_plan(P, Q, D, without_replacement: bool):
     """Coin numerators and denominators ``[B, k]`` (accept draft ``i`` iff ``u_i den < num``, i.e.
     with probability ``min(1, num/den)``) and the unnormalised final residual ``[B, V]`` for drafts
-    ``D [B, k]``."""
+    ``D [B, k]``.
+
+    ``num = p_i(X_i)`` and ``den = q_i(X_i)`` are the normalised step-``i`` laws (both in
+    ``[0, 1]``: no under- or overflow of ``Z(t_i) c_i q(X_i)`` with masses near 1e-300), and the
+    residual is carried as ``W_{i+1} = (W_i / Z_i - c_i q)^+`` (``W_1 = p``, ``Z_i = sum W_i``), the
+    explicit chain ``p_{i+1} ∝ (p_i - q_i)^+`` with lazy normalisation; it equals
+    ``(p - t_{i+1} q)^+`` up to scale. Each difference is taken against the previous residual, not
+    against ``p``: ``p - t_{i+1} q`` computed from ``t_{i+1}`` loses every digit when
+    ``t_{i+1} q(x)`` is within an ulp of ``p(x)`` (e.g. a conditional law 1.0 off for
+    ``p(x) = 1, q(x) = 1 - 4e-11``, where the exact residual ``1.6e-21`` rounds to 0)."""
     xp = array_namespace(P, Q, D)
     B, k = D.shape
-    dtype = P.dtype
     dev = device(P)
-    t = xp.zeros((B,), dtype=dtype, device=dev)
-    z = xp.ones((B,), dtype=dtype, device=dev)
+    W = P
     Qu = Q
+    c = None if without_replacement else 1.0 / xp.sum(Q, axis=1)   # q sums to 1 up to rounding
+    vocab = xp.arange(Q.shape[1], device=dev)[None, :]
     nums, dens = [], []
     for i in range(k):
         d = D[:, i:i + 1]
-        px = xp.take_along_axis(P, d, axis=1)[:, 0]
+        z = xp.sum(W, axis=1)
+        z = xp.where(z > 0, z, 1.0)      # z = 0: an unreachable state (W = 0, so num = 0)
+        wx = xp.take_along_axis(W, d, axis=1)[:, 0]
         qx = xp.take_along_axis(Q, d, axis=1)[:, 0]
-        # 1 / q(unseen tokens), summed directly (1 - q(seen) cancels when q(seen) is near 1)
-        c = 1.0 / xp.sum(Qu, axis=1) if without_replacement else xp.ones_like(t)
-        nums.append(positive(xp, px - t * qx))
-        dens.append(z * c * qx)
-        t = t + z * c
-        if i == k - 1:
-            break                            # the last Z is not needed: the residual uses t only
-        z = _z(xp, P, Q, t)
         if without_replacement:
-            Qu = xp.where(xp.arange(Q.shape[1], device=dev)[None, :] == d, 0.0, Qu)
-    residual = positive(xp, P - t[:, None] * Q)
-    return xp.stack(nums, axis=1), xp.stack(dens, axis=1), residual
+            # 1 / q(unseen tokens), summed directly (1 - q(seen) cancels when q(seen) is near 1)
+            c = 1.0 / xp.sum(Qu, axis=1)
+            Qu = xp.where(vocab == d, 0.0, Qu)
+        nums.append(wx / z)
+        dens.append(c * qx)
+        W = positive(xp, W / z[:, None] - c[:, None] * Q)
+    return xp.stack(nums, axis=1), xp.stack(dens, axis=1), W
 
 
 def rrs_acceptance(P, Q, k: int):
@@ -96,6 +103,23 @@ class _ZFunction:
         return positive(xp, xp.take(self.suffix_p, j) - t * xp.take(self.suffix_q, j))
 
 
+def _mass_without(xp, u, total: float, xs):
+    """``total - u[x]`` for each index ``x`` in ``xs`` (``u >= 0``, ``total = sum(u)``) without
+    cancellation: the subtraction is exact to a few ulps of the result whenever ``u[x] <= total / 2``;
+    the at most one ``x`` with ``u[x] > total / 2`` gets the sum of the other entries instead (the
+    former ``1 - q(x)`` lost every digit when ``q(x)`` carried almost all the unseen mass, e.g. 1.0
+    instead of 1.6e-57, or 1.5e-9 off on the issue-11 corner)."""
+    ux = xp.take(u, xs)
+    out = total - ux
+    big = xp.nonzero(ux > 0.5 * total)[0]
+    if int(big.shape[0]) == 0:
+        return out
+    j = int(big[0])
+    x = int(xs[j])
+    rest = float(xp.sum(u[:x]) + xp.sum(u[x + 1:]))
+    return xp.where(xp.arange(out.shape[0], device=device(u)) == j, rest, out)
+
+
 def rrs_wor_acceptance(P, Q, k: int, max_paths: int = MAX_PATHS):
     """Exact acceptance of RRS without replacement per row, ``1 - E[Z(t_{k+1})]`` (float64 whatever
     the input dtype; the module docstring gives the one-parameter form).
@@ -109,7 +133,9 @@ def rrs_wor_acceptance(P, Q, k: int, max_paths: int = MAX_PATHS):
     (over all rows) raise ``ValueError``; the first level's count is checked before its work.
     """
     xp = array_namespace(P, Q)
-    P, Q = as_float64(xp, P), as_float64(xp, Q)
+    # renormalised in float64: rows normalised in float32 sum to 1 +- 6e-8 only, and the recursion
+    # starts from Z(0) = 1 (the acceptance of the float32 rows is then exact to ~1e-16)
+    P, Q = _normalise(xp, as_float64(xp, P)), _normalise(xp, as_float64(xp, Q))
     if k == 1:
         return xp.sum(xp.minimum(P, Q), axis=1)
     if bool(xp.any(xp.sum(xp.astype(Q > 0, xp.int64), axis=1) < k)):
@@ -139,7 +165,7 @@ def _reject_all(xp, p, q, k: int, budget: list[int], max_paths: int) -> float:
         rej = xp.where(unseen, positive(xp, c * q - positive(xp, p - t * q) / z), 0.0)
         xs = xp.nonzero(rej > 0)[0]
         if i == k - 1:   # last level vectorised: step k rejects with prob Z(t_{k+1}) / Z(t_k)
-            c_k = 1.0 / clip_min(xp, unseen_mass - xp.take(q, xs), tiny)
+            c_k = 1.0 / clip_min(xp, _mass_without(xp, unseen_q, unseen_mass, xs), tiny)
             return float(xp.sum(xp.take(rej, xs) * Z(t_next + z_next * c_k))) / z_next
         budget[0] -= int(xs.shape[0])
         if budget[0] < 0:
