@@ -61,10 +61,11 @@ def rrs_plan(P, Q, D, without_replacement: bool):
         if without_replacement:
             # 1 / q(unseen tokens), summed directly (1 - q(seen) cancels when q(seen) is near 1)
             c = 1.0 / xp.sum(Qu, axis=1)
-            Qu = xp.where(vocab == d, 0.0, Qu)
+            if i < k - 1:
+                Qu = xp.where(vocab == d, 0.0, Qu)
         nums.append(wx / z)
         dens.append(c * qx)
-        W = positive(xp, W / z[:, None] - c[:, None] * Q)
+        W = positive(xp, W * (1.0 / z)[:, None] - c[:, None] * Q)
     return xp.stack(nums, axis=1), xp.stack(dens, axis=1), W
 
 
