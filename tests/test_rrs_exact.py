@@ -255,3 +255,26 @@ def test_rrs_wor_acceptance_float32_rows():
         q /= q.sum()
         ref = exact_acceptance_by_histories(exact(p), exact(q), 3, True)
         assert _err(kernel_rrs_wor_acceptance(p[None], q[None], 3)[0], ref) <= TOL
+
+
+def test_rrs_acceptance_float32_rows_never_negative():
+    """Fuzz finding (``long`` profile): torch ``rrs`` on float32 rows ``p = (0, 2/3, 1/3)``,
+    ``q = e_0``, ``k = 1`` returned ``-2.98e-8`` (``1 - Z`` with ``sum p = 1 + 3e-8``); exact: 0."""
+    torch = pytest.importorskip("torch")
+    from gpu_backend.registry import get_selector as get_torch_selector
+    from gpu_backend.rrs import rrs_wr_acceptance, rrs_wor_acceptance
+
+    p = torch.tensor([[0.0, 2 / 3, 1 / 3]], dtype=torch.float32)
+    q = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float32)
+    for k in (1, 3):
+        assert float(rrs_wr_acceptance(p, q, k)[0]) == 0.0
+        assert float(get_torch_selector("rrs").acceptance(p, q, k)[0]) == 0.0
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        p32 = rng.dirichlet(np.full(5, 0.3)).astype(np.float32)
+        q32 = np.maximum(rng.dirichlet(np.full(5, 0.5)), 1e-3).astype(np.float32)
+        for k in (1, 2, 3):
+            pt, qt = torch.from_numpy(p32)[None], torch.from_numpy(q32)[None]
+            for fn, wor in ((rrs_wr_acceptance, False), (rrs_wor_acceptance, True)):
+                ref = exact_acceptance_by_histories(exact(p32), exact(q32), k, wor)
+                assert _err(float(fn(pt, qt, k)[0]), ref) <= TOL

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from ._array import array_namespace, as_float64, clip_min, device, positive
+from ._array import array_namespace, as_float64, clip_max, clip_min, device, positive
 
 #: the single budget of the exact RRS-without-replacement acceptance: most rejection paths it
 #: enumerates before refusing (ValueError); about 1 s of work at V = 49152 on one CPU core
@@ -71,14 +71,19 @@ def rrs_plan(P, Q, D, without_replacement: bool):
 
 def rrs_acceptance(P, Q, k: int):
     """Exact acceptance of RRS with ``k`` i.i.d. drafts per row: ``1 - Z(t_{k+1})``
-    (equal to SpecInfer's ``1 - prod_i (1 - sum_x min(p_i, q))``)."""
+    (equal to SpecInfer's ``1 - prod_i (1 - sum_x min(p_i, q))``).
+
+    The rows are renormalised first (the recursion starts from ``Z(0) = 1``: float32 rows cast to
+    float64 sum to ``1 +- 6e-8``, which made the acceptance ``-3e-8`` for ``p = (2/3, 1/3)``
+    against a draft it never outputs) and the result is clipped to ``[0, 1]``."""
     xp = array_namespace(P, Q)
+    P, Q = _normalise(xp, P), _normalise(xp, Q)
     t = xp.zeros((P.shape[0],), dtype=P.dtype, device=device(P))
     z = xp.ones_like(t)
     for _ in range(k):
         t = t + z
         z = _z(xp, P, Q, t)
-    return 1.0 - z
+    return positive(xp, 1.0 - z)
 
 
 def _normalise(xp, w):
@@ -138,11 +143,12 @@ def rrs_wor_acceptance(P, Q, k: int, max_paths: int = MAX_PATHS):
     # starts from Z(0) = 1 (the acceptance of the float32 rows is then exact to ~1e-16)
     P, Q = _normalise(xp, as_float64(xp, P)), _normalise(xp, as_float64(xp, Q))
     if k == 1:
-        return xp.sum(xp.minimum(P, Q), axis=1)
+        return clip_max(xp, xp.sum(xp.minimum(P, Q), axis=1), 1.0)
     if bool(xp.any(xp.sum(xp.astype(Q > 0, xp.int64), axis=1) < k)):
         raise ValueError(f"k={k} drafts without replacement need at least k tokens with q > 0")
     budget = [max_paths]
-    out = [1.0 - _reject_all(xp, P[b], Q[b], k, budget, max_paths) for b in range(P.shape[0])]
+    out = [min(max(1.0 - _reject_all(xp, P[b], Q[b], k, budget, max_paths), 0.0), 1.0)
+           for b in range(P.shape[0])]
     return xp.asarray(out, dtype=xp.float64, device=device(P))
 
 
