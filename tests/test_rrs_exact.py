@@ -16,6 +16,7 @@ in total variation.
 
 from __future__ import annotations
 
+import warnings
 from fractions import Fraction
 from itertools import permutations, product
 
@@ -278,3 +279,39 @@ def test_rrs_acceptance_float32_rows_never_negative():
             for fn, wor in ((rrs_wr_acceptance, False), (rrs_wor_acceptance, True)):
                 ref = exact_acceptance_by_histories(exact(p32), exact(q32), k, wor)
                 assert _err(float(fn(pt, qt, k)[0]), ref) <= TOL
+
+
+SUBNORMAL_CASES = [
+    # acceptance 4.5e-13 instead of 0.9995: c = 1 / q(unseen) overflowed for a subnormal q(unseen)
+    ([0.0, 0.0, 1.0], [1.0, 5e-324, 1e-320], 2),
+    # 0.949 instead of 1: 1 / q(unseen) was clipped at the smallest normal 2.2e-308
+    ([0.25, 0.25, 0.5, 0.0], [0.5, 0.25, 2e-308, 0.25], 4),
+    ([1.0, 0.0, 0.0], [5e-324, 0.5, 0.5], 3),
+    ([0.0, 1.0, 0.0, 0.0], [1.0, 1e-310, 1e-300, 5e-324], 3),
+    ([0.0, 0.0, 0.5, 0.5], [1.0, 5e-324, 1e-323, 1.5e-323], 3),
+    ([1e-320, 0.0, 1.0, 0.0], [1.0, 5e-324, 1e-323, 0.0], 2),
+]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in divide:RuntimeWarning")  # ratio_coin
+@pytest.mark.parametrize(("p", "q", "k"), SUBNORMAL_CASES)
+def test_rrs_subnormal_masses(p, q, k):
+    """Subnormal masses are valid inputs (docs/numerics.md): acceptance, enumerated acceptance and
+    the joint law of (drafts, output) exact to 1e-15, without RuntimeWarnings from the kernel."""
+    p, q = np.array(p), np.array(q)
+    pe, qe = exact(p), exact(q)
+    for name in ("rrs", "rrs_wor"):
+        sel = get_selector(name)
+        wor = name == "rrs_wor"
+        ref = exact_acceptance_by_histories(pe, qe, k, wor)
+        assert _err(sel.acceptance(p, q, k), ref) <= TOL, name
+        assert _err(sel.enumerate(p, q, k)[1], ref) <= TOL, name
+        joint = Fraction(0)
+        for t, prob in exact_tuples(qe, k, wor):
+            law = sel.conditional_law(p, q, np.array(t))
+            joint += prob * sum(abs(Fraction(float(g)) - e) for g, e in zip(law, exact_chain_law(pe, qe, t, wor)))
+        assert float(joint) <= TOL, name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        kernel_rrs_wor_acceptance(p[None], q[None], k)
+        rrs_plan(p[None], q[None], np.arange(k)[None] if (q[:k] > 0).all() else np.argsort(-q)[None, :k], True)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 
-from ._array import array_namespace, as_float64, clip_max, clip_min, device, positive
+import numpy as np
+
+from ._array import array_namespace, as_float64, clip_max, device, positive
 
 #: the single budget of the exact RRS-without-replacement acceptance: most rejection paths it
 #: enumerates before refusing (ValueError); about 1 s of work at V = 49152 on one CPU core
@@ -38,34 +40,37 @@ def rrs_plan(P, Q, D, without_replacement: bool):
 
     ``num = p_i(X_i)`` and ``den = q_i(X_i)`` are the normalised step-``i`` laws (both in
     ``[0, 1]``: no under- or overflow of ``Z(t_i) c_i q(X_i)`` with masses near 1e-300), and the
-    residual is carried as ``W_{i+1} = (W_i / Z_i - c_i q)^+`` (``W_1 = p``, ``Z_i = sum W_i``), the
-    explicit chain ``p_{i+1} ∝ (p_i - q_i)^+`` with lazy normalisation; it equals
+    residual is carried as ``W_{i+1} = (W_i / Z_i - q / U_i)^+`` (``W_1 = p``, ``Z_i = sum W_i``,
+    ``U_i = q(unseen) = 1 / c_i``), the explicit chain ``p_{i+1} ∝ (p_i - q_i)^+``; it equals
     ``(p - t_{i+1} q)^+`` up to scale. Each difference is taken against the previous residual, not
     against ``p``: ``p - t_{i+1} q`` computed from ``t_{i+1}`` loses every digit when
     ``t_{i+1} q(x)`` is within an ulp of ``p(x)`` (e.g. a conditional law 1.0 off for
-    ``p(x) = 1, q(x) = 1 - 4e-11``, where the exact residual ``1.6e-21`` rounds to 0)."""
+    ``p(x) = 1, q(x) = 1 - 2^-35``, where the exact residual ``2^-70`` rounds to 0)."""
     xp = array_namespace(P, Q, D)
     B, k = D.shape
     dev = device(P)
     W = P
     Qu = Q
-    c = None if without_replacement else 1.0 / xp.sum(Q, axis=1)   # q sums to 1 up to rounding
+    U = None if without_replacement else xp.sum(Q, axis=1)   # q sums to 1 up to rounding
     vocab = xp.arange(Q.shape[1], device=dev)[None, :]
     nums, dens = [], []
-    for i in range(k):
-        d = D[:, i:i + 1]
-        z = xp.sum(W, axis=1)
-        z = xp.where(z > 0, z, 1.0)      # z = 0: an unreachable state (W = 0, so num = 0)
-        wx = xp.take_along_axis(W, d, axis=1)[:, 0]
-        qx = xp.take_along_axis(Q, d, axis=1)[:, 0]
-        if without_replacement:
-            # 1 / q(unseen tokens), summed directly (1 - q(seen) cancels when q(seen) is near 1)
-            c = 1.0 / xp.sum(Qu, axis=1)
-            if i < k - 1:
-                Qu = xp.where(vocab == d, 0.0, Qu)
-        nums.append(wx / z)
-        dens.append(c * qx)
-        W = positive(xp, W * (1.0 / z)[:, None] - c[:, None] * Q)
+    with np.errstate(over="ignore"):    # numpy: Q / U overflows to inf on seen tokens only
+        for i in range(k):
+            d = D[:, i:i + 1]
+            z = xp.sum(W, axis=1)
+            z = xp.where(z > 0, z, 1.0)     # z = 0: an unreachable state (W = 0, so num = 0)
+            wx = xp.take_along_axis(W, d, axis=1)[:, 0]
+            qx = xp.take_along_axis(Q, d, axis=1)[:, 0]
+            if without_replacement:
+                # q(unseen tokens), summed directly (1 - q(seen) cancels when q(seen) is near 1)
+                U = xp.sum(Qu, axis=1)
+                if i < k - 1:
+                    Qu = xp.where(vocab == d, 0.0, Qu)
+            nums.append(wx / z)
+            dens.append(qx / U)
+            # divisions, not products with 1/z, 1/U: those overflow when z or q(unseen) is
+            # subnormal (Q / U overflows on seen tokens only, to inf, where the residual is 0)
+            W = positive(xp, W / z[:, None] - Q / U[:, None])
     return xp.stack(nums, axis=1), xp.stack(dens, axis=1), W
 
 
@@ -147,14 +152,23 @@ def rrs_wor_acceptance(P, Q, k: int, max_paths: int = MAX_PATHS):
     if bool(xp.any(xp.sum(xp.astype(Q > 0, xp.int64), axis=1) < k)):
         raise ValueError(f"k={k} drafts without replacement need at least k tokens with q > 0")
     budget = [max_paths]
-    out = [min(max(1.0 - _reject_all(xp, P[b], Q[b], k, budget, max_paths), 0.0), 1.0)
-           for b in range(P.shape[0])]
+    with np.errstate(over="ignore"):     # p / q and t q overflow to inf harmlessly (numpy)
+        out = [min(max(1.0 - _reject_all(xp, P[b], Q[b], k, budget, max_paths), 0.0), 1.0)
+               for b in range(P.shape[0])]
     return xp.asarray(out, dtype=xp.float64, device=device(P))
 
 
 def _reject_all(xp, p, q, k: int, budget: list[int], max_paths: int) -> float:
+    # Every quantity below is invariant under q -> s q, t -> t / s. With s = 2^m (exact) the
+    # smallest positive q is at least 2^-1000, so c = 1 / q(unseen) <= 2^1000 and t stay finite;
+    # a subnormal q(unseen) made c overflow (acceptance 4.5e-13 instead of 0.9995 for
+    # p = e_2, q = (1, 5e-324, 1e-320), k = 2). t q may overflow to inf on seen tokens, where
+    # (p - t q)^+ = 0 is the right value.
+    q_min = float(xp.min(xp.where(q > 0, q, 1.0)))
+    m = max(0, math.ceil(-1000.0 - math.log2(q_min)))
+    if m:
+        q = q * float(2.0 ** m)
     Z = _ZFunction(xp, p, q)
-    tiny = xp.finfo(xp.float64).tiny
     V = p.shape[0]
 
     def one(t: float):
@@ -172,7 +186,7 @@ def _reject_all(xp, p, q, k: int, budget: list[int], max_paths: int) -> float:
         rej = xp.where(unseen, positive(xp, c * q - positive(xp, p - t * q) / z), 0.0)
         xs = xp.nonzero(rej > 0)[0]
         if i == k - 1:   # last level vectorised: step k rejects with prob Z(t_{k+1}) / Z(t_k)
-            c_k = 1.0 / clip_min(xp, _mass_without(xp, unseen_q, unseen_mass, xs), tiny)
+            c_k = 1.0 / _mass_without(xp, unseen_q, unseen_mass, xs)   # > 0: support >= k
             return float(xp.sum(xp.take(rej, xs) * Z(t_next + z_next * c_k))) / z_next
         budget[0] -= int(xs.shape[0])
         if budget[0] < 0:
