@@ -8,8 +8,10 @@ replacement). Draft ``X_i`` is accepted with probability ``min(1, p_i(X_i) / q_i
 min(1, (p - t_i q)^+(X_i) / (Z(t_i) c_i q(X_i)))``; after ``k`` rejections the output is drawn from
 ``(p - t_{k+1} q)^+``. The i.i.d. acceptance is ``1 - Z(t_{k+1})``.
 
-This single form replaced the explicit chain of renormalised ``p_i, q_i`` (torch) and the numpy
-one-parameter loop; it needs one pass over the vocabulary per step (two without replacement).
+The acceptances use this form. :func:`rrs_plan` (the coins, shared by numpy and torch) runs the
+equivalent explicit chain ``p_{i+1} ∝ (p_i - q_i)^+`` with lazy normalisation, which keeps the
+residual accurate where ``p - t q`` cancels (see its docstring); both cost a few passes over the
+vocabulary per step.
 :func:`rrs_wor_acceptance` (exact, by recursion over rejection histories) replaced both the numpy
 recursion and torch's batched path sums (budgets 50 000 and 200 000); it always computes in
 float64: torch's float32 path sums lost 2.75e-3 on rows with masses from 1e-11 to 1.
