@@ -122,8 +122,8 @@ def _check_prob(x, what: str):
 
 NUMPY_SELECTORS = sorted(ot_coupling.SELECTORS)
 #: known deviations of ``acceptance`` from the enumerated acceptance, each with an xfail reproducer
-#: in tests/test_fuzz_known_failures.py (remove the entry when it is fixed)
-_ENUM_ACC_TOL = {"rrs_wor": 1e-8}
+#: in tests/test_fuzz_known_failures.py (remove the entry when it is fixed; none is open)
+_ENUM_ACC_TOL: dict[str, float] = {}
 OPTIMAL = ("optimal", "optimal_lp")
 
 
