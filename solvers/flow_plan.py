@@ -1,0 +1,358 @@
+r"""An exact float max-flow for the membership-cost transport problem: value, plan and min cut.
+
+The membership LP (:mod:`solvers.membership_lp`; docs/theory/membership_ot.md, "The max-flow form")
+is the maximum flow of the bipartite network
+
+.. math::
+    \text{source} \xrightarrow{Q(S)} S \xrightarrow{\infty,\ y \in S} y \xrightarrow{p(y)} \text{sink},
+
+with one node per draft set ``S`` (``n`` of them, each with at most ``k`` tokens) and one per token
+(``V``). Here ``V`` is small and ``n`` large, so the flow is computed on the *token* side.
+
+Algorithm
+---------
+1. **Greedy start.** Tokens are visited in descending order of a ratio ``p / q`` (``q`` = the
+   draft law's marginal mass per token, or ``q`` itself for a named law): token ``y`` takes the
+   remaining mass of its sets, up to ``p(y)``, preferring sets with the fewest tokens still to be
+   visited (they have no later outlet). One vectorised pass per token.
+2. **Shortest augmenting paths on the token graph** (Edmonds and Karp, J. ACM 19, 1972). An
+   augmenting path of the network alternates sets and tokens:
+   ``source -> S_0 -> y_1 <- S_1 -> y_2 <- ... -> y_t -> sink``; the backward step ``y_i <- S_i``
+   moves flow of ``S_i`` from ``y_i`` to ``y_{i+1}``. So a path is a path ``y_1 -> ... -> y_t`` in
+   the token graph with an arc ``y -> y'`` whenever some set ``S \ni y, y'`` has ``f(S, y) > 0``,
+   starting at a token with an unsaturated set and ending at a token with ``p(y) - load(y) > 0``.
+   Breadth-first search runs on the ``V x V`` arc-count matrix (integer counts, updated exactly
+   when a flow enters or leaves zero); the bottleneck is summed over *all* sets of each arc (they
+   are parallel paths of the same length), so one augmentation moves whole bundles of sets.
+3. **Exactness in floats.** The capacities are never rescaled or rounded: every amount moved is a
+   sum of stored float masses. An arc, source or sink that is the bottleneck is set to exactly 0
+   (the drained sets are those of a prefix of the cumulative sum that defines the bottleneck), so
+   no round-off residue can keep a path open, and the Edmonds-Karp termination argument applies.
+   Masses down to the smallest subnormal are transported as they are (a scaled-integer flow,
+   ``backend="maxflow"``, floors everything below ``1 / scale``).
+4. **Certificate.** When no path is left, the tokens reachable from the source form a minimum cut
+   ``H``; its exact value ``p(H) + 1 - Q(S \subseteq H)`` (docs/theory/membership_ot.md,
+   "Optimal acceptance by min-cut") is an upper bound equal to the flow value up to round-off. For
+   a named law the closed-form prefix cut (:func:`solvers.closed_form.optimal_cut`) is evaluated
+   too and the smaller value kept.
+
+The plan is completed as every membership plan (:func:`solvers.membership_lp._make_plan`) and then
+*verified*: both marginals to :data:`MARGINAL_TOL` and ``certificate - value`` to :data:`GAP_TOL`;
+a failed check gives ``success=False`` with a :class:`RuntimeWarning` (``backend="flow"``) or the
+HiGHS LP (``backend="auto"``), never a silent wrong answer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: absolute tolerance of the verified plan marginals (set law and target law)
+MARGINAL_TOL = 1e-12
+#: largest certificate gap ``certificate_value - value`` of a successful flow solve
+GAP_TOL = 1e-12
+#: default limit on the number of augmentations (the Edmonds-Karp bound is far above what occurs)
+MAX_AUGMENTATIONS = 1_000_000
+
+
+class FlowState:
+    """Flows ``F[s, c]`` on the membership edges ``(s, tokens[s, c])`` and the slacks of both sides.
+
+    ``tokens`` is the ``[n, w]`` set array with ``-1`` for pads *and* for tokens of zero target mass
+    (no edge); ``r`` = unsent set mass, ``l`` = unfilled target mass.
+    """
+
+    def __init__(self, p: np.ndarray, tokens: np.ndarray, set_probs: np.ndarray):
+        n, w = tokens.shape
+        V = p.size
+        self.V, self.n, self.w = V, n, w
+        self.tokens = tokens
+        self.F = np.zeros((n, w))
+        self.r = set_probs.astype(np.float64).copy()
+        self.l = p.astype(np.float64).copy()
+        flat = tokens.ravel()
+        valid = np.flatnonzero(flat >= 0)
+        order = valid[np.argsort(flat[valid], kind="stable")]
+        counts = np.bincount(flat[valid], minlength=V)
+        ptr = np.concatenate([[0], np.cumsum(counts)])
+        #: flat edge ids ``s * w + c`` of the sets containing each token, in increasing set order
+        self.edges_of = [order[ptr[y]:ptr[y + 1]] for y in range(V)]
+        self.n_supply = np.zeros(V, dtype=np.int64)             # counts: see recount()
+        self.arcs = np.zeros((V, V), dtype=np.int64)
+
+    def recount(self) -> None:
+        """Recompute the integer counts that the search reads, from the flows themselves."""
+        V, w, tok = self.V, self.w, self.tokens
+        valid = tok >= 0
+        #: n_supply[y] = number of sets S containing y with r_S > 0
+        self.n_supply = np.bincount(tok[valid], weights=np.broadcast_to((self.r > 0)[:, None], tok.shape)[valid],
+                                    minlength=V).astype(np.int64)
+        #: arcs[y, y'] = number of sets S containing y and y' with F(S, y) > 0
+        idx = []
+        for c in range(w):
+            for d in range(w):
+                if c != d:
+                    ok = valid[:, c] & valid[:, d] & (self.F[:, c] > 0)
+                    idx.append(tok[ok, c] * V + tok[ok, d])
+        flat = np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)
+        self.arcs = np.bincount(flat, minlength=V * V).reshape(V, V).astype(np.int64)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _arc_change(self, sets: np.ndarray, cols: np.ndarray, sign: int) -> None:
+        """Flows ``F[sets, cols]`` became positive (sign +1) or zero (sign -1): update the arc counts."""
+        if sets.size == 0:
+            return
+        src = self.tokens[sets, cols]
+        other = self.tokens[sets]                              # [m, w]
+        keep = (other >= 0) & (np.arange(self.w)[None, :] != cols[:, None])
+        a = np.repeat(src, self.w)[keep.ravel()]
+        b = other.ravel()[keep.ravel()]
+        np.add.at(self.arcs, (a, b), sign)
+
+    def _set_drained(self, sets: np.ndarray) -> None:
+        """Sets ``sets`` reached ``r = 0``: their tokens lose one supplying set each."""
+        if sets.size == 0:
+            return
+        t = self.tokens[sets].ravel()
+        np.add.at(self.n_supply, t[t >= 0], -1)
+
+    @staticmethod
+    def _take(values: np.ndarray, amount: float, total: float) -> np.ndarray:
+        """Amounts taken from ``values`` (a prefix; the last one partially) to make up ``amount``.
+
+        ``amount == total`` (``total`` = the last cumulative sum) takes every value exactly.
+        """
+        if amount >= total:
+            return values.copy()
+        c = np.cumsum(values)
+        j = int(np.searchsorted(c, amount, side="right"))      # values[:j] are taken whole
+        out = np.zeros_like(values)
+        out[:j] = values[:j]
+        if j < values.size:
+            out[j] = min(values[j], amount - (c[j - 1] if j else 0.0))
+        return out
+
+    # ------------------------------------------------------------------ moves
+    def push_from_sets(self, y: int, edges: np.ndarray, amount: float, total: float) -> None:
+        """Send ``amount`` from the unsent mass of the sets of ``edges`` (all containing ``y``) into ``y``."""
+        w = self.w
+        s = edges // w
+        take = self._take(self.r[s], amount, total)
+        moved = take > 0
+        s, e, take = s[moved], edges[moved], take[moved]
+        was_zero = self.F.ravel()[e] <= 0
+        F = self.F.ravel()
+        F[e] += take
+        drained = take >= self.r[s]
+        self.r[s] = np.where(drained, 0.0, self.r[s] - take)
+        self._set_drained(s[drained])
+        self._arc_change(s[was_zero], e[was_zero] % w, +1)
+
+    def move(self, sets: np.ndarray, cols: np.ndarray, cols_next: np.ndarray, values: np.ndarray,
+             amount: float, total: float) -> None:
+        """Move ``amount`` of the flow of ``sets`` from columns ``cols`` to columns ``cols_next``.
+
+        ``values`` are the flows ``F[sets, cols]`` when the path was found (flows earlier on the
+        same path may since have grown; only the snapshot is counted on)."""
+        F = self.F
+        take = self._take(values, amount, total)
+        moved = take > 0
+        sets, cols, cols_next, take = sets[moved], cols[moved], cols_next[moved], take[moved]
+        drained = take >= F[sets, cols]
+        F[sets, cols] = np.where(drained, 0.0, F[sets, cols] - take)
+        self._arc_change(sets[drained], cols[drained], -1)
+        was_zero = F[sets, cols_next] <= 0
+        F[sets, cols_next] += take
+        self._arc_change(sets[was_zero], cols_next[was_zero], +1)
+
+    # ------------------------------------------------------------------ queries
+    def supply(self, y: int) -> tuple[np.ndarray, float]:
+        """Edges of ``y`` whose set has unsent mass, and that mass (the last cumulative sum)."""
+        e = self.edges_of[y]
+        e = e[self.r[e // self.w] > 0]
+        return e, (float(np.cumsum(self.r[e // self.w])[-1]) if e.size else 0.0)
+
+    def arc(self, y: int, y_next: int):
+        """Sets containing ``y`` and ``y_next`` with flow on ``y``: (sets, cols, cols_next, flows, capacity)."""
+        e = self.edges_of[y]
+        s, c = e // self.w, e % self.w
+        f = self.F[s, c]
+        hit = self.tokens[s] == y_next                          # [m, w]
+        ok = hit.any(axis=1) & (f > 0)
+        s, c = s[ok], c[ok]
+        c_next = hit[ok].argmax(axis=1)
+        values = f[ok]
+        cap = float(np.cumsum(values)[-1]) if s.size else 0.0
+        return s, c, c_next, values, cap
+
+    def reachable(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Breadth-first search from the supplying tokens: (distance, parent, order of discovery)."""
+        V = self.V
+        dist = np.full(V, -1, dtype=np.int64)
+        parent = np.full(V, -1, dtype=np.int64)
+        frontier = np.flatnonzero(self.n_supply > 0)
+        dist[frontier] = 0
+        adj = self.arcs > 0
+        level = 0
+        while frontier.size:
+            sub = adj[frontier]                                 # [|frontier|, V]
+            new = np.flatnonzero(sub.any(axis=0) & (dist < 0))
+            if new.size == 0:
+                break
+            level += 1
+            dist[new] = level
+            parent[new] = frontier[sub[:, new].argmax(axis=0)]
+            frontier = new
+        return dist, parent, frontier
+
+
+def greedy_start(state: FlowState, order: np.ndarray) -> None:
+    """Step 1 of the module docstring: tokens in ``order`` take the unsent mass of their sets.
+
+    Only ``F``, ``r`` and ``l`` are updated; the caller recounts the search counts afterwards."""
+    V, w = state.V, state.w
+    rank = np.empty(V, dtype=np.int64)
+    rank[order] = np.arange(V)
+    tok = state.tokens
+    valid = tok >= 0
+    tok_rank = np.where(valid, rank[np.where(valid, tok, 0)], -1)                  # [n, w]
+    later = (tok_rank[:, None, :] > tok_rank[:, :, None]).sum(axis=2).ravel()     # outlets left after y
+    flat = tok.ravel()
+    edges = np.flatnonzero(flat >= 0)
+    edges = edges[np.lexsort((later[edges], rank[flat[edges]]))]                  # by token, then outlets
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(rank[flat[edges]], minlength=V))])
+    F, r, l = state.F.ravel(), state.r, state.l
+    for i, y in enumerate(order):
+        if l[y] <= 0 or bounds[i] == bounds[i + 1]:
+            continue
+        e = edges[bounds[i]:bounds[i + 1]]
+        s = e // w
+        vals = r[s]
+        c = np.cumsum(vals)
+        total = c[-1]
+        if total <= 0:
+            continue
+        if total <= l[y]:
+            take = vals
+            l[y] = 0.0 if total == l[y] else l[y] - total
+        else:
+            j = int(np.searchsorted(c, l[y], side="right"))
+            take = np.zeros_like(vals)
+            take[:j] = vals[:j]
+            take[j] = min(vals[j], l[y] - (c[j - 1] if j else 0.0))
+            l[y] = 0.0
+        F[e] += take
+        r[s] = np.where(take >= vals, 0.0, vals - take)
+
+
+def augment(state: FlowState, max_augmentations: int = MAX_AUGMENTATIONS) -> tuple[int, bool]:
+    """Step 2: shortest augmenting paths until none is left; returns (augmentations, finished)."""
+    count = 0
+    while count < max_augmentations:
+        dist, parent, _ = state.reachable()
+        open_sink = np.flatnonzero((dist >= 0) & (state.l > 0))
+        if open_sink.size == 0:
+            return count, True
+        end = int(open_sink[np.argmin(dist[open_sink])])
+        path = [end]
+        while parent[path[-1]] >= 0:
+            path.append(int(parent[path[-1]]))
+        path.reverse()
+        src_edges, src_total = state.supply(path[0])
+        arcs = [state.arc(a, b) for a, b in zip(path[:-1], path[1:])]
+        amount = min([src_total, float(state.l[end])] + [a[4] for a in arcs])
+        if amount <= 0:                                         # cannot happen: every term is > 0
+            raise RuntimeError("zero bottleneck on an augmenting path")
+        state.push_from_sets(path[0], src_edges, amount, src_total)
+        for s, c, c_next, values, cap in arcs:
+            state.move(s, c, c_next, values, amount, cap)
+        state.l[end] = 0.0 if amount >= state.l[end] else state.l[end] - amount
+        count += 1
+    return count, False
+
+
+def max_flow(p: np.ndarray, sets: np.ndarray, set_probs: np.ndarray, order: np.ndarray | None = None,
+             max_augmentations: int = MAX_AUGMENTATIONS):
+    """Exact float maximum flow of the membership network (module docstring).
+
+    Parameters
+    ----------
+    p: target law ``[V]``.
+    sets: ``[n, w]`` draft sets padded with ``-1``.
+    set_probs: ``Q(S)`` ``[n]``.
+    order: token visiting order of the greedy start (default: ``p / q_marg`` descending, with
+        ``q_marg(y) = sum_{S \\ni y} Q(S) / |S|``).
+    max_augmentations: stop (``finished = False``) after this many augmenting paths.
+
+    Returns
+    -------
+    ``(F [n, w], cut, augmentations, finished)``: flows on ``(s, sets[s, c])`` (0 on pads and on
+    tokens with ``p = 0``), the source side ``H`` of a minimum cut (tokens reachable from the
+    source, plus the tokens with ``p = 0``), the number of augmenting paths, and whether the
+    search ended because no path was left.
+    """
+    sets = np.asarray(sets, dtype=np.int64)
+    tokens = np.where(sets >= 0, sets, -1)
+    tokens = np.where((tokens >= 0) & (p[np.where(tokens >= 0, tokens, 0)] > 0), tokens, -1)
+    state = FlowState(p, tokens, set_probs)
+    if order is None:
+        order = ratio_order_of(p, None, sets, set_probs)[::-1]
+    greedy_start(state, np.asarray(order, dtype=np.int64))
+    state.recount()
+    count, finished = augment(state, max_augmentations)
+    dist, _, _ = state.reachable()
+    cut = np.flatnonzero((dist >= 0) | (p <= 0)).astype(np.int64)
+    return state.F, cut, count, finished
+
+
+def ratio_order_of(p: np.ndarray, q, sets: np.ndarray, set_probs: np.ndarray) -> np.ndarray:
+    """Tokens by ``p / q`` ascending (:func:`solvers.closed_form.ratio_order`); without ``q`` (an
+    explicit tuple law) ``q`` is replaced by the mass of each token in the set law,
+    ``sum_{S \\ni y} Q(S) / |S|``."""
+    from .closed_form import ratio_order
+
+    if q is None:
+        valid = sets >= 0
+        size = np.maximum(valid.sum(axis=1), 1)
+        q = np.bincount(sets[valid], weights=np.broadcast_to((set_probs / size)[:, None], sets.shape)[valid],
+                        minlength=p.size)
+    return ratio_order(p, np.asarray(q, dtype=np.float64))
+
+
+def prefix_cut(p: np.ndarray, sets: np.ndarray, set_probs: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, float]:
+    """The best prefix ``H_j`` of ``order`` and its exact cut value ``p(H_j) + 1 - Q(S subset of H_j)``.
+
+    All ``V + 1`` prefixes are scanned in ``O(n + V)``: a set lies inside ``H_j`` iff the largest
+    rank of its tokens is below ``j`` (docs/theory/membership_ot.md, "The prefix cut for iid
+    drafts"). With ``order`` = ``p/q`` ascending this is the closed-form cut of the named laws,
+    evaluated exactly on the set law (no quadrature).
+    """
+    V = p.size
+    rank = np.empty(V, dtype=np.int64)
+    rank[order] = np.arange(V)
+    valid = sets >= 0
+    top = np.where(valid, rank[np.where(valid, sets, 0)], -1).max(axis=1)
+    inside = np.concatenate([[0.0], np.cumsum(np.bincount(top, weights=set_probs, minlength=V))])
+    target = np.concatenate([[0.0], np.cumsum(p[order])])
+    vals = target + (1.0 - inside)
+    j = int(np.argmin(vals))
+    return np.sort(order[:j]).astype(np.int64), float(vals[j])
+
+
+def verify_plan(plan, value: float, certificate: float, tol: float) -> str | None:
+    """``None`` if the plan's marginals match ``p`` and ``Q`` to ``tol`` and the certificate gap is
+    within ``tol``; otherwise the reason."""
+    out_err = float(np.abs(plan.output_law() - plan.p).max()) if plan.p.size else 0.0
+    rows = np.bincount(plan.edge_set, weights=plan.edge_flow, minlength=plan.n_sets)
+    set_err = float(np.abs(rows + plan.set_leftover - plan.set_probs).max()) if plan.n_sets else 0.0
+    if not out_err <= tol:
+        return f"target marginal off by {out_err:.1e} (> {tol:.0e})"
+    if not set_err <= tol:
+        return f"draft-set marginal off by {set_err:.1e} (> {tol:.0e})"
+    if not abs(certificate - value) <= tol:
+        return f"certificate gap {certificate - value:.1e} exceeds {tol:.0e}"
+    return None
+
+
+def tolerance(n_sets: int, V: int) -> float:
+    """Verification tolerance: :data:`GAP_TOL`, widened by ``eps`` per node for very large problems."""
+    return max(GAP_TOL, float(np.finfo(np.float64).eps) * (n_sets + V))
