@@ -208,7 +208,15 @@ def sets_from_tuples(tuples: np.ndarray, probs: np.ndarray,
     big = np.iinfo(np.int64).max
     t = np.sort(np.where(dup, big, t), axis=1)
     t[t == big] = _PAD
-    sets, inverse = np.unique(t, axis=0, return_inverse=True)
+    base = int(t.max()) + 2                                  # digits t + 1 (the pad -1 -> 0)
+    if base ** t.shape[1] < 2**62:
+        # one int64 key per row, in the rows' lexicographic order: np.unique on a 1-d array is
+        # ~20x faster than np.unique(axis=0), which argsorts a structured view
+        keys = (t + 1) @ (base ** np.arange(t.shape[1] - 1, -1, -1, dtype=np.int64))
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        sets = t[first]
+    else:
+        sets, inverse = np.unique(t, axis=0, return_inverse=True)
     set_probs = np.bincount(inverse.ravel(), weights=probs, minlength=sets.shape[0])
     keep = set_probs >= 0 if keep_zero else set_probs > 0
     sets, set_probs = sets[keep], set_probs[keep]
