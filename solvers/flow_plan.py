@@ -1,7 +1,8 @@
 r"""An exact float max-flow for the membership-cost transport problem: value, plan and min cut.
 
-The membership LP (:mod:`solvers.membership_lp`; docs/theory/membership_ot.md, "The max-flow form")
-is the maximum flow of the bipartite network
+The membership LP (:mod:`solvers.membership_lp`; docs/theory/membership_ot.md, "The max-flow
+form") is the maximum flow of the bipartite network (this module:
+docs/theory/membership_ot.md#the-exact-float-max-flow)
 
 .. math::
     \text{source} \xrightarrow{Q(S)} S \xrightarrow{\infty,\ y \in S} y \xrightarrow{p(y)} \text{sink},
@@ -11,19 +12,21 @@ with one node per draft set ``S`` (``n`` of them, each with at most ``k`` tokens
 
 Algorithm
 ---------
-1. **Greedy start.** Tokens are visited in descending order of a ratio ``p / q`` (``q`` = the
-   draft law's marginal mass per token, or ``q`` itself for a named law): token ``y`` takes the
-   remaining mass of its sets, up to ``p(y)``, preferring sets with the fewest tokens still to be
-   visited (they have no later outlet). One vectorised pass per token.
+1. **Greedy start.** Tokens are visited in descending order of ``p(y) / qbar(y)``, with
+   ``qbar(y) = sum_{S containing y} Q(S) / |S|`` the draft mass of ``y`` in the set law: token
+   ``y`` takes the unsent mass of its sets, up to ``p(y)``, preferring sets with the fewest tokens
+   still to be visited (they have no later outlet). One vectorised pass per token. On the
+   without-replacement, greedy and hub laws of benchmarks/bench_flow_plan.py it is already optimal.
 2. **Shortest augmenting paths on the token graph** (Edmonds and Karp, J. ACM 19, 1972). An
    augmenting path of the network alternates sets and tokens:
    ``source -> S_0 -> y_1 <- S_1 -> y_2 <- ... -> y_t -> sink``; the backward step ``y_i <- S_i``
    moves flow of ``S_i`` from ``y_i`` to ``y_{i+1}``. So a path is a path ``y_1 -> ... -> y_t`` in
    the token graph with an arc ``y -> y'`` whenever some set ``S \ni y, y'`` has ``f(S, y) > 0``,
    starting at a token with an unsaturated set and ending at a token with ``p(y) - load(y) > 0``.
-   Breadth-first search runs on the ``V x V`` arc-count matrix (integer counts, updated exactly
-   when a flow enters or leaves zero); the bottleneck is summed over *all* sets of each arc (they
-   are parallel paths of the same length), so one augmentation moves whole bundles of sets.
+   Breadth-first search reads the arcs off the flows (one vectorised pass over the edges per
+   level; the ``V x V`` token graph is never stored, so ``V`` may be a full vocabulary); the
+   bottleneck is summed over *all* sets of each arc (they are parallel paths of the same length),
+   so one augmentation moves whole bundles of sets.
 3. **Exactness in floats.** The capacities are never rescaled or rounded: every amount moved is a
    sum of stored float masses. An arc, source or sink that is the bottleneck is set to exactly 0
    (the drained sets are those of a prefix of the cumulative sum that defines the bottleneck), so
@@ -32,12 +35,14 @@ Algorithm
    ``backend="maxflow"``, floors everything below ``1 / scale``).
 4. **Certificate.** When no path is left, the tokens reachable from the source form a minimum cut
    ``H``; its exact value ``p(H) + 1 - Q(S \subseteq H)`` (docs/theory/membership_ot.md,
-   "Optimal acceptance by min-cut") is an upper bound equal to the flow value up to round-off. For
-   a named law the closed-form prefix cut (:func:`solvers.closed_form.optimal_cut`) is evaluated
-   too and the smaller value kept.
+   "Optimal acceptance by min-cut") is an upper bound equal to the flow value up to round-off.
+   The best prefix of the ``p / q`` order (the closed-form cut of :func:`solvers.closed_form.optimal_cut`
+   for the ``iid`` and without-replacement laws; ``p / qbar`` for an explicit law) is evaluated
+   exactly on the set law too (:func:`prefix_cut`) and the lower of the two cuts is kept.
 
 The plan is completed as every membership plan (:func:`solvers.membership_lp._make_plan`) and then
-*verified*: both marginals to :data:`MARGINAL_TOL` and ``certificate - value`` to :data:`GAP_TOL`;
+*verified*: both marginals to :data:`MARGINAL_TOL` and ``|certificate - value|`` to :data:`GAP_TOL`
+(both widened to ``eps (n + V)`` above ``n + V = 4500``, :func:`tolerance`);
 a failed check gives ``success=False`` with a :class:`RuntimeWarning` (``backend="flow"``) or the
 HiGHS LP (``backend="auto"``), never a silent wrong answer.
 """
@@ -58,7 +63,8 @@ class FlowState:
     """Flows ``F[s, c]`` on the membership edges ``(s, tokens[s, c])`` and the slacks of both sides.
 
     ``tokens`` is the ``[n, w]`` set array with ``-1`` for pads *and* for tokens of zero target mass
-    (no edge); ``r`` = unsent set mass, ``l`` = unfilled target mass.
+    (no edge); ``r`` = unsent set mass, ``l`` = unfilled target mass. Memory is ``O(n w + V)``: the
+    token graph is never stored, its arcs are read off ``F`` during the search.
     """
 
     def __init__(self, p: np.ndarray, tokens: np.ndarray, set_probs: np.ndarray):
@@ -66,54 +72,17 @@ class FlowState:
         V = p.size
         self.V, self.n, self.w = V, n, w
         self.tokens = tokens
+        self.valid = tokens >= 0
+        self._safe = np.where(self.valid, tokens, 0)            # token ids usable as indices
         self.F = np.zeros((n, w))
         self.r = set_probs.astype(np.float64).copy()
         self.l = p.astype(np.float64).copy()
         flat = tokens.ravel()
         valid = np.flatnonzero(flat >= 0)
         order = valid[np.argsort(flat[valid], kind="stable")]
-        counts = np.bincount(flat[valid], minlength=V)
-        ptr = np.concatenate([[0], np.cumsum(counts)])
+        ptr = np.concatenate([[0], np.cumsum(np.bincount(flat[valid], minlength=V))])
         #: flat edge ids ``s * w + c`` of the sets containing each token, in increasing set order
         self.edges_of = [order[ptr[y]:ptr[y + 1]] for y in range(V)]
-        self.n_supply = np.zeros(V, dtype=np.int64)             # counts: see recount()
-        self.arcs = np.zeros((V, V), dtype=np.int64)
-
-    def recount(self) -> None:
-        """Recompute the integer counts that the search reads, from the flows themselves."""
-        V, w, tok = self.V, self.w, self.tokens
-        valid = tok >= 0
-        #: n_supply[y] = number of sets S containing y with r_S > 0
-        self.n_supply = np.bincount(tok[valid], weights=np.broadcast_to((self.r > 0)[:, None], tok.shape)[valid],
-                                    minlength=V).astype(np.int64)
-        #: arcs[y, y'] = number of sets S containing y and y' with F(S, y) > 0
-        idx = []
-        for c in range(w):
-            for d in range(w):
-                if c != d:
-                    ok = valid[:, c] & valid[:, d] & (self.F[:, c] > 0)
-                    idx.append(tok[ok, c] * V + tok[ok, d])
-        flat = np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)
-        self.arcs = np.bincount(flat, minlength=V * V).reshape(V, V).astype(np.int64)
-
-    # ------------------------------------------------------------------ bookkeeping
-    def _arc_change(self, sets: np.ndarray, cols: np.ndarray, sign: int) -> None:
-        """Flows ``F[sets, cols]`` became positive (sign +1) or zero (sign -1): update the arc counts."""
-        if sets.size == 0:
-            return
-        src = self.tokens[sets, cols]
-        other = self.tokens[sets]                              # [m, w]
-        keep = (other >= 0) & (np.arange(self.w)[None, :] != cols[:, None])
-        a = np.repeat(src, self.w)[keep.ravel()]
-        b = other.ravel()[keep.ravel()]
-        np.add.at(self.arcs, (a, b), sign)
-
-    def _set_drained(self, sets: np.ndarray) -> None:
-        """Sets ``sets`` reached ``r = 0``: their tokens lose one supplying set each."""
-        if sets.size == 0:
-            return
-        t = self.tokens[sets].ravel()
-        np.add.at(self.n_supply, t[t >= 0], -1)
 
     @staticmethod
     def _take(values: np.ndarray, amount: float, total: float) -> np.ndarray:
@@ -132,20 +101,13 @@ class FlowState:
         return out
 
     # ------------------------------------------------------------------ moves
-    def push_from_sets(self, y: int, edges: np.ndarray, amount: float, total: float) -> None:
-        """Send ``amount`` from the unsent mass of the sets of ``edges`` (all containing ``y``) into ``y``."""
-        w = self.w
-        s = edges // w
+    def push_from_sets(self, edges: np.ndarray, amount: float, total: float) -> None:
+        """Send ``amount`` from the unsent mass of the sets of ``edges`` into the edges' token."""
+        s = edges // self.w
         take = self._take(self.r[s], amount, total)
-        moved = take > 0
-        s, e, take = s[moved], edges[moved], take[moved]
-        was_zero = self.F.ravel()[e] <= 0
         F = self.F.ravel()
-        F[e] += take
-        drained = take >= self.r[s]
-        self.r[s] = np.where(drained, 0.0, self.r[s] - take)
-        self._set_drained(s[drained])
-        self._arc_change(s[was_zero], e[was_zero] % w, +1)
+        F[edges] += take
+        self.r[s] = np.where(take >= self.r[s], 0.0, self.r[s] - take)
 
     def move(self, sets: np.ndarray, cols: np.ndarray, cols_next: np.ndarray, values: np.ndarray,
              amount: float, total: float) -> None:
@@ -155,14 +117,9 @@ class FlowState:
         same path may since have grown; only the snapshot is counted on)."""
         F = self.F
         take = self._take(values, amount, total)
-        moved = take > 0
-        sets, cols, cols_next, take = sets[moved], cols[moved], cols_next[moved], take[moved]
-        drained = take >= F[sets, cols]
-        F[sets, cols] = np.where(drained, 0.0, F[sets, cols] - take)
-        self._arc_change(sets[drained], cols[drained], -1)
-        was_zero = F[sets, cols_next] <= 0
+        now = F[sets, cols]
+        F[sets, cols] = np.where(take >= now, 0.0, now - take)
         F[sets, cols_next] += take
-        self._arc_change(sets[was_zero], cols_next[was_zero], +1)
 
     # ------------------------------------------------------------------ queries
     def supply(self, y: int) -> tuple[np.ndarray, float]:
@@ -184,31 +141,71 @@ class FlowState:
         cap = float(np.cumsum(values)[-1]) if s.size else 0.0
         return s, c, c_next, values, cap
 
-    def reachable(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Breadth-first search from the supplying tokens: (distance, parent, order of discovery)."""
-        V = self.V
+    def reachable(self, stop_at_sink: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Breadth-first search on the token graph from the tokens of sets with unsent mass.
+
+        Returns ``(dist, parent)`` (``-1`` = not reached). An arc ``y -> y'`` is a set ``S``
+        containing both with ``F(S, y) > 0``; each level is one vectorised pass over the edges.
+        With ``stop_at_sink`` the search ends at the first level that reaches a token with
+        ``l > 0``.
+        """
+        V, w, tok = self.V, self.w, self.tokens
+        flat = tok.ravel()
         dist = np.full(V, -1, dtype=np.int64)
         parent = np.full(V, -1, dtype=np.int64)
-        frontier = np.flatnonzero(self.n_supply > 0)
-        dist[frontier] = 0
-        adj = self.arcs > 0
+        supplied = flat[(flat >= 0) & np.repeat(self.r > 0, w)]
+        dist[supplied] = 0
+        if stop_at_sink and (self.l[supplied] > 0).any():
+            return dist, parent
+        in_frontier = dist == 0
+        carrying = np.flatnonzero(self.F.ravel() > 0)          # edges with flow (never a pad)
+        c_token, c_set = flat[carrying], carrying // w
         level = 0
-        while frontier.size:
-            sub = adj[frontier]                                 # [|frontier|, V]
-            new = np.flatnonzero(sub.any(axis=0) & (dist < 0))
-            if new.size == 0:
+        while True:
+            hit = in_frontier[c_token]
+            if not hit.any():
+                break
+            cand = tok[c_set[hit]].ravel()                      # every token of those sets
+            par = np.repeat(c_token[hit], w)
+            ok = cand >= 0
+            ok[ok] = dist[cand[ok]] < 0
+            if not ok.any():
                 break
             level += 1
+            dist[cand[ok]] = level
+            parent[cand[ok]] = par[ok]                          # any frontier parent will do
+            in_frontier = dist == level
+            if stop_at_sink and (self.l[in_frontier] > 0).any():
+                break
+        return dist, parent
+        in_frontier = np.zeros(V, dtype=bool)
+        in_frontier[start] = True
+        carrying = valid & (self.F > 0)
+        level = 0
+        while True:
+            s_hit, c_hit = np.nonzero(carrying & in_frontier[self._safe])
+            if s_hit.size == 0:
+                break
+            cand = tok[s_hit].ravel()                           # every token of those sets
+            par = np.repeat(tok[s_hit, c_hit], w)
+            ok = (cand >= 0) & (dist[np.where(cand >= 0, cand, 0)] < 0)
+            if not ok.any():
+                break
+            new, first = np.unique(cand[ok], return_index=True)
+            level += 1
             dist[new] = level
-            parent[new] = frontier[sub[:, new].argmax(axis=0)]
-            frontier = new
-        return dist, parent, frontier
+            parent[new] = par[ok][first]
+            if stop_at_sink and (self.l[new] > 0).any():
+                break
+            in_frontier[:] = False
+            in_frontier[new] = True
+        return dist, parent
 
 
 def greedy_start(state: FlowState, order: np.ndarray) -> None:
     """Step 1 of the module docstring: tokens in ``order`` take the unsent mass of their sets.
 
-    Only ``F``, ``r`` and ``l`` are updated; the caller recounts the search counts afterwards."""
+    Only ``F``, ``r`` and ``l`` change."""
     V, w = state.V, state.w
     rank = np.empty(V, dtype=np.int64)
     rank[order] = np.arange(V)
@@ -248,7 +245,7 @@ def augment(state: FlowState, max_augmentations: int = MAX_AUGMENTATIONS) -> tup
     """Step 2: shortest augmenting paths until none is left; returns (augmentations, finished)."""
     count = 0
     while count < max_augmentations:
-        dist, parent, _ = state.reachable()
+        dist, parent = state.reachable(stop_at_sink=True)
         open_sink = np.flatnonzero((dist >= 0) & (state.l > 0))
         if open_sink.size == 0:
             return count, True
@@ -262,7 +259,7 @@ def augment(state: FlowState, max_augmentations: int = MAX_AUGMENTATIONS) -> tup
         amount = min([src_total, float(state.l[end])] + [a[4] for a in arcs])
         if amount <= 0:                                         # cannot happen: every term is > 0
             raise RuntimeError("zero bottleneck on an augmenting path")
-        state.push_from_sets(path[0], src_edges, amount, src_total)
+        state.push_from_sets(src_edges, amount, src_total)
         for s, c, c_next, values, cap in arcs:
             state.move(s, c, c_next, values, amount, cap)
         state.l[end] = 0.0 if amount >= state.l[end] else state.l[end] - amount
@@ -297,9 +294,8 @@ def max_flow(p: np.ndarray, sets: np.ndarray, set_probs: np.ndarray, order: np.n
     if order is None:
         order = ratio_order_of(p, None, sets, set_probs)[::-1]
     greedy_start(state, np.asarray(order, dtype=np.int64))
-    state.recount()
     count, finished = augment(state, max_augmentations)
-    dist, _, _ = state.reachable()
+    dist, _ = state.reachable()
     cut = np.flatnonzero((dist >= 0) | (p <= 0)).astype(np.int64)
     return state.F, cut, count, finished
 
