@@ -215,12 +215,29 @@ def test_failed_verification_warns_or_falls_back(monkeypatch):
 
 
 def test_augmentation_limit_is_reported():
-    p = np.array([0.5, 0.5])
-    tuples, probs = np.array([[0, 1], [1, 1]]), np.array([0.6, 0.4])
-    # order 0 first: token 0 takes set {0, 1} whole, so {1} can only enter through a path
-    F, _, count, finished = max_flow(p, *sets_from_tuples(tuples, probs), order=np.array([1, 0]),
-                                     max_augmentations=0)
-    assert not finished and count == 0
+    """A law whose greedy start leaves one augmenting path: with none allowed the search reports
+    ``finished=False`` (solve: status 1, a warning, or the LP under ``auto``)."""
+    p = np.array([0.6, 0.2, 0.2])
+    tuples, probs = np.array([[2, 0], [0, 1], [0, 1]]), np.array([0.625, 0.25, 0.125])
+    sets, Q = sets_from_tuples(tuples, probs)
+    F, _, count, finished = max_flow(p, sets, Q)
+    assert finished and count == 1 and F.sum() == pytest.approx(1.0, abs=TOL)
+    F, _, count, finished = max_flow(p, sets, Q, max_augmentations=0)
+    assert not finished and count == 0 and F.sum() < 1.0 - 1e-3
+
+
+def test_max_flow_input_validation():
+    sets, Q = np.array([[0, 1], [1, -1]]), np.array([0.5, 0.5])
+    with pytest.raises(ValueError, match="^p "):
+        max_flow(np.array([0.5, -0.5]), sets, Q)
+    with pytest.raises(ValueError, match="^sets "):
+        max_flow(np.array([0.5, 0.5]), np.array([[0, 2]]), np.array([1.0]))
+    with pytest.raises(ValueError, match="^sets "):
+        max_flow(np.array([0.5, 0.5]), np.array([[0.0, 1.0]]), np.array([1.0]))
+    with pytest.raises(ValueError, match="^set_probs "):
+        max_flow(np.array([0.5, 0.5]), sets, np.array([1.0]))
+    with pytest.raises(ValueError, match="^order "):
+        max_flow(np.array([0.5, 0.5]), sets, Q, order=np.array([0, 0]))
 
 
 def test_prefix_cut_equals_closed_form_cut():
