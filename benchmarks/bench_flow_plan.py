@@ -135,8 +135,8 @@ def run(repeats: int) -> list[str]:
             + " | median time / specot flow | value - reference (per method) |",
             "|---|---|" + "---|" * (len(METHODS) + 2)]
     lines = list(head)
-    checks = ["| instance | flow value | reference | flow - reference | certificate gap | plan marginal error "
-              "(target, sets) | augmenting paths |", "|---|---|---|---|---|---|---|"]
+    checks = ["| instance | flow value | reference | flow - reference | certificate gap "
+              "| plan marginal error (target, sets) | augmenting paths |", "|---|---|---|---|---|---|---|"]
     for label, p, q, k, law in cases():
         ref_res = solve_membership_ot(p, q, k, draft_law=law, backend="flow")
         if isinstance(law, str):

@@ -130,7 +130,9 @@ class FlowState:
         return e, (float(np.cumsum(self.r[e // self.w])[-1]) if e.size else 0.0)
 
     def arc(self, y: int, y_next: int):
-        """Sets containing ``y`` and ``y_next`` with flow on ``y``: (sets, cols, cols_next, flows, capacity)."""
+        """Sets containing ``y`` and ``y_next`` with flow on ``y``.
+
+        Returns ``(sets, cols, cols_next, flows, capacity)``."""
         e = self.edges_of[y]
         s, c = e // self.w, e % self.w
         f = self.F[s, c]
@@ -305,7 +307,8 @@ def max_flow(p: np.ndarray, sets: np.ndarray, set_probs: np.ndarray, order: np.n
     sets = sets.astype(np.int64)
     set_probs = np.asarray(set_probs, dtype=np.float64)
     if set_probs.shape != (sets.shape[0],) or not np.isfinite(set_probs).all() or (set_probs < 0).any():
-        raise ValueError(f"set_probs must hold {sets.shape[0]} finite non-negative masses, one per row of sets")
+        raise ValueError(f"set_probs must hold {sets.shape[0]} finite non-negative masses, "
+                         "one per row of sets")
     if order is not None:
         order = np.asarray(order)
         if order.shape != (V,) or not np.array_equal(np.sort(order), np.arange(V)):
@@ -337,7 +340,8 @@ def ratio_order_of(p: np.ndarray, q, sets: np.ndarray, set_probs: np.ndarray) ->
     return ratio_order(p, np.asarray(q, dtype=np.float64))
 
 
-def prefix_cut(p: np.ndarray, sets: np.ndarray, set_probs: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, float]:
+def prefix_cut(p: np.ndarray, sets: np.ndarray, set_probs: np.ndarray,
+               order: np.ndarray) -> tuple[np.ndarray, float]:
     """The best prefix ``H_j`` of ``order`` and its exact cut value ``p(H_j) + 1 - Q(S subset of H_j)``.
 
     All ``V + 1`` prefixes are scanned in ``O(n + V)``: a set lies inside ``H_j`` iff the largest
