@@ -82,8 +82,11 @@ class FlowState:
         valid = np.flatnonzero(flat >= 0)
         order = valid[np.argsort(flat[valid], kind="stable")]
         ptr = np.concatenate([[0], np.cumsum(np.bincount(flat[valid], minlength=V))])
-        #: flat edge ids ``s * w + c`` of the sets containing each token, in increasing set order
-        self.edges_of = [order[ptr[y]:ptr[y + 1]] for y in range(V)]
+        self._by_token, self._ptr = order, ptr
+
+    def edges_of(self, y: int) -> np.ndarray:
+        """Flat edge ids ``s * w + c`` of the sets containing token ``y``, in increasing set order."""
+        return self._by_token[self._ptr[y]:self._ptr[y + 1]]
 
     @staticmethod
     def _take(values: np.ndarray, amount: float, total: float) -> np.ndarray:
@@ -125,7 +128,7 @@ class FlowState:
     # ------------------------------------------------------------------ queries
     def supply(self, y: int) -> tuple[np.ndarray, float]:
         """Edges of ``y`` whose set has unsent mass, and that mass (the last cumulative sum)."""
-        e = self.edges_of[y]
+        e = self.edges_of(y)
         e = e[self.r[e // self.w] > 0]
         return e, (float(np.cumsum(self.r[e // self.w])[-1]) if e.size else 0.0)
 
@@ -133,7 +136,7 @@ class FlowState:
         """Sets containing ``y`` and ``y_next`` with flow on ``y``.
 
         Returns ``(sets, cols, cols_next, flows, capacity)``."""
-        e = self.edges_of[y]
+        e = self.edges_of(y)
         s, c = e // self.w, e % self.w
         f = self.F[s, c]
         hit = self.tokens[s] == y_next                          # [m, w]
@@ -208,40 +211,67 @@ class FlowState:
 def greedy_start(state: FlowState, order: np.ndarray) -> None:
     """Step 1 of the module docstring: tokens in ``order`` take the unsent mass of their sets.
 
-    Only ``F``, ``r`` and ``l`` change."""
+    Consecutive tokens (in ``order``) that share no set do not interact, so they are served in one
+    vectorised batch (a row each of a padded ``[batch, degree]`` array, cumulative sums along the
+    rows); the result is the same as visiting them one by one. With the hub and greedy laws almost
+    all tokens share no set, so a vocabulary-sized ``V`` takes a few batches, not ``V`` passes.
+    Only ``F``, ``r`` and ``l`` change.
+    """
     V, w = state.V, state.w
     rank = np.empty(V, dtype=np.int64)
     rank[order] = np.arange(V)
     tok = state.tokens
     valid = tok >= 0
     tok_rank = np.where(valid, rank[np.where(valid, tok, 0)], -1)                  # [n, w]
-    later = (tok_rank[:, None, :] > tok_rank[:, :, None]).sum(axis=2).ravel()     # outlets left after y
+    # per row, the ranks in ascending order (pads, -1, first): the entries after a token are its
+    # set's outlets still to come; the entry before it is the latest earlier token sharing the set
+    col_sort = np.argsort(tok_rank, axis=1, kind="stable")
+    pos = np.empty_like(col_sort)
+    np.put_along_axis(pos, col_sort, np.arange(w)[None, :], axis=1)
+    sorted_rank = np.take_along_axis(tok_rank, col_sort, axis=1)
+    later = (w - 1 - pos).ravel()
+    before = np.where(pos > 0, np.take_along_axis(sorted_rank, np.maximum(pos - 1, 0), axis=1), -1)
     flat = tok.ravel()
     edges = np.flatnonzero(flat >= 0)
-    edges = edges[np.lexsort((later[edges], rank[flat[edges]]))]                  # by token, then outlets
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(rank[flat[edges]], minlength=V))])
+    conflict = np.full(V, -1, dtype=np.int64)             # latest earlier rank sharing a set, per rank
+    np.maximum.at(conflict, rank[flat[edges]], before.ravel()[edges])
+    edges = edges[np.lexsort((later[edges], rank[flat[edges]]))]                  # by rank, then outlets
+    deg = np.bincount(rank[flat[edges]], minlength=V)
+    bounds = np.concatenate([[0], np.cumsum(deg)])
+    # batches of consecutive ranks sharing no set; the padded batch stays within 4x its edges
+    batches, b, width = [], 0, 0
+    conflict_l, deg_l, bounds_l = conflict.tolist(), deg.tolist(), bounds.tolist()
+    for i in range(V):
+        di = deg_l[i]
+        wide = width if width >= di else di
+        if i > b and (conflict_l[i] >= b or (i + 1 - b) * wide > 4 * (bounds_l[i + 1] - bounds_l[b]) + 64):
+            batches.append((b, i))
+            b, wide = i, di
+        width = wide
+    batches.append((b, V))
     F, r, l = state.F.ravel(), state.r, state.l
-    for i, y in enumerate(order):
-        if l[y] <= 0 or bounds[i] == bounds[i + 1]:
+    for b, e in batches:
+        lo, hi = bounds[b], bounds[e]
+        if lo == hi:
             continue
-        e = edges[bounds[i]:bounds[i + 1]]
-        s = e // w
-        vals = r[s]
-        c = np.cumsum(vals)
-        total = c[-1]
-        if total <= 0:
-            continue
-        if total <= l[y]:
-            take = vals
-            l[y] = 0.0 if total == l[y] else l[y] - total
-        else:
-            j = int(np.searchsorted(c, l[y], side="right"))
-            take = np.zeros_like(vals)
-            take[:j] = vals[:j]
-            take[j] = min(vals[j], l[y] - (c[j - 1] if j else 0.0))
-            l[y] = 0.0
-        F[e] += take
-        r[s] = np.where(take >= vals, 0.0, vals - take)
+        tokens = order[b:e]
+        d = deg[b:e]
+        row = np.repeat(np.arange(e - b), d)
+        col = np.arange(hi - lo) - np.repeat(bounds[b:e] - lo, d)
+        ed = edges[lo:hi]
+        s = ed // w
+        vals = np.zeros((e - b, int(d.max())))
+        vals[row, col] = r[s]
+        c = np.cumsum(vals, axis=1)
+        before_c = np.zeros_like(c)
+        before_c[:, 1:] = c[:, :-1]
+        cap = l[tokens][:, None]
+        take = np.clip(np.minimum(vals, cap - before_c), 0.0, None)[row, col]
+        total = c[:, -1]
+        l[tokens] = np.where(total >= l[tokens], 0.0, l[tokens] - total)
+        v = r[s]
+        F[ed] += take
+        r[s] = np.where(take >= v, 0.0, v - take)
 
 
 def augment(state: FlowState, max_augmentations: int) -> tuple[int, bool]:

@@ -189,6 +189,16 @@ def test_without_replacement_set_law_with_a_tiny_rest():
     assert alpha == pytest.approx(0.06456381609515671, abs=1e-9)
 
 
+@pytest.mark.parametrize("law, k", [("hub", 2), ("greedy", 4)])
+def test_vocabulary_sized_hub_and_greedy(law, k):
+    """V = 3000 (tokens sharing no set are served in batches): exact value, verified plan."""
+    rng = np.random.default_rng(4)
+    p, q = rng.dirichlet(np.full(3000, 0.1)), rng.dirichlet(np.full(3000, 0.1))
+    res = _flow(p, q, k, draft_law=law)
+    assert res.success and res.value == pytest.approx(optimal_acceptance(p, q, k, law), abs=TOL)
+    assert np.abs(res.plan.output_law() - p).max() <= TOL
+
+
 def test_auto_uses_flow_for_non_iid_laws_and_layout_for_iid():
     p, q = np.array([0.5, 0.3, 0.15, 0.05]), np.array([0.2, 0.2, 0.3, 0.3])
     for law in ("without_replacement", "greedy", "hub"):
