@@ -25,6 +25,12 @@ feasibility of the repaired plan), so their gap bounds the error.
 
 Backends
 --------
+``"flow"`` (the default for every law but i.i.d.): the exact float max-flow of
+:mod:`solvers.flow_plan` (greedy start, then shortest augmenting paths on the token graph; no
+rescaling, no LP), with its plan verified: both marginals and the certificate gap to
+:data:`solvers.flow_plan.GAP_TOL` (``1e-12``). A failed check gives ``success=False`` and a
+:class:`RuntimeWarning`; under ``"auto"`` the HiGHS LP is solved instead. Measured in
+benchmarks/bench_flow_plan.py (results in benchmarks/results/flow_plan.md).
 ``"highs"``: HiGHS through ``scipy.optimize.linprog(method="highs")`` (``highs_api="auto"`` or
 ``"linprog"``) or ``highspy`` directly (``"highspy"``, interior point + crossover). Measured in
 benchmarks/bench_solvers.py (results in benchmarks/results/solvers.md): scipy's bundled HiGHS
@@ -41,7 +47,7 @@ floored capacities)/scale`` (about ``(n_sets + V) / 2^31``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import combinations
 from math import comb
@@ -63,7 +69,7 @@ from .closed_form import cut_value
 from .highs import new_highs
 from .result import _UNSET, SolverResult, deprecated_alias, renamed_argument, warn_if_failed
 
-BACKENDS = ("auto", "layout", "highs", "cvxpy", "maxflow")
+BACKENDS = ("auto", "layout", "flow", "highs", "cvxpy", "maxflow")
 #: default limit on the number of draft sets (rows) of the LP
 MAX_SETS = 2_000_000
 _PAD = -1
@@ -144,11 +150,20 @@ def _wor_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n = support.size
     if k > n:
         raise ValueError(f"k={k} drafts without replacement need at least k tokens with q > 0, q has {n}")
-    idx = support[np.array(list(combinations(range(n), k)), dtype=np.int64).reshape(-1, k)]
+    # q(S^c) as a sum of positive runs: with the support sorted by q ascending, S^c is at most
+    # k + 1 contiguous runs, each a difference of prefix sums over tokens no larger than the run's
+    # own, so its relative error is O(n eps) however small q(S^c) is (1 - q(S), even in extended
+    # precision, returns 0 when q(S^c) < 1e-19 and turns such sets' laws into garbage)
+    by_mass = support[np.argsort(q[support], kind="stable")]
+    pos = np.array(list(combinations(range(n), k)), dtype=np.int64).reshape(-1, k)
+    prefix = np.concatenate([[0.0], np.cumsum(q[by_mass].astype(np.longdouble))])
+    starts = np.concatenate([np.zeros((pos.shape[0], 1), dtype=np.int64), pos + 1], axis=1)
+    stops = np.concatenate([pos, np.full((pos.shape[0], 1), n, dtype=np.int64)], axis=1)
+    outside = np.clip(prefix[stops] - prefix[starts], 0.0, None).sum(axis=1).astype(np.float64)
+    idx = np.sort(by_mass[pos], axis=1)
+    lex = np.lexsort(idx.T[::-1])                               # rows in lexicographic order
+    idx, outside = idx[lex], outside[lex]
     qs = q[idx]
-    # q(S^c) in extended precision: 1 - q(S) in float64 loses the relative accuracy of a small rest
-    total = q.astype(np.longdouble).sum()
-    outside = np.clip(total - qs.astype(np.longdouble).sum(axis=1), 0.0, None).astype(np.float64)
     f = np.zeros((idx.shape[0], 1 << k))
     f[:, 0] = 1.0
     bits = np.arange(k)
@@ -193,7 +208,15 @@ def sets_from_tuples(tuples: np.ndarray, probs: np.ndarray,
     big = np.iinfo(np.int64).max
     t = np.sort(np.where(dup, big, t), axis=1)
     t[t == big] = _PAD
-    sets, inverse = np.unique(t, axis=0, return_inverse=True)
+    base = int(t.max()) + 2                                  # digits t + 1 (the pad -1 -> 0)
+    if base ** t.shape[1] < 2**62:
+        # one int64 key per row, in the rows' lexicographic order: np.unique on a 1-d array is
+        # ~20x faster than np.unique(axis=0), which argsorts a structured view
+        keys = (t + 1) @ (base ** np.arange(t.shape[1] - 1, -1, -1, dtype=np.int64))
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        sets = t[first]
+    else:
+        sets, inverse = np.unique(t, axis=0, return_inverse=True)
     set_probs = np.bincount(inverse.ravel(), weights=probs, minlength=sets.shape[0])
     keep = set_probs >= 0 if keep_zero else set_probs > 0
     sets, set_probs = sets[keep], set_probs[keep]
@@ -520,10 +543,11 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
     draft_law: a law name of :data:`ot_coupling.draft_laws.DRAFT_LAWS` (``"iid"``,
         ``"without_replacement"``, ``"hub"``, ``"greedy"``) or an explicit ``(tuples [n, k], probs [n])``
         law of ordered draft tuples (e.g. drafts from two different models).
-    backend: ``"auto"`` (default: ``"layout"`` for i.i.d. drafts, ``"highs"`` otherwise),
-        ``"layout"`` (the exact i.i.d. plan read off the min-score layout, no LP:
-        :func:`solvers.iid_plan.iid_layout_plan`), ``"highs"``, ``"cvxpy"`` or ``"maxflow"``
-        (the LP backends, kept as the cross-check and for explicit tuple laws).
+    backend: ``"auto"`` (default: ``"layout"`` for i.i.d. drafts, ``"flow"`` otherwise, falling
+        back to ``"highs"`` if the flow's verification fails), ``"layout"`` (the exact i.i.d. plan
+        read off the min-score layout, no LP: :func:`solvers.iid_plan.iid_layout_plan`),
+        ``"flow"`` (exact float max-flow, :mod:`solvers.flow_plan`), ``"highs"``, ``"cvxpy"`` or
+        ``"maxflow"`` (the LP backends and the scaled-integer flow, kept as the cross-check).
     highs_api: ``"auto"``, ``"linprog"`` or ``"highspy"`` (backend ``"highs"`` only).
     max_sets: refuse (``ValueError``) problems with more draft sets than this, before building.
 
@@ -537,8 +561,9 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if highs_api not in ("auto", "linprog", "highspy"):
         raise ValueError(f"highs_api must be 'auto', 'linprog' or 'highspy', got {highs_api!r}")
-    if backend == "auto":
-        backend = "layout" if isinstance(drafts, str) and drafts == "iid" else "highs"
+    auto = backend == "auto"
+    if auto:
+        backend = "layout" if isinstance(drafts, str) and drafts == "iid" else "flow"
     if backend == "layout":
         if not (isinstance(drafts, str) and drafts == "iid"):
             raise ValueError(f"backend 'layout' needs draft_law='iid', got {drafts!r}")
@@ -559,6 +584,7 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
 
     t1 = time.perf_counter()
     cut = None
+    tol = GAP_TOL
     if m == 0:
         flow, duals, status, used = np.zeros(0), None, (0, "optimal (no membership edge)"), backend
     elif backend == "highs":
@@ -571,6 +597,19 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
     elif backend == "cvxpy":
         flow, duals, status = _solve_cvxpy(edge_set, edge_token, set_probs, p_arr, cvxpy_solver)
         used = f"cvxpy ({cvxpy_solver or 'CLARABEL'})"
+    elif backend == "flow":
+        from .flow_plan import max_flow, prefix_cut, ratio_order_of, tolerance
+
+        F, cut, count, finished = max_flow(p_arr, sets, set_probs)
+        flow, duals, used = F.ravel()[valid], None, "flow (float max-flow)"
+        # the closed-form prefix cut (p/q order), evaluated exactly on the set law, when it is lower
+        order = ratio_order_of(p_arr, q if isinstance(drafts, str) else None, sets, set_probs)
+        best, best_value = prefix_cut(p_arr, sets, set_probs, order)
+        if best_value < cut_value(p_arr, sets, set_probs, cut):
+            cut = best
+        status = ((0, f"optimal ({count} augmenting paths after the greedy start)") if finished else
+                  (1, f"augmenting-path limit reached after {count} paths"))
+        tol = tolerance(n, V)
     else:
         flow, cut, status = _solve_maxflow(edge_set, edge_token, set_probs, p_arr, maxflow_scale)
         duals, used = None, "maxflow (scipy dinic)"
@@ -588,9 +627,19 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
     label = drafts if isinstance(drafts, str) else "explicit"
     value = plan.acceptance()
     code, message = status
-    gap_tol = GAP_TOL if backend != "maxflow" else max(GAP_TOL, (n + V + 1) / maxflow_scale)
+    gap_tol = {"maxflow": max(GAP_TOL, (n + V + 1) / maxflow_scale), "flow": tol}.get(backend, GAP_TOL)
     if code == 0 and certificate - value > gap_tol:
         code, message = 3, f"certificate gap {certificate - value:.2e} exceeds {gap_tol:g}"
+    if code == 0 and backend == "flow":
+        from .flow_plan import verify_plan
+
+        problem = verify_plan(plan, value, certificate, tol)
+        if problem is not None:
+            code, message = 3, f"flow plan failed verification: {problem}"
+    if code != 0 and backend == "flow" and auto:
+        res = solve_membership_ot(p_arr, q, k, drafts, "highs", highs_api=highs_api, max_sets=max_sets,
+                                  time_limit=time_limit)
+        return replace(res, message=f"{res.message} (HiGHS LP after the flow backend's {message})")
     return warn_if_failed(MembershipOT(
         value=value, plan=plan, cut=cut, certificate_value=certificate, success=code == 0,
         status=code, message=message, backend=used, n_variables=m, n_constraints=n + V, n_sets=n,
