@@ -263,7 +263,11 @@ def test_rrs_acceptance_float32_rows_never_negative():
     ``q = e_0``, ``k = 1`` returned ``-2.98e-8`` (``1 - Z`` with ``sum p = 1 + 3e-8``); exact: 0."""
     torch = pytest.importorskip("torch")
     from gpu_backend.registry import get_selector as get_torch_selector
-    from gpu_backend.rrs import rrs_wr_acceptance, rrs_wor_acceptance
+    from gpu_backend.rrs import rrs_wor_acceptance
+    from ot_coupling.kernels.rrs import rrs_acceptance
+
+    def rrs_wr_acceptance(p, q, k):  # the float64 path of TorchRRS.acceptance
+        return rrs_acceptance(p.to(torch.float64), q.to(torch.float64), k)
 
     p = torch.tensor([[0.0, 2 / 3, 1 / 3]], dtype=torch.float32)
     q = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float32)
