@@ -133,6 +133,8 @@ def _mass_without(xp, u, total: float, xs):
     instead of 1.6e-57, or 1.5e-9 off on the issue-11 corner)."""
     ux = xp.take(u, xs)
     out = total - ux
+    if out.shape[0] == 0:                 # no rejectable token: nothing to correct
+        return out
     j = int(xp.argmax(ux))
     if not float(ux[j]) > 0.5 * total:
         return out
