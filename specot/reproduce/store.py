@@ -40,7 +40,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:  # written as given
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
