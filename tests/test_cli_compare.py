@@ -106,7 +106,8 @@ def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_random_interrupted_then_resumed_equals_an_uninterrupted_run(tmp_path, monkeypatch, capsys, no_figures):
+def test_random_interrupted_then_resumed_equals_an_uninterrupted_run(tmp_path, monkeypatch, capsys,
+                                                                      no_figures):
     whole = tmp_path / "whole"
     assert main([*RANDOM, "--out", str(whole)]) == 0
     part = tmp_path / "part"

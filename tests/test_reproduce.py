@@ -343,7 +343,8 @@ def test_each_finished_experiment_is_saved_and_resume_skips_it(monkeypatch, tmp_
     assert "[1/3] leviathan: running" in err and "[3/3] block: 1/1 theorem" in err  # one progress line each
     for name in NAMES:
         saved = _saved(tmp_path, name)
-        assert saved["status"] == "ok" and saved["settings"]["seed"] == 0 and saved["settings"]["mode"] == "quick"
+        assert saved["status"] == "ok"
+        assert saved["settings"]["seed"] == 0 and saved["settings"]["mode"] == "quick"
         assert saved["files"] == [f"{name}/curve.png", f"{name}/curve.svg"]
     assert fake.calls == {n: 1 for n in NAMES}
 
@@ -370,7 +371,8 @@ def test_resume_reruns_a_result_with_other_settings(monkeypatch, tmp_path, capsy
     assert fake.calls == {n: 2 for n in NAMES} and not any(r.resumed for r in runs)
     assert sum("saved result not reused (settings differ: seed 0 -> 1)" in s for s in lines) == 3
     assert _saved(tmp_path, "theory")["settings"]["seed"] == 1
-    assert json.loads((tmp_path / "report.json").read_text())["experiments"][0]["claims"][0]["our_value"] == 1.25
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["experiments"][0]["claims"][0]["our_value"] == 1.25
 
     # quick vs full, an edited experiment module, a figure gone, a torn file: each runs again
     assert cli.main(["reproduce", "--only", "leviathan", "--out", str(tmp_path), "--seed", "1", "--full",

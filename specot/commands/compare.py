@@ -32,8 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", default="specot-compare", help="output folder for --random (default ./specot-compare)")
     parser.add_argument("--resume", action="store_true",
-                        help="--random: reuse the finished pairs in OUT/compare.jsonl (written pair by pair; same options, "
-                             "N may differ) and run the rest; without it the file is started afresh")
+                        help="--random: reuse the finished pairs in OUT/compare.jsonl (written pair by pair; "
+                             "same options, N may differ) and run the rest; without it the file is started "
+                             "afresh")
     parser.add_argument("--json", action="store_true", help="print the records as JSON")
     parser.set_defaults(run=run)
     return parser
@@ -74,7 +75,8 @@ def _load_saved(path: str, options: dict) -> dict[int, list[dict]]:
         if not isinstance(saved, dict):
             raise TypeError
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise ValueError(f"--resume: {path} is not a compare.jsonl (no options line); use another --out") from None
+        raise ValueError(f"--resume: {path} is not a compare.jsonl (no options line); "
+                         "use another --out") from None
     saved = {k: v for k, v in saved.items() if k != "random"}  # more or fewer pairs: the same draws
     if saved != options:
         diff = ", ".join(f"{k} {saved.get(k)!r} -> {options.get(k)!r}"

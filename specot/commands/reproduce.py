@@ -29,9 +29,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="run sweeps on an existing dask.distributed cluster at ADDRESS")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true",
-                        help="reuse the results saved in OUT/experiments/<name>.json by an earlier (possibly "
-                             "interrupted) run with the same mode, seed and code; run only the others. Without "
-                             "it every named experiment runs and its saved result is overwritten")
+                        help="reuse the results saved in OUT/experiments/<name>.json by an earlier "
+                             "(possibly interrupted) run with the same mode, seed and code; run only the "
+                             "others. Without it every named experiment runs and its saved result is "
+                             "overwritten")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.add_argument("--check", nargs="?", const="benchmarks/results/reproduce/report.json", metavar="REPORT",
                         help="compare this run with a committed report.json (default "

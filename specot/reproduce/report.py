@@ -104,7 +104,8 @@ def write_markdown(runs: list[ExperimentRun], ctx: Context, path: Path, total_se
             c = r.counts()
             cells = [f"{c[k][0]}/{c[k][1]}" if k in c else "-" for k in CATEGORIES]
             status = "ok (resumed)" if r.resumed else "ok"
-            lines.append(f"| [{r.name}](#{r.name}) | {status} | {r.seconds:.1f} | " + " | ".join(cells) + " |")
+            lines.append(f"| [{r.name}](#{r.name}) | {status} | {r.seconds:.1f} | "
+                         + " | ".join(cells) + " |")
         else:
             lines.append(f"| {r.name} | **{r.status}**: {_cell(r.message)} | {r.seconds:.1f} | - | - | - |")
     lines.append("")
@@ -115,7 +116,8 @@ def write_markdown(runs: list[ExperimentRun], ctx: Context, path: Path, total_se
 
 
 def write_json(runs: list[ExperimentRun], ctx: Context, path: Path, total_seconds: float) -> None:
-    atomic_write_text(path, json.dumps(to_jsonable(summary(runs, ctx, total_seconds, root=path.parent)), indent=2))
+    report = summary(runs, ctx, total_seconds, root=path.parent)
+    atomic_write_text(path, json.dumps(to_jsonable(report), indent=2))
 
 
 def _rel(f: Path, root: Path | None) -> str:

@@ -134,8 +134,8 @@ def reproduce(names: list[str] | None = None, ctx: Context | None = None,
             run = _run_one(name, ctx, out, t0)
         except KeyboardInterrupt:
             runs.append(ExperimentRun(name, "interrupted", time.perf_counter() - t0,
-                                      message="interrupted (KeyboardInterrupt); finished experiments are saved, "
-                                              "run again with --resume"))
+                                      message="interrupted (KeyboardInterrupt); finished experiments "
+                                              "are saved, run again with --resume"))
             write_reports()
             log(f"{tag}: interrupted after {time.perf_counter() - t0:.1f} s; "
                 f"{sum(r.status == 'ok' for r in runs)} finished experiment(s) kept in {out}")
