@@ -191,12 +191,17 @@ def plot_comparison(records: list[dict], out_prefix: str) -> list[str]:
 
 
 def write_csv(records: list[dict], path: str) -> None:
-    """Write records as CSV (columns: ``case`` if present, then :data:`RECORD_FIELDS`)."""
+    """Write records as CSV (columns: ``case`` if present, then :data:`RECORD_FIELDS`), atomically
+    (a temporary file moved into place: an interruption leaves the old file or the new one)."""
     import csv
+    import io
+
+    from specot.reproduce.store import atomic_write_text
 
     fields = (["case"] if records and "case" in records[0] else []) + list(RECORD_FIELDS)
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for r in records:
-            writer.writerow({f: r.get(f) for f in fields})
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    for r in records:
+        writer.writerow({f: r.get(f) for f in fields})
+    atomic_write_text(path, buf.getvalue())

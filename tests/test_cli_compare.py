@@ -71,3 +71,95 @@ def test_cli_errors(argv, msg, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert msg in err and "Traceback" not in err
+
+
+# ------------------------------------------------------- --random: pair-by-pair file and --resume
+RANDOM = ["compare", "--random", "6", "--vocab", "4", "--seed", "3", "-k", "1,2", "--laws", "iid,greedy"]
+
+
+class CountingCompare:
+    """Counts the pairs computed (specot.compare.compare_selectors); ``stop_at``: raise
+    KeyboardInterrupt on that call (an interrupted run)."""
+
+    def __init__(self, monkeypatch, stop_at=None):
+        import specot.compare as module
+
+        self.real, self.calls, self.stop_at = module.compare_selectors, 0, stop_at
+        monkeypatch.setattr(module, "compare_selectors", self)
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """The figures are tested above; here they would only cost time."""
+    import specot.compare as module
+
+    monkeypatch.setattr(module, "plot_comparison", lambda records, prefix: [])
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_random_interrupted_then_resumed_equals_an_uninterrupted_run(tmp_path, monkeypatch, capsys,
+                                                                      no_figures):
+    whole = tmp_path / "whole"
+    assert main([*RANDOM, "--out", str(whole)]) == 0
+    part = tmp_path / "part"
+    counter = CountingCompare(monkeypatch, stop_at=4)
+    assert main([*RANDOM, "--out", str(part)]) == 130  # Ctrl-C during the 4th pair
+    assert [row.get("case") for row in _jsonl(part / "compare.jsonl")] == [None, 0, 1, 2]  # header + 3 pairs
+    counter.calls, counter.stop_at = 0, None
+    capsys.readouterr()
+    assert main([*RANDOM, "--out", str(part), "--resume"]) == 0
+    assert counter.calls == 3  # only the missing pairs ran
+    assert "--resume: 3 of 6 pairs loaded" in capsys.readouterr().err
+    assert (part / "compare.csv").read_text() == (whole / "compare.csv").read_text()
+    assert _jsonl(part / "compare.jsonl")[1:] == _jsonl(whole / "compare.jsonl")[1:]
+
+    # more pairs than the first run: the same draws, only the new ones computed
+    counter.calls = 0
+    assert main([*RANDOM[:2], "8", *RANDOM[3:], "--out", str(part), "--resume"]) == 0
+    assert counter.calls == 2
+    with open(part / "compare.csv") as fh:
+        assert {r["case"] for r in csv.DictReader(fh)} == {str(i) for i in range(8)}
+
+
+def test_random_resume_drops_a_torn_line_and_refuses_other_options(tmp_path, monkeypatch, capsys, no_figures):
+    out = tmp_path / "cmp"
+    assert main([*RANDOM, "--out", str(out)]) == 0
+    path = out / "compare.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]) + lines[-1][:40])  # the last pair cut mid-write
+    counter = CountingCompare(monkeypatch)
+    assert main([*RANDOM, "--out", str(out), "--resume"]) == 0
+    assert counter.calls == 1
+    assert len(_jsonl(path)) == 7  # every line is complete JSON again
+
+    before = path.read_text()
+    capsys.readouterr()
+    assert main([*RANDOM, "--vocab", "5", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "other options (vocab 4 -> 5)" in err
+    assert path.read_text() == before  # refused before touching the finished pairs
+
+    assert main([*RANDOM, "--out", str(out)]) == 0  # without --resume: started afresh, said so
+    assert counter.calls == 7 and "starting afresh" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["compare", "--p", P, "--q", Q, "--resume"], "--resume applies to --random runs only"),
+    (["compare", "--random", "2", "--resume", "--out", "{out}/notes.txt"], "exists and is not a directory"),
+    (["compare", "--random", "2", "--resume", "--out", "{out}"], "is not a compare.jsonl"),
+])
+def test_resume_errors_exit_2_with_one_line(argv, msg, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "compare.jsonl").write_text("not json\n")
+    assert main([a.replace("{out}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and msg in err, err

@@ -289,3 +289,199 @@ def test_claims_fail_on_a_wrong_implementation(monkeypatch):
     multidraft._worked_examples(res)
     examples = [c for c in res.claims if "optima, RRS and naive" in c.statement]
     assert len(examples) == 4 and not any(c.holds for c in examples)
+
+
+# ---------------------------------------------------------------- saved results and --resume
+class FakeRegistry:
+    """Stand-in experiments under real registry names (fast): each call is counted; ``behaviour``
+    maps a name to ``"ok"`` (one claim, one small figure), an exception instance to raise, or a
+    callable ``ctx -> ExperimentResult``."""
+
+    def __init__(self, monkeypatch, behaviour: dict):
+        from specot.reproduce import runner
+
+        self.behaviour = dict(behaviour)
+        self.calls = {name: 0 for name in behaviour}
+        monkeypatch.setattr(runner, "experiment_function", self.function)
+        monkeypatch.setattr(runner, "missing_pieces", lambda name: [])
+
+    def function(self, name):
+        def run(ctx):
+            self.calls[name] += 1
+            what = self.behaviour[name]
+            if isinstance(what, BaseException):
+                raise what
+            if callable(what):
+                return what(ctx)
+            from matplotlib.figure import Figure
+
+            res = ExperimentResult()
+            fig = Figure(figsize=(1, 1))
+            fig.add_subplot().plot([0, 1], [ctx.seed, 1])
+            res.add_figure("curve", fig, f"a curve of {name}")
+            res.claims.append(Claim("P", f"{name} holds", 0.5, 0.25 + ctx.seed, True, category="theorem",
+                                    fails_if="never"))
+            res.notes.append(f"seed {ctx.seed}")
+            res.data["values"] = np.arange(3) * (ctx.seed + 1)
+            return res
+
+        return run
+
+
+NAMES = ["leviathan", "theory", "block"]
+
+
+def _saved(out, name):
+    return json.loads((out / "experiments" / f"{name}.json").read_text())
+
+
+def test_each_finished_experiment_is_saved_and_resume_skips_it(monkeypatch, tmp_path, capsys):
+    fake = FakeRegistry(monkeypatch, {n: "ok" for n in NAMES})
+    assert cli.main(["reproduce", "--only", *NAMES, "--out", str(tmp_path)]) == 0
+    first = json.loads((tmp_path / "report.json").read_text())
+    err = capsys.readouterr().err
+    assert "[1/3] leviathan: running" in err and "[3/3] block: 1/1 theorem" in err  # one progress line each
+    for name in NAMES:
+        saved = _saved(tmp_path, name)
+        assert saved["status"] == "ok"
+        assert saved["settings"]["seed"] == 0 and saved["settings"]["mode"] == "quick"
+        assert saved["files"] == [f"{name}/curve.png", f"{name}/curve.svg"]
+    assert fake.calls == {n: 1 for n in NAMES}
+
+    assert cli.main(["reproduce", "--only", *NAMES, "--out", str(tmp_path), "--resume"]) == 0
+    out, err = capsys.readouterr()
+    assert fake.calls == {n: 1 for n in NAMES}  # nothing ran again
+    assert err.count("resumed from") == 3 and "running" not in err and out.count(", resumed]") == 3
+    again = json.loads((tmp_path / "report.json").read_text())
+    for report in (first, again):  # the report assembled from saved results is the report of the run
+        report.pop("seconds")
+        for e in report["experiments"]:
+            assert e.pop("resumed") is (report is again)
+    assert again == first
+    assert "ok (resumed)" in (tmp_path / "report.md").read_text()
+
+
+def test_resume_reruns_a_result_with_other_settings(monkeypatch, tmp_path, capsys):
+    from specot.reproduce import store
+
+    fake = FakeRegistry(monkeypatch, {n: "ok" for n in NAMES})
+    reproduce(NAMES, Context(progress=False), tmp_path)
+    lines = []
+    runs = reproduce(NAMES, Context(seed=1, progress=False), tmp_path, resume=True, log=lines.append)
+    assert fake.calls == {n: 2 for n in NAMES} and not any(r.resumed for r in runs)
+    assert sum("saved result not reused (settings differ: seed 0 -> 1)" in s for s in lines) == 3
+    assert _saved(tmp_path, "theory")["settings"]["seed"] == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["experiments"][0]["claims"][0]["our_value"] == 1.25
+
+    # quick vs full, an edited experiment module, a figure gone, a torn file: each runs again
+    assert cli.main(["reproduce", "--only", "leviathan", "--out", str(tmp_path), "--seed", "1", "--full",
+                     "--resume"]) == 0
+    assert "settings differ: mode 'quick' -> 'full'" in capsys.readouterr().err
+    full = Context(seed=1, quick=False, progress=False)
+    assert [r.resumed for r in reproduce(NAMES, full, tmp_path, resume=True)] == [True, False, False]
+    real = store._source_hash
+    monkeypatch.setattr(store, "_source_hash", lambda name: "edited" if name == "theory" else real(name))
+    (tmp_path / "block" / "curve.svg").unlink()
+    runs = reproduce(NAMES, full, tmp_path, resume=True, log=lines.append)
+    assert [r.resumed for r in runs] == [True, False, False]
+    assert any("source_sha256" in s and "edited" in s for s in lines)
+    assert any("figure file missing: block/curve.svg" in s for s in lines)
+    assert fake.calls == {"leviathan": 3, "theory": 4, "block": 4}
+    (tmp_path / "experiments" / "block.json").write_text('{"format": 1, "name": "blo')
+    runs = reproduce(NAMES, full, tmp_path, resume=True, log=lines.append)
+    assert [r.resumed for r in runs] == [True, True, False] and "saved result unreadable" in lines[-3]
+
+
+def test_a_failing_experiment_keeps_earlier_results_and_exits_nonzero(monkeypatch, tmp_path, capsys):
+    fake = FakeRegistry(monkeypatch, {"leviathan": "ok", "theory": RuntimeError("kaput"), "block": "ok"})
+    assert cli.main(["reproduce", "--only", *NAMES, "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "theory: ERROR: RuntimeError: kaput" in out and "[2/3] theory: ERROR: RuntimeError: kaput" in err
+    assert _saved(tmp_path, "leviathan")["status"] == "ok" and _saved(tmp_path, "block")["status"] == "ok"
+    assert _saved(tmp_path, "theory")["status"] == "error"  # recorded as failed, never "skipped"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [e["status"] for e in report["experiments"]] == ["ok", "error", "ok"]
+
+    # --resume runs only the failed one (an error is never reused); fixed, the run exits 0
+    fake.behaviour["theory"] = "ok"
+    assert cli.main(["reproduce", "--only", *NAMES, "--out", str(tmp_path), "--resume"]) == 0
+    assert fake.calls == {"leviathan": 1, "theory": 2, "block": 1}
+    assert "saved result not reused (saved result has status 'error')" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_keeps_what_finished(monkeypatch, tmp_path, capsys):
+    fake = FakeRegistry(monkeypatch, {"leviathan": "ok", "theory": KeyboardInterrupt(), "block": "ok"})
+    assert cli.main(["reproduce", "--only", *NAMES, "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "theory: interrupted" in err and "1 finished experiment(s) kept" in err
+    assert fake.calls == {"leviathan": 1, "theory": 1, "block": 0}
+    assert sorted(p.name for p in (tmp_path / "experiments").iterdir()) == ["leviathan.json"]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [(e["name"], e["status"]) for e in report["experiments"]] == [("leviathan", "ok"),
+                                                                          ("theory", "interrupted")]
+    assert "**interrupted**" in (tmp_path / "report.md").read_text()
+    fake.behaviour["theory"] = "ok"
+    assert cli.main(["reproduce", "--only", *NAMES, "--out", str(tmp_path), "--resume"]) == 0
+    assert fake.calls == {"leviathan": 1, "theory": 2, "block": 1}
+
+
+def test_without_resume_saved_results_are_overwritten(monkeypatch, tmp_path):
+    fake = FakeRegistry(monkeypatch, {n: "ok" for n in NAMES})
+    reproduce(NAMES[:2], Context(progress=False), tmp_path)
+    lines = []
+    reproduce(NAMES[1:], Context(seed=2, progress=False), tmp_path, log=lines.append)
+    assert fake.calls == {"leviathan": 1, "theory": 2, "block": 1}
+    assert "saved results of 1 of these experiments are overwritten" in lines[0]
+    assert _saved(tmp_path, "theory")["settings"]["seed"] == 2
+    assert _saved(tmp_path, "leviathan")["settings"]["seed"] == 0  # not named: left alone
+    assert [e["name"] for e in json.loads((tmp_path / "report.json").read_text())["experiments"]] == NAMES[1:]
+
+
+def test_saved_files_are_written_atomically(monkeypatch, tmp_path):
+    """A write cut short (here: interrupted before the rename) leaves the previous file intact and
+    no temporary file behind; every file in experiments/ is complete JSON."""
+    from specot.reproduce import store
+
+    target = tmp_path / "x.json"
+    store.atomic_write_text(target, '{"old": 1}')
+
+    def cut(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.os, "fsync", cut)
+    with pytest.raises(KeyboardInterrupt):
+        store.atomic_write_text(target, '{"new": 2, "long": "' + "x" * 100_000 + '"}')
+    assert json.loads(target.read_text()) == {"old": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+    monkeypatch.undo()
+
+    FakeRegistry(monkeypatch, {n: "ok" for n in NAMES})
+    reproduce(NAMES, Context(progress=False), tmp_path / "run")
+    for path in (tmp_path / "run" / "experiments").iterdir():
+        assert not path.name.startswith(".") and json.loads(path.read_text())["format"] == store.FORMAT
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--resume", "--check", "{out}/report.json"], "is the report this run rewrites"),
+    (["--check", "{out}/report.json"], "is the report this run rewrites"),
+    (["--resume", "--check", "{out}/missing.json"], "--check: no report at"),
+    (["--resume", "--out", "{out}/report.json"], "exists and is not a directory"),
+])
+def test_resume_and_check_combinations_exit_2_before_any_work(argv, needle, monkeypatch, tmp_path, capsys):
+    fake = FakeRegistry(monkeypatch, {n: "ok" for n in NAMES})
+    (tmp_path / "report.json").write_text("{}")
+    argv = [a.replace("{out}", str(tmp_path)) for a in argv]
+    out_args = [] if "--out" in argv else ["--out", str(tmp_path)]
+    assert cli.main(["reproduce", "--only", *NAMES, *out_args, *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert fake.calls == {n: 0 for n in NAMES}
+
+
+def test_resume_with_nothing_saved_runs_everything(monkeypatch, tmp_path):
+    fake = FakeRegistry(monkeypatch, {n: "ok" for n in NAMES})
+    lines = []
+    runs = reproduce(NAMES, Context(progress=False), tmp_path / "new", resume=True, log=lines.append)
+    assert [r.status for r in runs] == ["ok"] * 3 and fake.calls == {n: 1 for n in NAMES}
+    assert "no saved experiment results to resume; running all 3" in lines[0]

@@ -32,7 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", default="specot-compare", help="output folder for --random (default ./specot-compare)")
     parser.add_argument("--resume", action="store_true",
-                        help="--random: reuse the finished pairs in OUT/compare.jsonl (same options) and run the rest")
+                        help="--random: reuse the finished pairs in OUT/compare.jsonl (written pair by pair; "
+                             "same options, N may differ) and run the rest; without it the file is started "
+                             "afresh")
     parser.add_argument("--json", action="store_true", help="print the records as JSON")
     parser.set_defaults(run=run)
     return parser
@@ -58,40 +60,73 @@ def _check_size(V: int, ks: list[int], laws: list[str] | None) -> None:
                          "without without_replacement (e.g. --laws iid,hub,greedy)")
 
 
+def _load_saved(path: str, options: dict) -> dict[int, list[dict]]:
+    """The finished pairs in ``path`` (``case -> records``) for ``--resume``: ``ValueError`` naming the
+    options that differ when the file holds a run with other options; a line cut by an interruption
+    is dropped (that pair is computed again)."""
+    import json
+
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    if not lines:
+        return {}
+    try:
+        saved = json.loads(lines[0])["options"]
+        if not isinstance(saved, dict):
+            raise TypeError
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"--resume: {path} is not a compare.jsonl (no options line); "
+                         "use another --out") from None
+    saved = {k: v for k, v in saved.items() if k != "random"}  # more or fewer pairs: the same draws
+    if saved != options:
+        diff = ", ".join(f"{k} {saved.get(k)!r} -> {options.get(k)!r}"
+                         for k in sorted(set(saved) | set(options)) if saved.get(k) != options.get(k))
+        raise ValueError(f"--resume: {path} holds a run with other options ({diff}); "
+                         "use the same options or another --out")
+    done: dict[int, list[dict]] = {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+            done[int(row["case"])] = row["records"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):  # cut by an interruption
+            continue
+    return done
+
+
 def _random_resumable(args, ks: list[int], laws) -> list[dict]:
     """:func:`specot.compare.compare_random`, one pair at a time: each finished pair's records are
-    appended to ``OUT/compare.jsonl`` as it completes (with the options in its first line), and
+    appended to ``OUT/compare.jsonl`` as it completes (the options in its first line), and
     ``--resume`` skips the pairs already there. The pairs are the same Dirichlet draws from ``--seed``
-    (the generator is advanced past skipped pairs), so a resumed run equals an uninterrupted one."""
+    (the generator is advanced past skipped pairs), so a resumed run equals an uninterrupted one, and
+    a resumed run may ask for more (or fewer) pairs than the first. Without ``--resume`` the file is
+    started afresh. Progress: a tqdm bar on stderr."""
     import json
+    import sys
 
     import numpy as np
     from tqdm import tqdm
 
     from specot.compare import compare_selectors
+    from specot.reproduce.store import atomic_write_text
 
     path = os.path.join(args.out, "compare.jsonl")
-    header = {"options": {"random": args.random, "vocab": args.vocab, "k": ks, "laws": laws,
-                          "concentration": args.concentration, "seed": args.seed}}
+    options = json.loads(json.dumps({"vocab": args.vocab, "k": ks, "laws": laws,
+                                     "concentration": args.concentration, "seed": args.seed}))
+    header = json.dumps({"options": {"random": args.random, **options}}) + "\n"
     done: dict[int, list[dict]] = {}
     if args.resume and os.path.exists(path):
-        with open(path) as fh:
-            lines = fh.read().splitlines()
-        saved = json.loads(lines[0]) if lines else None
-        if saved is not None and saved != json.loads(json.dumps(header)):
-            raise ValueError(f"--resume: {path} holds a run with other options; use the same options or another --out")
-        for line in lines[1:]:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # cut by an interruption: recompute that pair
-                continue
-            done[int(row["case"])] = row["records"]
-    else:
-        with open(path, "w") as fh:
-            fh.write(json.dumps(header) + "\n")
+        done = _load_saved(path, options)
+        reused = sum(case < args.random for case in done)
+        print(f"--resume: {reused} of {args.random} pairs loaded from {path}", file=sys.stderr)
+    elif os.path.exists(path) and os.path.getsize(path) > 0:
+        print(f"{path}: starting afresh (--resume would reuse its finished pairs)", file=sys.stderr)
+    # the header and the finished pairs, rewritten atomically: a line cut by an interruption is gone
+    # before new lines are appended
+    atomic_write_text(path, header + "".join(json.dumps({"case": case, "records": _strict(rows)}) + "\n"
+                                             for case, rows in sorted(done.items())))
     rng = np.random.default_rng(args.seed)
     records = []
-    for case in tqdm(range(args.random), desc="random pairs", disable=args.json, initial=0):
+    for case in tqdm(range(args.random), desc="random pairs", disable=args.json, file=sys.stderr):
         p = rng.dirichlet(np.full(args.vocab, args.concentration))
         q = rng.dirichlet(np.full(args.vocab, args.concentration))
         if case not in done:

@@ -1,4 +1,5 @@
-"""The report writer: ``report.md`` (claims tables, figure captions, timings) and ``report.json``."""
+"""The report writer: ``report.md`` (claims tables, figure captions, timings) and ``report.json``,
+each written atomically (temporary file + :func:`os.replace`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from specot.io import to_jsonable
 
 from .core import CATEGORIES, TITLES, Claim, Context
 from .runner import ExperimentRun
+from .store import atomic_write_text
 
 
 def _cell(text: str) -> str:
@@ -57,7 +59,8 @@ def experiment_markdown(run: ExperimentRun, out_dir: Path | None = None) -> str:
         return "\n".join(lines)
     res = run.result
     counts = ", ".join(f"{h}/{n} {cat}" for cat, (h, n) in run.counts().items()) or "no claims"
-    lines += [f"Wall time {run.seconds:.1f} s; claims holding: {counts}.", ""]
+    when = " (in an earlier run; loaded by --resume)" if run.resumed else ""
+    lines += [f"Wall time {run.seconds:.1f} s{when}; claims holding: {counts}.", ""]
     for note in res.notes:
         lines += [f"- {note}"]
     if res.notes:
@@ -100,18 +103,21 @@ def write_markdown(runs: list[ExperimentRun], ctx: Context, path: Path, total_se
         if r.status == "ok":
             c = r.counts()
             cells = [f"{c[k][0]}/{c[k][1]}" if k in c else "-" for k in CATEGORIES]
-            lines.append(f"| [{r.name}](#{r.name}) | ok | {r.seconds:.1f} | " + " | ".join(cells) + " |")
+            status = "ok (resumed)" if r.resumed else "ok"
+            lines.append(f"| [{r.name}](#{r.name}) | {status} | {r.seconds:.1f} | "
+                         + " | ".join(cells) + " |")
         else:
             lines.append(f"| {r.name} | **{r.status}**: {_cell(r.message)} | {r.seconds:.1f} | - | - | - |")
     lines.append("")
     for r in runs:
         lines.append(f'<a id="{r.name}"></a>')
         lines.append(experiment_markdown(r))
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 def write_json(runs: list[ExperimentRun], ctx: Context, path: Path, total_seconds: float) -> None:
-    path.write_text(json.dumps(to_jsonable(summary(runs, ctx, total_seconds, root=path.parent)), indent=2))
+    report = summary(runs, ctx, total_seconds, root=path.parent)
+    atomic_write_text(path, json.dumps(to_jsonable(report), indent=2))
 
 
 def _rel(f: Path, root: Path | None) -> str:
@@ -139,6 +145,7 @@ def summary(runs: list[ExperimentRun], ctx: Context, total_seconds: float, root:
                 "counts": {cat: {"holding": h, "claims": n} for cat, (h, n) in r.counts().items()},
                 "message": r.message,
                 "seconds": r.seconds,
+                "resumed": r.resumed,
                 "files": [_rel(f, root) for f in r.files],
                 "captions": r.result.captions if r.result else {},
                 "notes": r.result.notes if r.result else [],
