@@ -9,7 +9,7 @@ import time
 from specot.io import dump_json, parse_vector
 
 DRAFT_CHOICES = ("iid", "without_replacement", "greedy", "hub")
-BACKEND_CHOICES = ("auto", "layout", "highs", "cvxpy", "maxflow", "all", "none")
+BACKEND_CHOICES = ("auto", "layout", "flow", "highs", "cvxpy", "maxflow", "all", "none")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--drafts", choices=DRAFT_CHOICES, default="iid", help="draft law (default iid)")
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                         help="exact plan backend(s) besides the closed form (default auto: the layout plan "
-                             "for iid drafts, HiGHS otherwise; all: every backend; none: closed form only)")
+                             "for iid drafts, the exact float max-flow otherwise; all: every backend; none: closed form only)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(run=run)
     return parser

@@ -161,4 +161,4 @@ def lp_optimum_reference(p: np.ndarray, q: np.ndarray, k: int, law: str = "iid")
     """The optimum as the value of the membership-cost LP over draft sets solved by HiGHS
     (:func:`solvers.membership_lp.solve_membership_ot`), independent of the min-cut closed form."""
     solve = require("solvers.membership_lp", "solve_membership_ot")
-    return float(solve(p, q, k, law).value)
+    return float(solve(p, q, k, law, backend="highs").value)
