@@ -61,6 +61,11 @@ MIN_LOG_WEIGHT = 60.0
 
 #: damping of the Newton steps in ``log lam`` (largest change of one weight per step)
 MAX_STEP = 2.0
+#: damping of the mapped steps of the coarse phase (:func:`map_step`)
+MAX_MAPPED_STEP = 6.0
+#: a mapped step moves a group's ``phi`` at most this far towards an end of its range, in
+#: ``log`` of the distance to the end (:func:`map_step`)
+MAX_LOGIT_STEP = 4.0
 
 #: ``LevelFit.status`` codes
 STATUS_MESSAGES = {
@@ -287,7 +292,7 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
         z = xp.where(valid, xp.log(xp.where(valid, ratio, 1.0)), 0.0)
     it = 0
     if k > 1:
-        coarse = _newton(xp, z, mass, ratio, floor, k, COARSE_TOL, max_iter, COARSE_RULE)
+        coarse = _newton(xp, z, mass, ratio, floor, k, COARSE_TOL, max_iter, COARSE_RULE, mapped=True)
         z = xp.where(valid, xp.log(xp.where(valid, coarse.weights, 1.0)), z)
         it = coarse.iterations
     fit = _newton(xp, z, mass, ratio, floor, k, tol, max_iter, FINE_RULE)
@@ -298,8 +303,10 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
     return fit
 
 
-def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: QuadRule) -> LevelFit:
-    """Damped Newton on ``log lam`` from ``z`` with the quadrature ``rule`` (targets already raised)."""
+def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: QuadRule,
+            mapped: bool = False) -> LevelFit:
+    """Damped Newton on ``log lam`` from ``z`` with the quadrature ``rule`` (targets already raised);
+    ``mapped``: steps mapped by :func:`map_step` while they lower the error (per problem)."""
     valid = mass > 0
     m0 = xp.sum(mass, axis=1) + floor
     P = z.shape[0]
@@ -311,6 +318,8 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
     done = xp.zeros((P,), dtype=xp.bool, device=dev)
     status = xp.zeros((P,), dtype=xp.int64, device=dev)
     final = False
+    mapped = xp.ones((P,), dtype=xp.bool, device=dev) if mapped else None
+    prev_err = xp.full((P,), math.inf, dtype=z.dtype, device=dev)
     while True:
         top = xp.max(xp.where(valid, z, -math.inf), axis=1, keepdims=True)
         top = xp.where(xp.isfinite(top), top, 0.0)
@@ -350,7 +359,65 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
                             success=worst == 0, status=worst, message=STATUS_MESSAGES[worst],
                             value=float(xp.max(err)) if P else 0.0, converged=status == 0)
         step = newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
-        big = xp.max(xp.abs(step), axis=1, keepdims=True)
-        step = step * clip_max(xp, MAX_STEP / clip_min(xp, big, 1e-300), 1.0)   # damping: |dz| <= MAX_STEP
+        if mapped is not None:
+            # a mapped step that did not lower the error switches its problem to plain Newton
+            mapped = mapped & ~(err >= prev_err)
+            prev_err = err
+            step = xp.where(mapped[:, None], map_step(step, phi, mass, floor, k), step)
+            limit = MAX_STEP + (MAX_MAPPED_STEP - MAX_STEP) * xp.astype(mapped, z.dtype)[:, None]
+        else:
+            limit = MAX_STEP
+        big = clip_min(xp, xp.max(xp.abs(step), axis=1, keepdims=True), 1e-300)
+        step = step * clip_max(xp, limit / big, 1.0)   # damping: |dz| <= limit
         z = clip_min(xp, z + xp.where(done[:, None], 0.0, step), -MIN_LOG_WEIGHT)
         it += 1
+
+
+def group_range(mass, floor, k: int):
+    r"""The range ``(lo, hi)`` of ``phi`` of each group over its own weight, the others fixed.
+
+    With ``M_L(t) = Q e^{-lam t} + R(t)`` (``Q`` the group's mass), ``phi = k int_0^inf e^{-s}
+    M_L(s/lam)^{k-1} ds`` tends to ``((Q + m_L)^k - m_L^k) / Q`` as ``lam -> 0`` (only the floor
+    ``m_L`` is left of the others) and to ``(M_L(0)^k - (M_L(0) - Q)^k) / Q`` as ``lam -> inf``
+    (all of them are left).
+    """
+    xp = array_namespace(mass, floor)
+    tiny = xp.finfo(mass.dtype).tiny
+    Q = clip_min(xp, mass, tiny)
+    f = floor[:, None]
+    m0 = xp.sum(mass, axis=1, keepdims=True) + f
+    small = Q <= f          # (f + Q)^k - f^k without cancellation
+    fs = xp.where(small, f, 1.0)
+    lo_small = fs ** k * xp.expm1(k * xp.log1p(xp.where(small, Q, 0.0) / fs)) / Q
+    lo = xp.where(small, lo_small, ((Q + f) ** k - f ** k) / Q)
+    x = clip_max(xp, Q / m0, 1.0)
+    full = x >= 1.0
+    hi = xp.where(full, m0 ** k / Q, -(m0 ** k) * xp.expm1(k * xp.log1p(-xp.where(full, 0.0, x))) / Q)
+    return lo, hi
+
+
+def map_step(step, phi, mass, floor, k: int):
+    r"""Map a Newton step ``s`` in ``z = log lam`` through a one-group model of ``phi``.
+
+    Newton in ``z`` undershoots for a group whose ``phi`` is near an end of its range
+    (:func:`group_range`): near the low end ``phi ~ lo + c lam`` (linear, with an offset when the
+    level has a floor), near the high end ``phi ~ hi - c / lam``; a target close to the end takes
+    ~1 step per unit of ``log`` distance. Modelling ``phi = lo + (hi - lo) sigma(z - c)`` (``sigma``
+    the logistic function, ``u = (phi - lo)/(hi - lo)``), the linearised step predicts ``u + u (1 -
+    u) s``, and the model's exact step is ``logit(u + u(1 - u) s) - logit(u)``: ``log(1 + s)`` near the
+    low end, ``-log(1 - s)`` near the high end, ``s + O(s^2)`` for small steps (the local quadratic
+    convergence is kept). ``s`` is taken in the gauge with zero mass-weighted mean (the weights
+    that carry most of ``M_L`` stay put, as in the one-group model), and the predicted ``u`` moves
+    at most by a factor ``exp(-MAX_LOGIT_STEP)`` towards either end.
+    """
+    xp = array_namespace(step, phi)
+    valid = mass > 0
+    lo, hi = group_range(mass, floor, k)
+    eps = 1e-12
+    u = clip_max(xp, clip_min(xp, (phi - lo) / clip_min(xp, hi - lo, xp.finfo(phi.dtype).tiny), eps), 1 - eps)
+    s = xp.where(valid, step, 0.0)
+    s = s - xp.sum(mass * s, axis=1, keepdims=True) / clip_min(xp, xp.sum(mass, axis=1, keepdims=True), 1e-300)
+    shrink = math.exp(-MAX_LOGIT_STEP)
+    un = xp.minimum(xp.maximum(u + u * (1 - u) * s, u * shrink), 1 - (1 - u) * shrink)
+    dz = (xp.log(un) - xp.log1p(-un)) - (xp.log(u) - xp.log1p(-u))
+    return xp.where(valid, dz, 0.0)
