@@ -291,11 +291,13 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
     with np.errstate(divide="ignore"):
         z = xp.where(valid, xp.log(xp.where(valid, ratio, 1.0)), 0.0)
     it = 0
+    hessian = None
     if k > 1:
-        coarse = _newton(xp, z, mass, ratio, floor, k, COARSE_TOL, max_iter, COARSE_RULE, mapped=True)
+        coarse, hessian = _newton(xp, z, mass, ratio, floor, k, COARSE_TOL, max_iter, COARSE_RULE,
+                                  mapped=True)
         z = xp.where(valid, xp.log(xp.where(valid, coarse.weights, 1.0)), z)
         it = coarse.iterations
-    fit = _newton(xp, z, mass, ratio, floor, k, tol, max_iter, FINE_RULE)
+    fit, _ = _newton(xp, z, mass, ratio, floor, k, tol, max_iter, FINE_RULE, hessian=hessian)
     fit.iterations += it
     if warn and not fit.success:
         warnings.warn(f"importance-weight fit did not converge ({fit.message}); L1 error of the "
@@ -304,10 +306,18 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
 
 
 def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: QuadRule,
-            mapped: bool = False) -> LevelFit:
-    """Damped Newton on ``log lam`` from ``z`` with the quadrature ``rule`` (targets already raised);
-    ``mapped``: steps mapped by :func:`map_step` while they lower the error (per problem)."""
+            mapped: bool = False, hessian: tuple | None = None) -> tuple[LevelFit, tuple]:
+    """Damped Newton on ``log lam`` from ``z`` with the quadrature ``rule`` (targets already raised).
+
+    ``mapped``: steps mapped by :func:`map_step` while they lower the error (per problem).
+    ``hessian``: ``(lam, E, M, t, w)`` of an evaluation at (about) ``z`` with another rule, whose
+    Hessian is used for the first step (the coarse phase hands it to the fine one: the two rules'
+    Hessians differ by their quadrature errors, ~1e-6 relative, so the step from a ~1e-9 error is
+    as good as a fresh Newton step, without its ``O(G N^2)`` on the fine nodes). Returns the fit and
+    ``(lam, E, M, t, w)`` of its final evaluation."""
     valid = mass > 0
+    if mapped:
+        lo, hi = group_range(mass, floor, k)
     m0 = xp.sum(mass, axis=1) + floor
     P = z.shape[0]
     dev = device(z)
@@ -355,15 +365,19 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
                 status = xp.where(err <= tol + 2 * unreachable, 0, status)
             worst = int(xp.max(status)) if P else 0
             zero = xp.zeros_like(lam)
-            return LevelFit(xp.where(valid, lam, zero), xp.where(valid, phi, zero), it, err, bound,
-                            success=worst == 0, status=worst, message=STATUS_MESSAGES[worst],
-                            value=float(xp.max(err)) if P else 0.0, converged=status == 0)
-        step = newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
+            return (LevelFit(xp.where(valid, lam, zero), xp.where(valid, phi, zero), it, err, bound,
+                             success=worst == 0, status=worst, message=STATUS_MESSAGES[worst],
+                             value=float(xp.max(err)) if P else 0.0, converged=status == 0),
+                    (lam, E, M, t, w))
+        if it == 0 and hessian is not None:
+            step = newton_step(hessian[0], mass, mass * (phi - ratio), *hessian[1:3], k, *hessian[3:])
+        else:
+            step = newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
         if mapped is not None:
             # a mapped step that did not lower the error switches its problem to plain Newton
             mapped = mapped & ~(err >= prev_err)
             prev_err = err
-            step = xp.where(mapped[:, None], map_step(step, phi, mass, floor, k), step)
+            step = xp.where(mapped[:, None], map_step(step, phi, mass, lo, hi), step)
             limit = MAX_STEP + (MAX_MAPPED_STEP - MAX_STEP) * xp.astype(mapped, z.dtype)[:, None]
         else:
             limit = MAX_STEP
@@ -396,7 +410,7 @@ def group_range(mass, floor, k: int):
     return lo, hi
 
 
-def map_step(step, phi, mass, floor, k: int):
+def map_step(step, phi, mass, lo, hi):
     r"""Map a Newton step ``s`` in ``z = log lam`` through a one-group model of ``phi``.
 
     Newton in ``z`` undershoots for a group whose ``phi`` is near an end of its range
@@ -408,11 +422,11 @@ def map_step(step, phi, mass, floor, k: int):
     low end, ``-log(1 - s)`` near the high end, ``s + O(s^2)`` for small steps (the local quadratic
     convergence is kept). ``s`` is taken in the gauge with zero mass-weighted mean (the weights
     that carry most of ``M_L`` stay put, as in the one-group model), and the predicted ``u`` moves
-    at most by a factor ``exp(-MAX_LOGIT_STEP)`` towards either end.
+    at most by a factor ``exp(-MAX_LOGIT_STEP)`` towards either end. ``lo, hi``:
+    :func:`group_range`.
     """
     xp = array_namespace(step, phi)
     valid = mass > 0
-    lo, hi = group_range(mass, floor, k)
     eps = 1e-12
     u = clip_max(xp, clip_min(xp, (phi - lo) / clip_min(xp, hi - lo, xp.finfo(phi.dtype).tiny), eps), 1 - eps)
     s = xp.where(valid, step, 0.0)
