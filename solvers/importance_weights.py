@@ -112,6 +112,50 @@ class ImportancePlan(PlanStatus):
 
 
 
+def _ascending(x: np.ndarray) -> bool:
+    """Whether ``x`` is non-decreasing (the levels arrive in ascending ``p/q``: sorts can be skipped)."""
+    return bool(np.all(x[1:] >= x[:-1]))
+
+
+def _ipow(x: np.ndarray, k: int) -> np.ndarray:
+    """``x**k`` for an integer ``k >= 1`` by repeated squaring (several times faster than ``pow``)."""
+    out = None
+    base = x
+    while True:
+        if k & 1:
+            out = base if out is None else out * base
+        k >>= 1
+        if not k:
+            return out
+        base = base * base
+
+
+#: the reachability checks first look at this many prefixes (the high ratios, where the
+#: constraints are tight and a violation is usually found)
+_FIRST_PREFIXES = 2048
+
+
+def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, ascending: bool) -> bool:
+    """``sum_{i <= j} q_i ratio_i <= cap(sum_{i <= j} q_i)`` for every proper prefix ``j`` in
+    descending ``ratio`` (docs/theory/optimal_verifier.md#reachable-selection-laws).
+
+    ``cap`` is concave and the prefix sums are linear within a run of equal ratios, so only the
+    ends of the runs matter and the order inside a run is free: for an ascending ``ratio`` the
+    reversed array is used without a sort. The first :data:`_FIRST_PREFIXES` prefixes are checked
+    on their own first (a failing target then costs no full pass)."""
+    if ascending:
+        qd, rd = q_l[::-1], ratio[::-1]
+    else:
+        desc = np.argsort(-ratio, kind="stable")
+        qd, rd = q_l[desc], ratio[desc]
+    n = q_l.size - 1
+    for m in ((_FIRST_PREFIXES, n) if n > 2 * _FIRST_PREFIXES else (n,)):
+        qm = qd[:m]
+        if not np.all(np.cumsum(qm * rd[:m]) <= cap(np.cumsum(qm))):
+            return False
+    return True
+
+
 def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: float) -> np.ndarray | None:
     """Level-``H`` target ratios with few distinct values, or ``None`` if none is found reachable.
 
@@ -124,37 +168,58 @@ def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: fl
     prefixes in descending ratio (as in :func:`solvers.selection_law.selection_law_violation`).
     The highest ratios of ``H`` sit next to the cut, where these constraints are nearly tight, so
     the ``n`` highest-ratio tokens keep ``up = p/q`` for ``n = 0, 64, 512, 4096``, first reachable
-    target wins.
+    target wins. Linear time (no sort) when the tokens come in ascending ``p/q``.
     """
     q_total = q_h.sum()
     total = q_total**k
     delta = np.log1p(resolution)
     pi = p_h / q_h
+    n = pi.size
     with np.errstate(divide="ignore"):
         grid = np.maximum(np.where(pi > 0, np.exp(np.ceil(np.log(pi) / delta) * delta), 0.0), pi)
+    # ascending p/q: grid is ascending and so is every target below after sorting a short window
+    ascending = _ascending(pi)
+    if ascending:
+        Q0 = np.cumsum(q_h)
+        U0 = np.cumsum(q_h * grid)
+
+    def cap(Qc):
+        return total - _ipow(np.maximum(q_total - Qc, 0.0), k)
+
     for n_exact in (0, 64, 512, 4096):
-        if n_exact >= pi.size:
+        if n_exact >= n:
             return None
         if n_exact == 0:
             up = grid
         else:  # the n_exact highest ratios stay exact
             up = grid.copy()
-            top = np.argpartition(-pi, n_exact)[:n_exact]
+            top = slice(n - n_exact, None) if ascending else np.argpartition(-pi, n_exact)[:n_exact]
             up[top] = pi[top]
         qu = q_h * up
-        if qu.sum() > total:
+        qu_total = qu.sum()
+        if qu_total > total:
             continue
-        order = np.argsort(up, kind="stable")
-        Qc = np.cumsum(q_h[order])
-        tail = qu.sum() - np.cumsum(qu[order])
-        i = int(np.sum(up[order] * Qc + tail <= total)) - 1  # last breakpoint not above the total
+        if ascending:
+            # tokens before w keep their place; the window [w, n) (the exact tokens and the grid
+            # values above the lowest of them) is sorted on its own
+            w = 0 if n_exact == 0 else int(np.searchsorted(grid[:n - n_exact], pi[n - n_exact], side="right"))
+            if n_exact == 0:
+                u_s, q_s, Qc, U = up, q_h, Q0, U0
+            else:
+                o = w + np.argsort(up[w:], kind="stable")
+                u_s, q_s = np.concatenate([up[:w], up[o]]), np.concatenate([q_h[:w], q_h[o]])
+                q0, u0 = (Q0[w - 1], U0[w - 1]) if w else (0.0, 0.0)
+                Qc = np.concatenate([Q0[:w], q0 + np.cumsum(q_s[w:])])
+                U = np.concatenate([U0[:w], u0 + np.cumsum(qu[o])])
+        else:
+            order = np.argsort(up, kind="stable")
+            u_s, q_s = up[order], q_h[order]
+            Qc, U = np.cumsum(q_s), np.cumsum(qu[order])
+        tail = qu_total - U
+        i = int(np.sum(u_s * Qc + tail <= total)) - 1  # last breakpoint not above the total
         theta = (total - tail[i]) / Qc[i] if i >= 0 else 0.0
-        ratio = np.maximum(up, theta)
-        desc = np.argsort(-ratio, kind="stable")
-        R = np.cumsum(q_h[desc] * ratio[desc])
-        cap = total - np.maximum(q_total - np.cumsum(q_h[desc]), 0.0) ** k
-        if np.all(R[:-1] <= cap[:-1]):
-            return ratio
+        if _prefixes_reachable(q_s, np.maximum(u_s, theta), cap, True):
+            return np.maximum(up, theta)
     return None
 
 
@@ -166,6 +231,7 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
     the grid ``(1 + resolution)^n`` and ``theta'`` fixed by the total (possible when the caps have
     slack, ``sum_A q down(p/q) >= g(q(A))``); reachable iff its prefix sums in descending ratio
     stay below ``g`` of the ``q``-prefix sums (docs/theory/optimal_verifier.md#reachable-selection-laws).
+    Linear time (no sort) when the tokens come in ascending ``p/q``.
     """
     s_a = q_a.sum()
     total = -np.expm1(k * np.log1p(-min(s_a, 1.0))) if s_a < 1 else 1.0
@@ -176,18 +242,33 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
     qd = q_a * down
     if qd.sum() < total:
         return None
-    order = np.argsort(down, kind="stable")
-    d_s, q_s = down[order], q_a[order]
+    ascending = _ascending(down)
+    if ascending:
+        d_s, q_s = down, q_a
+    else:
+        order = np.argsort(down, kind="stable")
+        d_s, q_s = down[order], q_a[order]
     before = np.cumsum(q_s * d_s) - q_s * d_s           # sum_{< i} q down
     after = s_a - (np.cumsum(q_s) - q_s)                # q-mass of the tokens >= i
     i = int(np.argmax(before + d_s * after >= total))   # first breakpoint reaching the total
     theta = (total - before[i]) / after[i]
     ratio = np.minimum(down, theta)
-    desc = np.argsort(-ratio, kind="stable")
-    R = np.cumsum(q_a[desc] * ratio[desc])
-    with np.errstate(divide="ignore"):
-        cap = -np.expm1(k * np.log1p(-np.minimum(np.cumsum(q_a[desc]), 1.0)))
-    return ratio if np.all(R[:-1] <= cap[:-1]) else None
+
+    def cap(Qc):
+        with np.errstate(divide="ignore"):
+            return -np.expm1(k * np.log1p(-np.minimum(Qc, 1.0)))
+
+    return ratio if _prefixes_reachable(q_a, ratio, cap, ascending) else None
+
+
+def _groups(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(target, return_inverse=True)``, in linear time when ``target`` is ascending."""
+    if target.size and _ascending(target):
+        new = np.empty(target.size, dtype=bool)
+        new[0] = True
+        np.not_equal(target[1:], target[:-1], out=new[1:])
+        return target[new], np.cumsum(new) - 1
+    return np.unique(target, return_inverse=True)
 
 
 def n_distinct(x: np.ndarray) -> int:
@@ -228,15 +309,16 @@ def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
         pi = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
     levels = []  # (row, is_top, token ids, group index per token, group ratios, group masses)
     for b in range(B):
-        # each level in ascending p/q: the sorts in the coarse targets then take linear time
-        order = np.argsort(pi[b], kind="stable")
+        # each level in ascending p/q: the coarse targets then need no sort (the order among
+        # equal ratios is irrelevant, so the faster unstable sort is used)
+        order = np.argsort(pi[b])
         for is_top in (True, False):
             mask = top[b] if is_top else law.in_cut[b] & (q[b] > 0)
             ids = order[mask[order]]
             target = law.ratio[b, ids]
             if resolution is not None and ids.size and k > 1:
                 target = coarse_ratios(p[b, ids], q[b, ids], k, is_top, resolution, target)
-            ratios, inv = np.unique(target, return_inverse=True)
+            ratios, inv = _groups(target)
             levels.append((b, is_top, ids, inv, ratios, np.bincount(inv, q[b, ids], ratios.size)))
     weights = np.zeros((B, V))
     phi = np.zeros((B, V))

@@ -400,6 +400,7 @@ def group_range(mass, floor, k: int):
     Q = clip_min(xp, mass, tiny)
     f = floor[:, None]
     m0 = xp.sum(mass, axis=1, keepdims=True) + f
+    m0 = xp.where(m0 > 0, m0, 1.0)   # an empty level (padding) has no range to speak of
     small = Q <= f          # (f + Q)^k - f^k without cancellation
     fs = xp.where(small, f, 1.0)
     lo_small = fs ** k * xp.expm1(k * xp.log1p(xp.where(small, Q, 0.0) / fs)) / Q
