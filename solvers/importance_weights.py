@@ -25,11 +25,15 @@ Optimality needs only ``r <= p`` on ``A`` and ``r >= p`` on ``H`` with the level
 (:func:`coarse_ratios`, reachability checked exactly): at ``V = 49152`` this cuts tens of
 thousands of groups to hundreds while the acceptance stays ``alpha*``. The Newton iteration needs
 ``O(G min(G, N)^2)`` per step for ``G`` groups and ``N`` nodes (``N0 = 8`` plus ``n = 22`` per panel
-of width ``<= 3`` in ``log t``, typically 100-150). From the start ``lam = r*/q`` the weights of
-the lowest groups drift by ~1 in ``log lam`` per step (their ``phi`` is affine in ``lam`` with an
-offset, so Newton in ``log lam`` undershoots) for 5-8 steps; those steps run on a coarse rule
-(:data:`COARSE_RULE`, ~2x fewer nodes), and only the last 1-3 on the fine one, which alone
-determines the result and its error bound.
+of width ``<= 3`` in ``log t``, typically 100-150). From the start ``lam = r*/q`` the groups whose
+target sits near an end of their range (:func:`ot_coupling.kernels.importance.group_range`: the
+top groups near saturation, ``phi ~ hi - c/lam``; the low ones near the floor, ``phi ~ lo + c lam``)
+would drift by ~1 in ``log lam`` per plain Newton step for 5-10 steps; the steps of the coarse
+phase are therefore mapped through a one-group logistic model
+(:func:`ot_coupling.kernels.importance.map_step`: ``log(1 + s)`` and ``-log(1 - s)`` at the two
+ends), which reaches ``COARSE_TOL`` in 2-5 steps. Those steps run on a coarse rule
+(:data:`COARSE_RULE`, ~2x fewer nodes); the fine rule, which alone determines the result and its
+error bound, then needs one step (solved with the coarse phase's last Hessian) and is re-checked.
 
 Quadrature and its error bound
 ------------------------------

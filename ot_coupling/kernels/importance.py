@@ -275,8 +275,14 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
     above ``-MIN_LOG_WEIGHT`` (relative to the largest weight), from the start: targets 0 (tokens
     with ``p = 0`` in level ``A``) do not produce infinite weights ranges.
 
-    Two phases: Newton from ``log ratio`` with :data:`COARSE_RULE` down to :data:`COARSE_TOL`, then
-    Newton with :data:`FINE_RULE` (1-3 quadratic steps), which alone determines the result.
+    Two phases: from ``log ratio``, Newton steps mapped by :func:`map_step` (a per-group logistic
+    model of ``phi``: a target near an end of its group's range is reached in a few steps, where
+    plain Newton in ``log lam`` creeps by ~1 per step) with :data:`COARSE_RULE` down to
+    :data:`COARSE_TOL`; a problem whose mapped step does not lower the error continues with plain
+    damped Newton. Then Newton with :data:`FINE_RULE`, which alone determines the result: the first
+    step is solved with the coarse phase's last Hessian (it differs from the fine one by the coarse
+    rule's quadrature error), usually the only one; the error is always re-evaluated on the fine
+    rule, so ``success`` / ``status`` judge the returned weights.
     Computes in float64; the arrays of the result are float64 on the inputs' device.
     ``warn=True`` issues a ``RuntimeWarning`` when ``success`` is False.
     """
