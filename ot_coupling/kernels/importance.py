@@ -256,8 +256,9 @@ def newton_step(lam, mass, grad, E, M, k: int, t, w):
     else:
         v = xp.sum(At, axis=1)
         v = v / clip_min(xp, xp.linalg.vector_norm(v, axis=1, keepdims=True), tiny)
-        C = (xp.eye(N, dtype=At.dtype, device=dev)[None]
-             - xp.matrix_transpose(At) @ (dinv[:, :, None] * At) + v[:, :, None] * v[:, None, :])
+        S = xp.sqrt(dinv)[:, :, None] * At                            # S^T S = A^T D^-1 A (syrk)
+        C = (xp.eye(N, dtype=At.dtype, device=dev)[None] - xp.matrix_transpose(S) @ S
+             + v[:, :, None] * v[:, None, :])
         y = xp.linalg.solve(C, _bvm(dinv * b, At)[:, :, None])[:, :, 0]
         step = dinv * b + dinv * _bmv(At, y)
     return xp.where(xp.isfinite(step), step, dinv * b)
