@@ -18,12 +18,12 @@ Dirichlet(0.05) pairs (peaked, closer to LLM next-token laws). Run
 time / K-SEQ time measured in the same run.
 
 ``--base DIR`` instead times the per-row fast path of this tree against another checkout
-(``git -C <repo> archive <commit> | tar -x -C DIR``) in one run: subprocesses with ``PYTHONPATH`` on
-one tree at a time, the trees alternating for ``--rounds`` rounds, each timing ``--rows`` rows per
-input law (``--alpha``: Dirichlet concentrations, or ``softmax3`` for softmax of N(0, 3^2) logits)
-once per row with a fresh verifier (plan + verify, or plan + acceptance; CPU time, one thread), so a
-shared machine slows both sides alike. Per row the best over the rounds is kept; the table gives
-the minimum and median over rows and the ratio this/base of the medians.
+(``git -C <repo> archive <commit> | tar -x -C DIR``) in one run: one worker process per tree
+(``PYTHONPATH`` on that tree), the two alternating row by row, each timing ``--rows`` rows per input
+law (``--alpha``: Dirichlet concentrations, or ``softmax3`` for softmax of N(0, 3^2) logits) with a
+fresh verifier per call (plan + verify with drafts ~ q, or plan + acceptance; CPU time, one
+thread), so a shared machine slows both sides alike. Per row the best of ``--rounds`` rounds is
+kept; the table gives the minimum and median over rows and the ratio this/base of the medians.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -48,7 +49,7 @@ from solvers.importance_weights import importance_plan
 from solvers.min_score_layout import greedy_layout
 
 
-CHILD = r'''
+CHILD = r"""
 import os, sys, json, time
 os.environ["OPENBLAS_NUM_THREADS"] = "1"; os.environ["OMP_NUM_THREADS"] = "1"; os.environ["MKL_NUM_THREADS"] = "1"
 import warnings; warnings.simplefilter("ignore")
@@ -56,39 +57,40 @@ import numpy as np, torch
 torch.set_num_threads(1)
 from gpu_backend.optimal import TorchOptimal
 from solvers.optimal_verifier import OptimalVerifier
-V, k, rows, laws = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(",")
+V, k, rows = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 
-def law_pairs(law, seed):
-    rng = np.random.default_rng(seed)
+def law_pairs(law):
+    rng = np.random.default_rng(0)
     if law.startswith("softmax"):
         z = rng.normal(0.0, float(law[7:]), (2, rows, V))
         e = np.exp(z - z.max(-1, keepdims=True))
         e /= e.sum(-1, keepdims=True)
-        return e[0], e[1]
-    a = float(law)
-    return rng.dirichlet(np.full(V, a), rows), rng.dirichlet(np.full(V, a), rows)
+        P, Q = e[0], e[1]
+    else:
+        a = float(law)
+        P, Q = rng.dirichlet(np.full(V, a), rows), rng.dirichlet(np.full(V, a), rows)
+    D = np.stack([np.random.default_rng(b).choice(V, k, p=Q[b]) for b in range(rows)])  # drafts ~ q
+    return P, Q, D
 
 def clock(fn):
     t0 = time.process_time(); fn(); return time.process_time() - t0
 
-out = {}
-for law in laws:
-    P, Q = law_pairs(law, 0)
-    D = np.random.default_rng(1).integers(0, V, (rows, k))
-    for b in range(rows):  # drafts ~ q (as in decoding)
-        D[b] = np.random.default_rng(b).choice(V, k, p=Q[b])
-    g = torch.Generator().manual_seed(0)
-    tv, ta, nv, na = [], [], [], []
-    TorchOptimal().acceptance(torch.tensor(P[:1]), torch.tensor(Q[:1]), k)  # warm-up
-    for b in range(rows):
-        pt, qt, dt = torch.tensor(P[b:b + 1]), torch.tensor(Q[b:b + 1]), torch.tensor(D[b:b + 1])
-        tv.append(clock(lambda: TorchOptimal().verify(pt, qt, dt, g)))
-        ta.append(clock(lambda: TorchOptimal().acceptance(pt, qt, k)))
-        nv.append(clock(lambda: OptimalVerifier("importance").verify(P[b], Q[b], D[b], b)))
-        na.append(clock(lambda: OptimalVerifier("importance").acceptance(P[b], Q[b], k)))
-    out[law] = {"torch verify": tv, "torch acceptance": ta, "numpy verify": nv, "numpy acceptance": na}
-print(json.dumps(out))
-'''
+data = {}
+g = torch.Generator().manual_seed(0)
+for line in sys.stdin:  # "<law> <row>": time the four paths on that row once, fresh verifiers
+    law, b = line.split()
+    b = int(b)
+    if law not in data:
+        data[law] = law_pairs(law)
+        TorchOptimal().acceptance(torch.tensor(data[law][0][:1]), torch.tensor(data[law][1][:1]), k)
+    P, Q, D = data[law]
+    pt, qt, dt = torch.tensor(P[b:b + 1]), torch.tensor(Q[b:b + 1]), torch.tensor(D[b:b + 1])
+    out = {"torch verify": clock(lambda: TorchOptimal().verify(pt, qt, dt, g)),
+           "torch acceptance": clock(lambda: TorchOptimal().acceptance(pt, qt, k)),
+           "numpy verify": clock(lambda: OptimalVerifier("importance").verify(P[b], Q[b], D[b], b)),
+           "numpy acceptance": clock(lambda: OptimalVerifier("importance").acceptance(P[b], Q[b], k))}
+    print(json.dumps(out), flush=True)
+"""
 
 
 def compare(base: str, V: int, k: int, rows: int, laws: list[str], rounds: int) -> None:
@@ -99,27 +101,36 @@ def compare(base: str, V: int, k: int, rows: int, laws: list[str], rounds: int) 
     from pathlib import Path
 
     trees = {"base": Path(base).resolve(), "this": Path(__file__).resolve().parents[1]}
-    best: dict[str, dict] = {}
-    for _ in range(rounds):
-        for name, tree in trees.items():
-            env = dict(os.environ, PYTHONPATH=str(tree))
-            res = subprocess.run([sys.executable, "-c", CHILD, str(V), str(k), str(rows), ",".join(laws)],
-                                 cwd=tree, env=env, capture_output=True, text=True, check=True)
-            got = json.loads(res.stdout.strip().splitlines()[-1])
-            for law, paths in got.items():
-                for path, ts in paths.items():
-                    key = (law, path)
-                    old = best.setdefault(name, {}).get(key)
-                    best[name][key] = ts if old is None else list(map(min, old, ts))
-    print(f"\n## per row, V={V}, k={k}, {rows} rows per law, best of {rounds} rounds (CPU ms, one thread; "
-          f"load average before/after: see the caller)")
+    workers = {name: subprocess.Popen([sys.executable, "-c", CHILD, str(V), str(k), str(rows)], cwd=tree,
+                                      env=dict(os.environ, PYTHONPATH=str(tree)), stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+               for name, tree in trees.items()}
+    best: dict[tuple, float] = {}
+    for r in range(rounds):
+        for law in laws:
+            for b in range(rows):
+                # the two trees alternate row by row (and which goes first alternates by round)
+                for name in (("base", "this") if (r + b) % 2 == 0 else ("this", "base")):
+                    w = workers[name]
+                    w.stdin.write(f"{law} {b}\n")
+                    w.stdin.flush()
+                    for path, t in json.loads(w.stdout.readline()).items():
+                        key = (name, law, path, b)
+                        best[key] = min(best.get(key, math.inf), t)
+    for w in workers.values():
+        w.stdin.close()
+        w.wait()
+    print(f"\n## per row, V={V}, k={k}, {rows} rows per law, best of {rounds} rounds per row (CPU ms, "
+          f"one thread; the two trees alternate row by row)")
     print("| law | path | base min / median | this min / median | this/base (median) |")
     print("|---|---|---|---|---|")
-    for key in best["this"]:
-        a, b = np.array(best["base"][key]) * 1e3, np.array(best["this"][key]) * 1e3
-        law = f"Dirichlet({key[0]})" if not key[0].startswith("softmax") else f"softmax N(0, {key[0][7:]}^2)"
-        print(f"| {law} | {key[1]} | {a.min():.1f} / {np.median(a):.1f} | {b.min():.1f} / {np.median(b):.1f} | "
-              f"{np.median(b) / np.median(a):.2f} |")
+    for law in laws:
+        for path in ("torch verify", "torch acceptance", "numpy verify", "numpy acceptance"):
+            a = np.array([best[("base", law, path, b)] for b in range(rows)]) * 1e3
+            t = np.array([best[("this", law, path, b)] for b in range(rows)]) * 1e3
+            name = f"softmax N(0, {law[7:]}^2)" if law.startswith("softmax") else f"Dirichlet({law})"
+            print(f"| {name} | {path} | {a.min():.1f} / {np.median(a):.1f} | {t.min():.1f} / "
+                  f"{np.median(t):.1f} | {np.median(t) / np.median(a):.2f} |")
 
 
 def best_time(fn, repeats: int, device: str = "cpu") -> float:
