@@ -139,23 +139,36 @@ def _ipow(x: np.ndarray, k: int) -> np.ndarray:
 _FIRST_PREFIXES = 2048
 
 
-def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, ascending: bool) -> bool:
-    """``sum_{i <= j} q_i ratio_i <= cap(sum_{i <= j} q_i)`` for every proper prefix ``j`` in
-    descending ``ratio`` (docs/theory/optimal_verifier.md#reachable-selection-laws).
+def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending: bool) -> bool:
+    """Whether the target ``r = q_l ratio`` of a level lies in its polytope: for every proper set
+    ``S`` of the ``j`` highest ratios, ``r(S) <= cap(q(S))``, equivalently for its complement
+    ``T`` (the lowest ratios) ``r(T) >= need(q(T))`` (the level's total ``r(L)`` fixed;
+    docs/theory/optimal_verifier.md#reachable-selection-laws).
 
     ``cap`` is concave and the prefix sums are linear within a run of equal ratios, so only the
-    ends of the runs matter and the order inside a run is free: for an ascending ``ratio`` the
-    reversed array is used without a sort. The first :data:`_FIRST_PREFIXES` prefixes are checked
-    on their own first (a failing target then costs no full pass)."""
-    if ascending:
-        qd, rd = q_l[::-1], ratio[::-1]
-    else:
-        desc = np.argsort(-ratio, kind="stable")
-        qd, rd = q_l[desc], ratio[desc]
-    n = q_l.size - 1
-    for m in ((_FIRST_PREFIXES, n) if n > 2 * _FIRST_PREFIXES else (n,)):
-        qm = qd[:m]
-        if not np.all(np.cumsum(qm * rd[:m]) <= cap(np.cumsum(qm))):
+    ends of the runs matter and the order inside a run is free (an ascending ``ratio`` is used as
+    it is, reversed for the high end). Each constraint is checked in the form whose sums are the
+    smaller (``S`` while ``q(S) <= q(L)/2``, else ``T``): the other form compares two numbers
+    close to the total, where the round-off of a cumulative sum over ``~V`` tokens (~1e-15) would
+    decide. The first :data:`_FIRST_PREFIXES` high-ratio prefixes are checked on their own first (a
+    failing target then costs no full pass)."""
+    if not ascending:
+        o = np.argsort(ratio, kind="stable")
+        q_l, ratio = q_l[o], ratio[o]
+    n = q_l.size
+    if n < 2:
+        return True
+    qd, rd = q_l[::-1], ratio[::-1]
+    half = 0.5 * q_l.sum()
+    for m in ((_FIRST_PREFIXES, n - 1) if n - 1 > 2 * _FIRST_PREFIXES else (n - 1,)):
+        Qs = np.cumsum(qd[:m])
+        s = int(np.searchsorted(Qs, half, side="right"))   # S-form for the first s prefixes
+        if not np.all(np.cumsum(qd[:s] * rd[:s]) <= cap(Qs[:s])):
+            return False
+    t = n - 1 - s                                           # the remaining sets, by their complements
+    if t > 0:
+        qa = q_l[:t]
+        if not np.all(np.cumsum(qa * ratio[:t]) >= need(np.cumsum(qa))):
             return False
     return True
 
@@ -190,6 +203,9 @@ def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: fl
     def cap(Qc):
         return total - _ipow(np.maximum(q_total - Qc, 0.0), k)
 
+    def need(Qc):
+        return _ipow(Qc, k)
+
     for n_exact in (0, 64, 512, 4096):
         if n_exact >= n:
             return None
@@ -222,7 +238,7 @@ def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: fl
         tail = qu_total - U
         i = int(np.sum(u_s * Qc + tail <= total)) - 1  # last breakpoint not above the total
         theta = (total - tail[i]) / Qc[i] if i >= 0 else 0.0
-        if _prefixes_reachable(q_s, np.maximum(u_s, theta), cap, True):
+        if _prefixes_reachable(q_s, np.maximum(u_s, theta), cap, need, True):
             return np.maximum(up, theta)
     return None
 
@@ -262,7 +278,14 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
         with np.errstate(divide="ignore"):
             return -np.expm1(k * np.log1p(-np.minimum(Qc, 1.0)))
 
-    return ratio if _prefixes_reachable(q_a, ratio, cap, ascending) else None
+    m = max(1.0 - s_a, 0.0)   # q(H): drafts there never preempt
+
+    def need(Qc):             # g(q(A)) - g(q(A) - Qc) = (m + Qc)^k - m^k, no cancellation
+        if m == 0.0:
+            return _ipow(Qc, k)
+        return m**k * np.expm1(k * np.log1p(Qc / m))
+
+    return ratio if _prefixes_reachable(q_a, ratio, cap, need, ascending) else None
 
 
 def _groups(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
