@@ -283,7 +283,9 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
     def need(Qc):             # g(q(A)) - g(q(A) - Qc) = (m + Qc)^k - m^k, no cancellation
         if m == 0.0:
             return _ipow(Qc, k)
-        return m**k * np.expm1(k * np.log1p(Qc / m))
+        small = Qc <= m       # expm1 form where the difference would cancel, direct elsewhere
+        return np.where(small, m**k * np.expm1(k * np.log1p(np.where(small, Qc, 0.0) / m)),
+                        _ipow(m + Qc, k) - m**k)
 
     return ratio if _prefixes_reachable(q_a, ratio, cap, need, ascending) else None
 

@@ -400,7 +400,22 @@ def group_range(mass, floor, k: int):
     With ``M_L(t) = Q e^{-lam t} + R(t)`` (``Q`` the group's mass), ``phi = k int_0^inf e^{-s}
     M_L(s/lam)^{k-1} ds`` tends to ``((Q + m_L)^k - m_L^k) / Q`` as ``lam -> 0`` (only the floor
     ``m_L`` is left of the others) and to ``(M_L(0)^k - (M_L(0) - Q)^k) / Q`` as ``lam -> inf``
-    (all of them are left).
+    (all of them are left): the probability that the group is drafted at all when it always loses,
+    resp. always wins, divided by ``Q``.
+
+    Parameters
+    ----------
+    mass : array ``[P, G]``
+        q-mass of each group (0 = padding).
+    floor : array ``[P]``
+        ``m_L`` of each level problem.
+    k : int
+        number of drafts.
+
+    Returns
+    -------
+    lo, hi : arrays ``[P, G]``
+        the two limits (finite also on padding, where they are not used).
     """
     xp = array_namespace(mass, floor)
     tiny = xp.finfo(mass.dtype).tiny
@@ -430,8 +445,23 @@ def map_step(step, phi, mass, lo, hi):
     low end, ``-log(1 - s)`` near the high end, ``s + O(s^2)`` for small steps (the local quadratic
     convergence is kept). ``s`` is taken in the gauge with zero mass-weighted mean (the weights
     that carry most of ``M_L`` stay put, as in the one-group model), and the predicted ``u`` moves
-    at most by a factor ``exp(-MAX_LOGIT_STEP)`` towards either end. ``lo, hi``:
-    :func:`group_range`.
+    at most by a factor ``exp(-MAX_LOGIT_STEP)`` towards either end.
+
+    Parameters
+    ----------
+    step : array ``[P, G]``
+        the Newton step in ``log lam`` (any gauge).
+    phi : array ``[P, G]``
+        the current ``phi`` per group.
+    mass : array ``[P, G]``
+        q-mass per group (0 = padding, mapped to 0).
+    lo, hi : arrays ``[P, G]``
+        :func:`group_range`.
+
+    Returns
+    -------
+    array ``[P, G]``
+        the mapped step (undamped; :func:`fit_levels` damps it to ``MAX_MAPPED_STEP``).
     """
     xp = array_namespace(step, phi)
     valid = mass > 0
