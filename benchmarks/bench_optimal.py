@@ -51,7 +51,8 @@ from solvers.min_score_layout import greedy_layout
 
 CHILD = r"""
 import os, sys, json, time
-os.environ["OPENBLAS_NUM_THREADS"] = "1"; os.environ["OMP_NUM_THREADS"] = "1"; os.environ["MKL_NUM_THREADS"] = "1"
+for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[name] = "1"
 import warnings; warnings.simplefilter("ignore")
 import numpy as np, torch
 torch.set_num_threads(1)

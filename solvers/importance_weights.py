@@ -222,7 +222,8 @@ def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: fl
         if ascending:
             # tokens before w keep their place; the window [w, n) (the exact tokens and the grid
             # values above the lowest of them) is sorted on its own
-            w = 0 if n_exact == 0 else int(np.searchsorted(grid[:n - n_exact], pi[n - n_exact], side="right"))
+            w = 0 if n_exact == 0 else int(np.searchsorted(grid[:n - n_exact], pi[n - n_exact],
+                                                           side="right"))
             if n_exact == 0:
                 u_s, q_s, Qc, U = up, q_h, Q0, U0
             else:

@@ -466,9 +466,11 @@ def map_step(step, phi, mass, lo, hi):
     xp = array_namespace(step, phi)
     valid = mass > 0
     eps = 1e-12
-    u = clip_max(xp, clip_min(xp, (phi - lo) / clip_min(xp, hi - lo, xp.finfo(phi.dtype).tiny), eps), 1 - eps)
+    span = clip_min(xp, hi - lo, xp.finfo(phi.dtype).tiny)
+    u = clip_max(xp, clip_min(xp, (phi - lo) / span, eps), 1 - eps)
     s = xp.where(valid, step, 0.0)
-    s = s - xp.sum(mass * s, axis=1, keepdims=True) / clip_min(xp, xp.sum(mass, axis=1, keepdims=True), 1e-300)
+    total = clip_min(xp, xp.sum(mass, axis=1, keepdims=True), 1e-300)
+    s = s - xp.sum(mass * s, axis=1, keepdims=True) / total         # zero mass-weighted mean
     shrink = math.exp(-MAX_LOGIT_STEP)
     un = xp.minimum(xp.maximum(u + u * (1 - u) * s, u * shrink), 1 - (1 - u) * shrink)
     dz = (xp.log(un) - xp.log1p(-un)) - (xp.log(u) - xp.log1p(-u))
