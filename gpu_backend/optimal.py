@@ -163,7 +163,8 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
     dtype = p.dtype
     p64, q64 = p.to(torch.float64), q.to(torch.float64)
     p64, q64 = p64 / p64.sum(1, keepdim=True), q64 / q64.sum(1, keepdim=True)  # exact in float64
-    uniq, inverse = torch.unique(torch.cat([p64, q64], 1), dim=0, return_inverse=True)
+    uniq, inverse = (torch.unique(torch.cat([p64, q64], 1), dim=0, return_inverse=True)
+                     if p64.shape[0] > 1 else (p64, None))  # one row: nothing to dedupe (~1 ms)
     if uniq.shape[0] < p64.shape[0]:  # repeated rows are fitted once
         plan = importance_plan(uniq[:, : p.shape[1]].to(dtype), uniq[:, p.shape[1]:].to(dtype), k,
                                tol=tol, max_iter=max_iter, resolution=resolution)

@@ -25,11 +25,15 @@ Optimality needs only ``r <= p`` on ``A`` and ``r >= p`` on ``H`` with the level
 (:func:`coarse_ratios`, reachability checked exactly): at ``V = 49152`` this cuts tens of
 thousands of groups to hundreds while the acceptance stays ``alpha*``. The Newton iteration needs
 ``O(G min(G, N)^2)`` per step for ``G`` groups and ``N`` nodes (``N0 = 8`` plus ``n = 22`` per panel
-of width ``<= 3`` in ``log t``, typically 100-150). From the start ``lam = r*/q`` the weights of
-the lowest groups drift by ~1 in ``log lam`` per step (their ``phi`` is affine in ``lam`` with an
-offset, so Newton in ``log lam`` undershoots) for 5-8 steps; those steps run on a coarse rule
-(:data:`COARSE_RULE`, ~2x fewer nodes), and only the last 1-3 on the fine one, which alone
-determines the result and its error bound.
+of width ``<= 3`` in ``log t``, typically 100-150). From the start ``lam = r*/q`` the groups whose
+target sits near an end of their range (:func:`ot_coupling.kernels.importance.group_range`: the
+top groups near saturation, ``phi ~ hi - c/lam``; the low ones near the floor, ``phi ~ lo + c lam``)
+would drift by ~1 in ``log lam`` per plain Newton step for 5-10 steps; the steps of the coarse
+phase are therefore mapped through a one-group logistic model
+(:func:`ot_coupling.kernels.importance.map_step`: ``log(1 + s)`` and ``-log(1 - s)`` at the two
+ends), which reaches ``COARSE_TOL`` in 2-5 steps. Those steps run on a coarse rule
+(:data:`COARSE_RULE`, ~2x fewer nodes); the fine rule, which alone determines the result and its
+error bound, then needs one step (solved with the coarse phase's last Hessian) and is re-checked.
 
 Quadrature and its error bound
 ------------------------------
@@ -112,6 +116,63 @@ class ImportancePlan(PlanStatus):
 
 
 
+def _ascending(x: np.ndarray) -> bool:
+    """Whether ``x`` is non-decreasing (the levels arrive in ascending ``p/q``: sorts can be skipped)."""
+    return bool(np.all(x[1:] >= x[:-1]))
+
+
+def _ipow(x: np.ndarray, k: int) -> np.ndarray:
+    """``x**k`` for an integer ``k >= 1`` by repeated squaring (several times faster than ``pow``)."""
+    out = None
+    base = x
+    while True:
+        if k & 1:
+            out = base if out is None else out * base
+        k >>= 1
+        if not k:
+            return out
+        base = base * base
+
+
+#: the reachability checks first look at this many prefixes (the high ratios, where the
+#: constraints are tight and a violation is usually found)
+_FIRST_PREFIXES = 2048
+
+
+def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending: bool) -> bool:
+    """Whether the target ``r = q_l ratio`` of a level lies in its polytope: for every proper set
+    ``S`` of the ``j`` highest ratios, ``r(S) <= cap(q(S))``, equivalently for its complement
+    ``T`` (the lowest ratios) ``r(T) >= need(q(T))`` (the level's total ``r(L)`` fixed;
+    docs/theory/optimal_verifier.md#reachable-selection-laws).
+
+    ``cap`` is concave and the prefix sums are linear within a run of equal ratios, so only the
+    ends of the runs matter and the order inside a run is free (an ascending ``ratio`` is used as
+    it is, reversed for the high end). Each constraint is checked in the form whose sums are the
+    smaller (``S`` while ``q(S) <= q(L)/2``, else ``T``): the other form compares two numbers
+    close to the total, where the round-off of a cumulative sum over ``~V`` tokens (~1e-15) would
+    decide. The first :data:`_FIRST_PREFIXES` high-ratio prefixes are checked on their own first (a
+    failing target then costs no full pass)."""
+    if not ascending:
+        o = np.argsort(ratio, kind="stable")
+        q_l, ratio = q_l[o], ratio[o]
+    n = q_l.size
+    if n < 2:
+        return True
+    qd, rd = q_l[::-1], ratio[::-1]
+    half = 0.5 * q_l.sum()
+    for m in ((_FIRST_PREFIXES, n - 1) if n - 1 > 2 * _FIRST_PREFIXES else (n - 1,)):
+        Qs = np.cumsum(qd[:m])
+        s = int(np.searchsorted(Qs, half, side="right"))   # S-form for the first s prefixes
+        if not np.all(np.cumsum(qd[:s] * rd[:s]) <= cap(Qs[:s])):
+            return False
+    t = n - 1 - s                                           # the remaining sets, by their complements
+    if t > 0:
+        qa = q_l[:t]
+        if not np.all(np.cumsum(qa * ratio[:t]) >= need(np.cumsum(qa))):
+            return False
+    return True
+
+
 def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: float) -> np.ndarray | None:
     """Level-``H`` target ratios with few distinct values, or ``None`` if none is found reachable.
 
@@ -124,37 +185,62 @@ def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: fl
     prefixes in descending ratio (as in :func:`solvers.selection_law.selection_law_violation`).
     The highest ratios of ``H`` sit next to the cut, where these constraints are nearly tight, so
     the ``n`` highest-ratio tokens keep ``up = p/q`` for ``n = 0, 64, 512, 4096``, first reachable
-    target wins.
+    target wins. Linear time (no sort) when the tokens come in ascending ``p/q``.
     """
     q_total = q_h.sum()
     total = q_total**k
     delta = np.log1p(resolution)
     pi = p_h / q_h
+    n = pi.size
     with np.errstate(divide="ignore"):
         grid = np.maximum(np.where(pi > 0, np.exp(np.ceil(np.log(pi) / delta) * delta), 0.0), pi)
+    # ascending p/q: grid is ascending and so is every target below after sorting a short window
+    ascending = _ascending(pi)
+    if ascending:
+        Q0 = np.cumsum(q_h)
+        U0 = np.cumsum(q_h * grid)
+
+    def cap(Qc):
+        return total - _ipow(np.maximum(q_total - Qc, 0.0), k)
+
+    def need(Qc):
+        return _ipow(Qc, k)
+
     for n_exact in (0, 64, 512, 4096):
-        if n_exact >= pi.size:
+        if n_exact >= n:
             return None
         if n_exact == 0:
             up = grid
         else:  # the n_exact highest ratios stay exact
             up = grid.copy()
-            top = np.argpartition(-pi, n_exact)[:n_exact]
+            top = slice(n - n_exact, None) if ascending else np.argpartition(-pi, n_exact)[:n_exact]
             up[top] = pi[top]
         qu = q_h * up
-        if qu.sum() > total:
+        qu_total = qu.sum()
+        if qu_total > total:
             continue
-        order = np.argsort(up, kind="stable")
-        Qc = np.cumsum(q_h[order])
-        tail = qu.sum() - np.cumsum(qu[order])
-        i = int(np.sum(up[order] * Qc + tail <= total)) - 1  # last breakpoint not above the total
+        if ascending:
+            # tokens before w keep their place; the window [w, n) (the exact tokens and the grid
+            # values above the lowest of them) is sorted on its own
+            w = 0 if n_exact == 0 else int(np.searchsorted(grid[:n - n_exact], pi[n - n_exact],
+                                                           side="right"))
+            if n_exact == 0:
+                u_s, q_s, Qc, U = up, q_h, Q0, U0
+            else:
+                o = w + np.argsort(up[w:], kind="stable")
+                u_s, q_s = np.concatenate([up[:w], up[o]]), np.concatenate([q_h[:w], q_h[o]])
+                q0, u0 = (Q0[w - 1], U0[w - 1]) if w else (0.0, 0.0)
+                Qc = np.concatenate([Q0[:w], q0 + np.cumsum(q_s[w:])])
+                U = np.concatenate([U0[:w], u0 + np.cumsum(qu[o])])
+        else:
+            order = np.argsort(up, kind="stable")
+            u_s, q_s = up[order], q_h[order]
+            Qc, U = np.cumsum(q_s), np.cumsum(qu[order])
+        tail = qu_total - U
+        i = int(np.sum(u_s * Qc + tail <= total)) - 1  # last breakpoint not above the total
         theta = (total - tail[i]) / Qc[i] if i >= 0 else 0.0
-        ratio = np.maximum(up, theta)
-        desc = np.argsort(-ratio, kind="stable")
-        R = np.cumsum(q_h[desc] * ratio[desc])
-        cap = total - np.maximum(q_total - np.cumsum(q_h[desc]), 0.0) ** k
-        if np.all(R[:-1] <= cap[:-1]):
-            return ratio
+        if _prefixes_reachable(q_s, np.maximum(u_s, theta), cap, need, True):
+            return np.maximum(up, theta)
     return None
 
 
@@ -166,6 +252,7 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
     the grid ``(1 + resolution)^n`` and ``theta'`` fixed by the total (possible when the caps have
     slack, ``sum_A q down(p/q) >= g(q(A))``); reachable iff its prefix sums in descending ratio
     stay below ``g`` of the ``q``-prefix sums (docs/theory/optimal_verifier.md#reachable-selection-laws).
+    Linear time (no sort) when the tokens come in ascending ``p/q``.
     """
     s_a = q_a.sum()
     total = -np.expm1(k * np.log1p(-min(s_a, 1.0))) if s_a < 1 else 1.0
@@ -176,18 +263,42 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
     qd = q_a * down
     if qd.sum() < total:
         return None
-    order = np.argsort(down, kind="stable")
-    d_s, q_s = down[order], q_a[order]
+    ascending = _ascending(down)
+    if ascending:
+        d_s, q_s = down, q_a
+    else:
+        order = np.argsort(down, kind="stable")
+        d_s, q_s = down[order], q_a[order]
     before = np.cumsum(q_s * d_s) - q_s * d_s           # sum_{< i} q down
     after = s_a - (np.cumsum(q_s) - q_s)                # q-mass of the tokens >= i
     i = int(np.argmax(before + d_s * after >= total))   # first breakpoint reaching the total
     theta = (total - before[i]) / after[i]
     ratio = np.minimum(down, theta)
-    desc = np.argsort(-ratio, kind="stable")
-    R = np.cumsum(q_a[desc] * ratio[desc])
-    with np.errstate(divide="ignore"):
-        cap = -np.expm1(k * np.log1p(-np.minimum(np.cumsum(q_a[desc]), 1.0)))
-    return ratio if np.all(R[:-1] <= cap[:-1]) else None
+
+    def cap(Qc):
+        with np.errstate(divide="ignore"):
+            return -np.expm1(k * np.log1p(-np.minimum(Qc, 1.0)))
+
+    m = max(1.0 - s_a, 0.0)   # q(H): drafts there never preempt
+
+    def need(Qc):             # g(q(A)) - g(q(A) - Qc) = (m + Qc)^k - m^k, no cancellation
+        if m == 0.0:
+            return _ipow(Qc, k)
+        small = Qc <= m       # expm1 form where the difference would cancel, direct elsewhere
+        return np.where(small, m**k * np.expm1(k * np.log1p(np.where(small, Qc, 0.0) / m)),
+                        _ipow(m + Qc, k) - m**k)
+
+    return ratio if _prefixes_reachable(q_a, ratio, cap, need, ascending) else None
+
+
+def _groups(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(target, return_inverse=True)``, in linear time when ``target`` is ascending."""
+    if target.size and _ascending(target):
+        new = np.empty(target.size, dtype=bool)
+        new[0] = True
+        np.not_equal(target[1:], target[:-1], out=new[1:])
+        return target[new], np.cumsum(new) - 1
+    return np.unique(target, return_inverse=True)
 
 
 def n_distinct(x: np.ndarray) -> int:
@@ -228,15 +339,16 @@ def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
         pi = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
     levels = []  # (row, is_top, token ids, group index per token, group ratios, group masses)
     for b in range(B):
-        # each level in ascending p/q: the sorts in the coarse targets then take linear time
-        order = np.argsort(pi[b], kind="stable")
+        # each level in ascending p/q: the coarse targets then need no sort (the order among
+        # equal ratios is irrelevant, so the faster unstable sort is used)
+        order = np.argsort(pi[b])
         for is_top in (True, False):
             mask = top[b] if is_top else law.in_cut[b] & (q[b] > 0)
             ids = order[mask[order]]
             target = law.ratio[b, ids]
             if resolution is not None and ids.size and k > 1:
                 target = coarse_ratios(p[b, ids], q[b, ids], k, is_top, resolution, target)
-            ratios, inv = np.unique(target, return_inverse=True)
+            ratios, inv = _groups(target)
             levels.append((b, is_top, ids, inv, ratios, np.bincount(inv, q[b, ids], ratios.size)))
     weights = np.zeros((B, V))
     phi = np.zeros((B, V))

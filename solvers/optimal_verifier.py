@@ -10,8 +10,8 @@ the selection rules implemented here:
 ``method="auto"`` (default)
     ``"layout"`` for ``V <= LAYOUT_MAX_V`` (2048) and ``"importance"`` above: both are exact, the
     layout is the reference, the importance rule is the one that is fast at full vocabulary size
-    (about 20-40 ms per row at ``V = 49152``, ``k = 8`` on a shared 2-core CPU, against 5-8 s for
-    the layout).
+    (about 20-40 ms per row at ``V = 49152``, ``k = 8`` on a shared 2-core CPU depending on its
+    load, against 5-8 s for the layout; benchmarks/results/optimal.md).
 ``method="layout"`` (the exact reference)
     the greedy min-score layout of sec. 4 (:mod:`solvers.min_score_layout`): sets ``S_y`` of
     ``[0, 1]`` (exact interval arithmetic), scores ``U_i ~ Uniform(S_{X_i})``, the min-score draft

@@ -61,6 +61,11 @@ MIN_LOG_WEIGHT = 60.0
 
 #: damping of the Newton steps in ``log lam`` (largest change of one weight per step)
 MAX_STEP = 2.0
+#: damping of the mapped steps of the coarse phase (:func:`map_step`)
+MAX_MAPPED_STEP = 6.0
+#: a mapped step moves a group's ``phi`` at most this far towards an end of its range, in
+#: ``log`` of the distance to the end (:func:`map_step`)
+MAX_LOGIT_STEP = 4.0
 
 #: ``LevelFit.status`` codes
 STATUS_MESSAGES = {
@@ -251,8 +256,9 @@ def newton_step(lam, mass, grad, E, M, k: int, t, w):
     else:
         v = xp.sum(At, axis=1)
         v = v / clip_min(xp, xp.linalg.vector_norm(v, axis=1, keepdims=True), tiny)
-        C = (xp.eye(N, dtype=At.dtype, device=dev)[None]
-             - xp.matrix_transpose(At) @ (dinv[:, :, None] * At) + v[:, :, None] * v[:, None, :])
+        S = xp.sqrt(dinv)[:, :, None] * At                            # S^T S = A^T D^-1 A (syrk)
+        C = (xp.eye(N, dtype=At.dtype, device=dev)[None] - xp.matrix_transpose(S) @ S
+             + v[:, :, None] * v[:, None, :])
         y = xp.linalg.solve(C, _bvm(dinv * b, At)[:, :, None])[:, :, 0]
         step = dinv * b + dinv * _bmv(At, y)
     return xp.where(xp.isfinite(step), step, dinv * b)
@@ -270,8 +276,14 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
     above ``-MIN_LOG_WEIGHT`` (relative to the largest weight), from the start: targets 0 (tokens
     with ``p = 0`` in level ``A``) do not produce infinite weights ranges.
 
-    Two phases: Newton from ``log ratio`` with :data:`COARSE_RULE` down to :data:`COARSE_TOL`, then
-    Newton with :data:`FINE_RULE` (1-3 quadratic steps), which alone determines the result.
+    Two phases: from ``log ratio``, Newton steps mapped by :func:`map_step` (a per-group logistic
+    model of ``phi``: a target near an end of its group's range is reached in a few steps, where
+    plain Newton in ``log lam`` creeps by ~1 per step) with :data:`COARSE_RULE` down to
+    :data:`COARSE_TOL`; a problem whose mapped step does not lower the error continues with plain
+    damped Newton. Then Newton with :data:`FINE_RULE`, which alone determines the result: the first
+    step is solved with the coarse phase's last Hessian (it differs from the fine one by the coarse
+    rule's quadrature error), usually the only one; the error is always re-evaluated on the fine
+    rule, so ``success`` / ``status`` judge the returned weights.
     Computes in float64; the arrays of the result are float64 on the inputs' device.
     ``warn=True`` issues a ``RuntimeWarning`` when ``success`` is False.
     """
@@ -286,11 +298,13 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
     with np.errstate(divide="ignore"):
         z = xp.where(valid, xp.log(xp.where(valid, ratio, 1.0)), 0.0)
     it = 0
+    hessian = None
     if k > 1:
-        coarse = _newton(xp, z, mass, ratio, floor, k, COARSE_TOL, max_iter, COARSE_RULE)
+        coarse, hessian = _newton(xp, z, mass, ratio, floor, k, COARSE_TOL, max_iter, COARSE_RULE,
+                                  mapped=True)
         z = xp.where(valid, xp.log(xp.where(valid, coarse.weights, 1.0)), z)
         it = coarse.iterations
-    fit = _newton(xp, z, mass, ratio, floor, k, tol, max_iter, FINE_RULE)
+    fit, _ = _newton(xp, z, mass, ratio, floor, k, tol, max_iter, FINE_RULE, hessian=hessian)
     fit.iterations += it
     if warn and not fit.success:
         warnings.warn(f"importance-weight fit did not converge ({fit.message}); L1 error of the "
@@ -298,9 +312,19 @@ def fit_levels(problems: LevelProblems, *, tol: float = 1e-12, max_iter: int = 6
     return fit
 
 
-def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: QuadRule) -> LevelFit:
-    """Damped Newton on ``log lam`` from ``z`` with the quadrature ``rule`` (targets already raised)."""
+def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: QuadRule,
+            mapped: bool = False, hessian: tuple | None = None) -> tuple[LevelFit, tuple]:
+    """Damped Newton on ``log lam`` from ``z`` with the quadrature ``rule`` (targets already raised).
+
+    ``mapped``: steps mapped by :func:`map_step` while they lower the error (per problem).
+    ``hessian``: ``(lam, E, M, t, w)`` of an evaluation at (about) ``z`` with another rule, whose
+    Hessian is used for the first step (the coarse phase hands it to the fine one: the two rules'
+    Hessians differ by their quadrature errors, ~1e-6 relative, so the step from a ~1e-9 error is
+    as good as a fresh Newton step, without its ``O(G N^2)`` on the fine nodes). Returns the fit and
+    ``(lam, E, M, t, w)`` of its final evaluation."""
     valid = mass > 0
+    if mapped:
+        lo, hi = group_range(mass, floor, k)
     m0 = xp.sum(mass, axis=1) + floor
     P = z.shape[0]
     dev = device(z)
@@ -311,6 +335,8 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
     done = xp.zeros((P,), dtype=xp.bool, device=dev)
     status = xp.zeros((P,), dtype=xp.int64, device=dev)
     final = False
+    mapped = xp.ones((P,), dtype=xp.bool, device=dev) if mapped else None
+    prev_err = xp.full((P,), math.inf, dtype=z.dtype, device=dev)
     while True:
         top = xp.max(xp.where(valid, z, -math.inf), axis=1, keepdims=True)
         top = xp.where(xp.isfinite(top), top, 0.0)
@@ -346,11 +372,106 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
                 status = xp.where(err <= tol + 2 * unreachable, 0, status)
             worst = int(xp.max(status)) if P else 0
             zero = xp.zeros_like(lam)
-            return LevelFit(xp.where(valid, lam, zero), xp.where(valid, phi, zero), it, err, bound,
-                            success=worst == 0, status=worst, message=STATUS_MESSAGES[worst],
-                            value=float(xp.max(err)) if P else 0.0, converged=status == 0)
-        step = newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
-        big = xp.max(xp.abs(step), axis=1, keepdims=True)
-        step = step * clip_max(xp, MAX_STEP / clip_min(xp, big, 1e-300), 1.0)   # damping: |dz| <= MAX_STEP
+            return (LevelFit(xp.where(valid, lam, zero), xp.where(valid, phi, zero), it, err, bound,
+                             success=worst == 0, status=worst, message=STATUS_MESSAGES[worst],
+                             value=float(xp.max(err)) if P else 0.0, converged=status == 0),
+                    (lam, E, M, t, w))
+        if it == 0 and hessian is not None:
+            step = newton_step(hessian[0], mass, mass * (phi - ratio), *hessian[1:3], k, *hessian[3:])
+        else:
+            step = newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
+        if mapped is not None:
+            # a mapped step that did not lower the error switches its problem to plain Newton
+            mapped = mapped & ~(err >= prev_err)
+            prev_err = err
+            step = xp.where(mapped[:, None], map_step(step, phi, mass, lo, hi), step)
+            limit = MAX_STEP + (MAX_MAPPED_STEP - MAX_STEP) * xp.astype(mapped, z.dtype)[:, None]
+        else:
+            limit = MAX_STEP
+        big = clip_min(xp, xp.max(xp.abs(step), axis=1, keepdims=True), 1e-300)
+        step = step * clip_max(xp, limit / big, 1.0)   # damping: |dz| <= limit
         z = clip_min(xp, z + xp.where(done[:, None], 0.0, step), -MIN_LOG_WEIGHT)
         it += 1
+
+
+def group_range(mass, floor, k: int):
+    r"""The range ``(lo, hi)`` of ``phi`` of each group over its own weight, the others fixed.
+
+    With ``M_L(t) = Q e^{-lam t} + R(t)`` (``Q`` the group's mass), ``phi = k int_0^inf e^{-s}
+    M_L(s/lam)^{k-1} ds`` tends to ``((Q + m_L)^k - m_L^k) / Q`` as ``lam -> 0`` (only the floor
+    ``m_L`` is left of the others) and to ``(M_L(0)^k - (M_L(0) - Q)^k) / Q`` as ``lam -> inf``
+    (all of them are left): the probability that the group is drafted at all when it always loses,
+    resp. always wins, divided by ``Q``.
+
+    Parameters
+    ----------
+    mass : array ``[P, G]``
+        q-mass of each group (0 = padding).
+    floor : array ``[P]``
+        ``m_L`` of each level problem.
+    k : int
+        number of drafts.
+
+    Returns
+    -------
+    lo, hi : arrays ``[P, G]``
+        the two limits (finite also on padding, where they are not used).
+    """
+    xp = array_namespace(mass, floor)
+    tiny = xp.finfo(mass.dtype).tiny
+    Q = clip_min(xp, mass, tiny)
+    f = floor[:, None]
+    m0 = xp.sum(mass, axis=1, keepdims=True) + f
+    m0 = xp.where(m0 > 0, m0, 1.0)   # an empty level (padding) has no range to speak of
+    small = Q <= f          # (f + Q)^k - f^k without cancellation
+    fs = xp.where(small, f, 1.0)
+    lo_small = fs ** k * xp.expm1(k * xp.log1p(xp.where(small, Q, 0.0) / fs)) / Q
+    lo = xp.where(small, lo_small, ((Q + f) ** k - f ** k) / Q)
+    x = clip_max(xp, Q / m0, 1.0)
+    full = x >= 1.0
+    hi = xp.where(full, m0 ** k / Q, -(m0 ** k) * xp.expm1(k * xp.log1p(-xp.where(full, 0.0, x))) / Q)
+    return lo, hi
+
+
+def map_step(step, phi, mass, lo, hi):
+    r"""Map a Newton step ``s`` in ``z = log lam`` through a one-group model of ``phi``.
+
+    Newton in ``z`` undershoots for a group whose ``phi`` is near an end of its range
+    (:func:`group_range`): near the low end ``phi ~ lo + c lam`` (linear, with an offset when the
+    level has a floor), near the high end ``phi ~ hi - c / lam``; a target close to the end takes
+    ~1 step per unit of ``log`` distance. Modelling ``phi = lo + (hi - lo) sigma(z - c)`` (``sigma``
+    the logistic function, ``u = (phi - lo)/(hi - lo)``), the linearised step predicts ``u + u (1 -
+    u) s``, and the model's exact step is ``logit(u + u(1 - u) s) - logit(u)``: ``log(1 + s)`` near the
+    low end, ``-log(1 - s)`` near the high end, ``s + O(s^2)`` for small steps (the local quadratic
+    convergence is kept). ``s`` is taken in the gauge with zero mass-weighted mean (the weights
+    that carry most of ``M_L`` stay put, as in the one-group model), and the predicted ``u`` moves
+    at most by a factor ``exp(-MAX_LOGIT_STEP)`` towards either end.
+
+    Parameters
+    ----------
+    step : array ``[P, G]``
+        the Newton step in ``log lam`` (any gauge).
+    phi : array ``[P, G]``
+        the current ``phi`` per group.
+    mass : array ``[P, G]``
+        q-mass per group (0 = padding, mapped to 0).
+    lo, hi : arrays ``[P, G]``
+        :func:`group_range`.
+
+    Returns
+    -------
+    array ``[P, G]``
+        the mapped step (undamped; :func:`fit_levels` damps it to ``MAX_MAPPED_STEP``).
+    """
+    xp = array_namespace(step, phi)
+    valid = mass > 0
+    eps = 1e-12
+    span = clip_min(xp, hi - lo, xp.finfo(phi.dtype).tiny)
+    u = clip_max(xp, clip_min(xp, (phi - lo) / span, eps), 1 - eps)
+    s = xp.where(valid, step, 0.0)
+    total = clip_min(xp, xp.sum(mass, axis=1, keepdims=True), 1e-300)
+    s = s - xp.sum(mass * s, axis=1, keepdims=True) / total         # zero mass-weighted mean
+    shrink = math.exp(-MAX_LOGIT_STEP)
+    un = xp.minimum(xp.maximum(u + u * (1 - u) * s, u * shrink), 1 - (1 - u) * shrink)
+    dz = (xp.log(un) - xp.log1p(-un)) - (xp.log(u) - xp.log1p(-u))
+    return xp.where(valid, dz, 0.0)
