@@ -17,7 +17,7 @@ from ot_coupling.kernels.kseq import kseq_acceptance, kseq_residual
 from ot_coupling.kernels.kseq import kseq_rho as kernel_rho
 
 from .base import Noise, TorchSelector
-from .ops import coin, membership, race_sample, take
+from .ops import membership, run_plan, take
 
 def kseq_rho(p: torch.Tensor, q: torch.Tensor, k: int) -> torch.Tensor:
     """``rho*`` per row of the ``[B, V]`` pair (float64): the shared kernel
@@ -48,11 +48,8 @@ class TorchKSeq(TorchSelector):
 
     def _verify(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor,
                 noise: Noise) -> tuple[torch.Tensor, torch.Tensor]:
-        k = drafts.shape[1]
-        rho = kernel_rho(p, q, k).to(p.dtype)
-        hits = coin(noise["coins"], take(p, drafts), rho.unsqueeze(1) * take(q, drafts))
-        first = hits.long().argmax(dim=1)  # first accepted draft (0 when none; masked below)
-        residual, _ = kseq_residual(p, q, rho, k)
-        fallback = race_sample(residual, noise["race"], fallback=p)
-        tokens = torch.where(hits.any(dim=1), take(drafts, first.unsqueeze(1)).squeeze(1), fallback)
+        rho = kernel_rho(p, q, drafts.shape[1]).to(p.dtype)
+        residual, _ = kseq_residual(p, q, rho, drafts.shape[1])
+        tokens = run_plan(drafts, take(p, drafts), rho.unsqueeze(1) * take(q, drafts), residual,
+                          noise["coins"], noise["race"], fallback=p)
         return tokens, membership(tokens, drafts)

@@ -32,20 +32,12 @@ import numpy as np
 from .kernels.rrs import MAX_PATHS, rrs_plan
 from .kernels.rrs import rrs_acceptance as kernel_rrs_acceptance
 from .kernels.rrs import rrs_wor_acceptance as kernel_rrs_wor_acceptance
-from .rejection import SequentialRejection, normalise_rows, ratio_coin
+from .rejection import KernelRejection
 from .validation import validate_k, validate_pair
 
 #: most rejection histories :func:`rrs_wor_acceptance` will enumerate before refusing (the
 #: kernel layer's single budget, shared with the torch selector).
 MAX_HISTORIES = MAX_PATHS
-
-
-def rrs_plan_batch(P: np.ndarray, Q: np.ndarray, D: np.ndarray, without_replacement: bool
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """RRS coins ``[B, k]`` and final residual ``[B, V]`` for drafts ``D [B, k]`` (one-parameter form,
-    the shared kernel :func:`ot_coupling.kernels.rrs.rrs_plan`)."""
-    num, den, residual = rrs_plan(P, Q, D, without_replacement)
-    return D, ratio_coin(num, den), normalise_rows(residual, P)
 
 
 def rrs_acceptance(p, q, k: int) -> float:
@@ -66,23 +58,26 @@ def rrs_wor_acceptance(p, q, k: int, max_histories: int = MAX_HISTORIES) -> floa
     return float(kernel_rrs_wor_acceptance(p[None], q[None], k, max_histories)[0])
 
 
-class RecursiveRejection(SequentialRejection):
+def _rrs_iid_plan(P, Q, D):
+    """The shared kernel :func:`ot_coupling.kernels.rrs.rrs_plan` with i.i.d. drafts."""
+    return (D, *rrs_plan(P, Q, D, False))
+
+
+def _rrs_wor_plan(P, Q, D):
+    """The shared kernel :func:`ot_coupling.kernels.rrs.rrs_plan` without replacement."""
+    return (D, *rrs_plan(P, Q, D, True))
+
+
+class RecursiveRejection(KernelRejection):
     """SpecInfer RRS with i.i.d. drafts (docs/theory/token_verifiers.md#recursive-rejection-with-replacement)."""
 
     name = "rrs"
     draft_law = "iid"
-    _wor = False
+    kernel = staticmethod(_rrs_iid_plan)
 
     def acceptance(self, p, q, k: int) -> float:
         p, q, k = self._check(p, q, k)
         return rrs_acceptance(p, q, k)
-
-    def plan(self, p, q, drafts):
-        cand, coins, res = rrs_plan_batch(p[None], q[None], drafts[None], self._wor)
-        return cand[0], coins[0], res[0]
-
-    def plan_batch(self, P, Q, D):
-        return rrs_plan_batch(P, Q, D, self._wor)
 
 
 class RecursiveRejectionWOR(RecursiveRejection):
@@ -90,7 +85,7 @@ class RecursiveRejectionWOR(RecursiveRejection):
 
     name = "rrs_wor"
     draft_law = "without_replacement"
-    _wor = True
+    kernel = staticmethod(_rrs_wor_plan)
 
     def acceptance(self, p, q, k: int) -> float:
         p, q, k = self._check(p, q, k)
