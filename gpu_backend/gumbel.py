@@ -15,13 +15,9 @@ of ``Y`` given the ordered drafts, so draft-then-verify has the coupling's joint
 reference :class:`ot_coupling.gumbel.GumbelCoupling` conditions on the draft *set* instead; both
 are exact and have the same acceptance).
 
-Exact acceptance ``alpha = sum_y p_y int_0^inf e^{-w} P(N_y(w) <= k - 1) dw`` with ``N_y(w)`` a
-Poisson-binomial of probabilities ``1 - exp(-c_x w)``, ``c_x = (q_x p_y / q_y - p_x)^+``. For
-``k = 1`` it is ``sum_y p_y / (1 + sum_x c_x)`` (= docs/theory/token_verifiers.md#gumbel-coupling's
-``sum_x 1 / sum_j max(p_j/p_x, q_j/q_x)``), ``O(V log V)`` by sorting ``p/q``; for ``k > 1`` the
-race integral of :func:`ot_coupling.kernels.race.race_integral`, ``O(V^2 k n_nodes)`` (ValueError
-past :data:`MAX_PAIRS`). Both are the kernel shared with the numpy reference,
-:func:`ot_coupling.kernels.race.gumbel_acceptance`.
+Exact acceptance (``O(V log V)`` for ``k = 1``, ``O(V^2 k n_nodes)`` for ``k > 1``, ValueError past
+:data:`MAX_PAIRS`): the array-API kernel :func:`ot_coupling.kernels.race.gumbel_acceptance`, shared
+with the numpy reference.
 """
 
 from __future__ import annotations

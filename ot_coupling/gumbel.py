@@ -36,14 +36,11 @@ rational, so a target token whose float sum cancels by more than a factor 100 is
 exact rational arithmetic (:class:`fractions.Fraction`): no NaN, no negative value
 (docs/numerics.md).
 
-Exact acceptance: ``alpha = sum_y p_y int_0^inf e^{-w} P(N_y(w) <= k - 1) dw`` where ``N_y(w)``
-counts draft tokens beating ``y``, Poisson-binomial with probabilities ``1 - exp(-c_x w)``,
-``c_x = (q_x p_y / q_y - p_x)^+``. For ``k = 1`` this is
-``sum_x 1 / sum_j max(p_j / p_x, q_j / q_x)`` (docs/theory/token_verifiers.md#gumbel-coupling), ``O(V log V)``
-by prefix sums in ascending ``p/q``; for ``k > 1`` it is computed by the trapezoidal rule in the
-Gumbel variable (error < 1e-13, stated in :mod:`ot_coupling.kernels.race`), ``O(V^2 k n_nodes)``.
-Both are the array-API kernel :func:`ot_coupling.kernels.race.gumbel_acceptance`, shared with the
-torch selector.
+Exact acceptance: ``alpha = sum_y p_y int_0^inf e^{-w} P(N_y(w) <= k - 1) dw``, ``N_y(w)`` counting
+draft tokens beating ``y`` (Poisson-binomial of probabilities ``1 - exp(-c_x w)``,
+``c_x = (q_x p_y / q_y - p_x)^+``); for ``k = 1`` it is ``sum_x 1 / sum_j max(p_j / p_x, q_j / q_x)``
+(docs/theory/token_verifiers.md#gumbel-coupling). Computed by the array-API kernel
+:func:`ot_coupling.kernels.race.gumbel_acceptance` (shared with torch; error < 1e-13).
 """
 
 from __future__ import annotations

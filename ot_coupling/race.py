@@ -1,14 +1,9 @@
-"""Inclusion probabilities of the without-replacement draft law by the exponential race (numpy).
+"""Inclusion probabilities of the without-replacement draft law (numpy): :func:`inclusion_wor`.
 
-Sampling without replacement from ``q`` (= Gumbel-top-k) is the order of arrival of independent
-clocks ``A_x ~ Exp(q_x)`` (docs/theory/membership_ot.md). ``P(x among the first k)`` is a
-one-dimensional integral of a Poisson-binomial probability, evaluated here by the prefix/suffix
-dynamic programme of :func:`inclusion_wor` (sequential over the vocabulary: numpy only).
-
-The batched array work of the race (the Gumbel-variable quadrature :func:`gumbel_nodes`, its error
-bound, :func:`poisson_binomial_below`, :func:`~ot_coupling.kernels.race.race_integral`) is the
-array-API kernel :mod:`ot_coupling.kernels.race`, shared with the torch selectors; the first names
-are re-exported here.
+``P(x among the first k arrivals)`` of the exponential race ``A_x ~ Exp(q_x)``
+(docs/theory/membership_ot.md) by a sequential prefix/suffix dynamic programme. The batched race
+work (quadrature nodes and error bound, Poisson-binomial law, race integral) is the array-API kernel
+:mod:`ot_coupling.kernels.race`, shared with torch; three of its names are re-exported here.
 """
 
 from __future__ import annotations

@@ -12,11 +12,10 @@ This module gives the closed-form optimal law of docs/theory/optimal_verifier.md
 
 with ``H`` the minimising prefix of ``alpha* = min_H p(H) + 1 - q(H)^k`` (docs/theory/membership_ot.md#the-prefix-cut-for-iid-drafts, tokens
 sorted by ascending ``p/q``; :func:`solvers.closed_form.optimal_cut`), ``theta_A`` solving ``sum_{y not in H} min(p_y, theta_A q_y) = g(q(V\\H))``
-and ``theta_B`` solving ``sum_{y in H} max(p_y, theta_B q_y) = q(H)^k``. Both scalar equations are
-piecewise linear and monotone, solved exactly by a sort and a prefix scan; everything is vectorised
-over the rows of ``[B, V]`` inputs. ``sum_y min(r*_y, p_y) = alpha*``. The scans are the array-API
-kernel :func:`ot_coupling.kernels.selection.selection_scan` (one implementation for numpy and torch);
-this module validates, restores token order and tests feasibility.
+and ``theta_B`` solving ``sum_{y in H} max(p_y, theta_B q_y) = q(H)^k``; ``sum_y min(r*_y, p_y) = alpha*``.
+The exact prefix scans, vectorised over rows, are the array-API kernel
+:func:`ot_coupling.kernels.selection.selection_scan` (shared with torch); this module validates,
+restores token order and tests feasibility.
 """
 
 from __future__ import annotations
@@ -105,7 +104,7 @@ def _selection_law_rows(p: np.ndarray, q: np.ndarray, k: int) -> SelectionLaw:
     return SelectionLaw(
         r=np.take_along_axis(scan.r, inv, 1),
         ratio=np.take_along_axis(scan.ratio, inv, 1),
-        in_cut=np.take_along_axis(scan.in_cut, inv, 1),
+        in_cut=np.take_along_axis(np.arange(p.shape[1])[None, :] < scan.cut[:, None], inv, 1),
         theta_a=scan.theta_a,
         theta_b=scan.theta_b,
         alpha=scan.alpha,

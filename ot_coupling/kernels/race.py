@@ -5,24 +5,19 @@ clocks ``A_x ~ Exp(q_x)`` (docs/theory/membership_ot.md). Probabilities such as
 ``P(x among the first k)`` become one-dimensional integrals ``int_0^inf e^{-w} F(w) dw`` whose ``F``
 is a Poisson-binomial probability ``P(N(w) <= k - 1)``, ``N(w) = sum_z Bernoulli(1 - exp(-c_z w))``.
 
-Quadrature. In the Gumbel variable ``g = -log w`` every term ``exp(-c w)`` becomes a shifted
-double exponential of unit width, analytic and bounded in the strip ``|Im g| < pi / 2``; the
-integrand ``w e^{-w} F(w)`` decays like ``e^{-g}`` as ``g -> +inf`` and like ``exp(-e^{-g})`` as
-``g -> -inf``. The trapezoidal rule on such a function converges geometrically,
-``error ~ exp(-2 pi d / h)`` with ``d -> pi / 2`` (Trefethen & Weideman, SIAM Review 56, 2014,
-Thm 5.1): with step ``h = 1/8`` on ``g in [-4, 42]`` (369 nodes) the discretisation term is below
-``1e-30`` and the truncation below ``e^{-42} + exp(-e^{4}) < 1e-18``, so the quadrature error is
-below ``1e-13`` (round-off included). Measured: the ``k = 1`` case matches its closed form to
-``<= 2e-15`` (tests/test_selectors_exact.py, tests/test_kernels_race_selection.py).
+Quadrature. In the Gumbel variable ``g = -log w`` every ``exp(-c w)`` is a shifted double
+exponential of unit width, analytic and bounded in the strip ``|Im g| < pi / 2``; the integrand
+``w e^{-w} F(w)`` decays like ``e^{-g}`` (``g -> +inf``) and ``exp(-e^{-g})`` (``g -> -inf``), so the
+trapezoidal rule converges like ``exp(-2 pi d / h)``, ``d -> pi / 2`` (Trefethen & Weideman, SIAM
+Review 56, 2014, Thm 5.1): step ``h = 1/8`` on ``g in [-4, 42]`` (369 nodes) leaves a discretisation
+term below ``1e-30`` and a truncation below ``e^{-42} + exp(-e^{4}) < 1e-18``: error < 1e-13 with
+round-off. Measured: ``k = 1`` matches its closed form to ``<= 2e-15`` (tests/test_selectors_exact.py).
 
-Poisson-binomial law. The generating polynomials ``(1 - pi_j) + pi_j z`` are multiplied pairwise in
-a balanced tree, truncated at degree ``k - 1``: ``log2(M)`` vectorised levels whose degree grows
-``1, 2, 4, ..`` up to ``k - 1``, so the work is ``O(M k)`` per evaluation, like the column-by-column
-dynamic programme, in ``O(k log M)`` array operations instead of ``O(M)``. Every coefficient is a
-probability (sums of products of numbers in ``[0, 1]``): no cancellation.
-
-This module replaced the numpy dynamic programme of ``ot_coupling.race`` and the torch tree product
-of ``gpu_backend.ops`` (issue 12, one kernel per algorithm).
+Poisson-binomial law: the polynomials ``(1 - pi_j) + pi_j z``, truncated at degree ``k - 1``, are
+multiplied pairwise in a balanced tree whose degree grows ``1, 2, 4, ..`` up to ``k - 1``: ``O(M k)``
+work like the column-by-column dynamic programme, in ``O(k log M)`` array operations instead of
+``O(M)``; every coefficient is a probability (no cancellation). This replaced the numpy programme of
+``ot_coupling.race`` and the torch tree of ``gpu_backend.ops`` (issue 12).
 """
 
 from __future__ import annotations
@@ -51,41 +46,25 @@ def gumbel_nodes(step: float = STEP, g_range: tuple[float, float] = G_RANGE) -> 
     return w, step * w * np.exp(-w)
 
 
-def count_law(probs, k: int):
-    """Law of ``N = sum_j Bernoulli(probs[..., j])`` truncated to the values ``0..k-1``:
-    ``[..., k]`` (mass of larger counts dropped), by the balanced product tree of the module
-    docstring. An empty last axis gives the point mass at 0."""
+def poisson_binomial_below(probs, k: int):
+    """``P(N <= k - 1)`` for ``N = sum_j Bernoulli(probs[..., j])`` over the last axis, by the
+    balanced product tree of the module docstring (an empty axis gives 1)."""
     xp = array_namespace(probs)
-    dev = device(probs)
-    # coefficient-major layout [d, ..., M]: the two halves of the last axis are multiplied pairwise
+    # coefficient-major layout [d, ..., M]; the two halves of the last axis are multiplied pairwise
     poly = xp.stack([1.0 - probs, probs], axis=0)[:k]
-    if probs.shape[-1] == 0:
-        poly = xp.ones((1,) + probs.shape[:-1] + (1,), dtype=probs.dtype, device=dev)
     while poly.shape[-1] > 1:
-        M = poly.shape[-1]
-        h = (M + 1) // 2
+        h = (poly.shape[-1] + 1) // 2
         a, b = poly[..., :h], poly[..., h:]
-        if M % 2:                                                       # pad with the polynomial 1
+        if poly.shape[-1] % 2:                                          # pad with the polynomial 1
             unit = xp.zeros_like(poly[..., :1])
             b = xp.concat([b, xp.concat([unit[:1] + 1.0, unit[1:]], axis=0)], axis=-1)
-        d = poly.shape[0]
-        d_out = min(2 * d - 1, k)
-        out = xp.zeros((d_out,) + a.shape[1:], dtype=poly.dtype, device=dev)
+        d, d_out = poly.shape[0], min(2 * poly.shape[0] - 1, k)
+        poly = xp.zeros((d_out,) + a.shape[1:], dtype=poly.dtype, device=device(poly))
         for i in range(min(d, d_out)):                                  # out[j] = sum_i a[i] b[j - i]
-            n = min(d, d_out - i)
-            out[i:i + n] += a[i:i + 1] * b[:n]
-        poly = out
-    law = xp.moveaxis(poly[..., 0], 0, -1)
-    if law.shape[-1] < k:
-        pad = xp.zeros(law.shape[:-1] + (k - law.shape[-1],), dtype=law.dtype, device=dev)
-        law = xp.concat([law, pad], axis=-1)
-    return law
-
-
-def poisson_binomial_below(probs, k: int):
-    """``P(N <= k - 1)`` for ``N = sum_j Bernoulli(probs[..., j])`` over the last axis."""
-    xp = array_namespace(probs)
-    return xp.sum(count_law(probs, k), axis=-1)
+            poly[i:i + min(d, d_out - i)] += a[i:i + 1] * b[:min(d, d_out - i)]
+    if probs.shape[-1] == 0:
+        return xp.ones(probs.shape[:-1], dtype=probs.dtype, device=device(probs))
+    return xp.sum(poly[..., 0], axis=0)
 
 
 def race_integral(rates, k: int, *, max_entries: int | None = None):
