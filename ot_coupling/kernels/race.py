@@ -50,8 +50,17 @@ def poisson_binomial_below(probs, k: int):
     """``P(N <= k - 1)`` for ``N = sum_j Bernoulli(probs[..., j])`` over the last axis, by the
     balanced product tree of the module docstring (an empty axis gives 1)."""
     xp = array_namespace(probs)
-    # coefficient-major layout [d, ..., M]; the two halves of the last axis are multiplied pairwise
-    poly = xp.stack([1.0 - probs, probs], axis=0)[:k]
+    M = probs.shape[-1]
+    if M < 2:
+        return 1.0 - probs[..., 0] if M and k == 1 else xp.ones(probs.shape[:-1], dtype=probs.dtype,
+                                                               device=device(probs))
+    if M % 2:                                                           # probability 0: the factor 1
+        probs = xp.concat([probs, xp.zeros_like(probs[..., :1])], axis=-1)
+    a, b = probs[..., :(M + 1) // 2], probs[..., (M + 1) // 2:]
+    sa, sb = 1.0 - a, 1.0 - b
+    # first level from the probabilities, then coefficient-major [d, ..., M'] with the two halves
+    # of the last axis multiplied pairwise
+    poly = xp.stack([sa * sb, a * sb + sa * b, a * b][:k], axis=0)
     while poly.shape[-1] > 1:
         h = (poly.shape[-1] + 1) // 2
         a, b = poly[..., :h], poly[..., h:]
@@ -59,11 +68,10 @@ def poisson_binomial_below(probs, k: int):
             unit = xp.zeros_like(poly[..., :1])
             b = xp.concat([b, xp.concat([unit[:1] + 1.0, unit[1:]], axis=0)], axis=-1)
         d, d_out = poly.shape[0], min(2 * poly.shape[0] - 1, k)
-        poly = xp.zeros((d_out,) + a.shape[1:], dtype=poly.dtype, device=device(poly))
-        for i in range(min(d, d_out)):                                  # out[j] = sum_i a[i] b[j - i]
+        poly = xp.concat([a[:1] * b, xp.zeros((d_out - d,) + a.shape[1:], dtype=a.dtype,
+                                              device=device(a))], axis=0) if d_out > d else a[:1] * b[:d_out]
+        for i in range(1, min(d, d_out)):                               # out[j] = sum_i a[i] b[j - i]
             poly[i:i + min(d, d_out - i)] += a[i:i + 1] * b[:min(d, d_out - i)]
-    if probs.shape[-1] == 0:
-        return xp.ones(probs.shape[:-1], dtype=probs.dtype, device=device(probs))
     return xp.sum(poly[..., 0], axis=0)
 
 
