@@ -50,29 +50,34 @@ def poisson_binomial_below(probs, k: int):
     """``P(N <= k - 1)`` for ``N = sum_j Bernoulli(probs[..., j])`` over the last axis, by the
     balanced product tree of the module docstring (an empty axis gives 1)."""
     xp = array_namespace(probs)
-    M = probs.shape[-1]
+    return _below(xp, xp.moveaxis(probs, -1, 0), k)
+
+
+def _below(xp, probs, k: int):
+    """:func:`poisson_binomial_below` over the FIRST axis of ``probs [M, ...]``. Layout
+    ``[d, M', ...]`` (coefficient, factor, batch): the halves of the factor axis are multiplied
+    pairwise and every operation runs over long contiguous batch rows."""
+    M = probs.shape[0]
     if M < 2:
-        return 1.0 - probs[..., 0] if M and k == 1 else xp.ones(probs.shape[:-1], dtype=probs.dtype,
-                                                               device=device(probs))
+        return 1.0 - probs[0] if M and k == 1 else xp.ones(probs.shape[1:], dtype=probs.dtype,
+                                                          device=device(probs))
     if M % 2:                                                           # probability 0: the factor 1
-        probs = xp.concat([probs, xp.zeros_like(probs[..., :1])], axis=-1)
-    a, b = probs[..., :(M + 1) // 2], probs[..., (M + 1) // 2:]
+        probs = xp.concat([probs, xp.zeros_like(probs[:1])], axis=0)
+    a, b = probs[:(M + 1) // 2], probs[(M + 1) // 2:]
     sa, sb = 1.0 - a, 1.0 - b
-    # first level from the probabilities, then coefficient-major [d, ..., M'] with the two halves
-    # of the last axis multiplied pairwise
-    poly = xp.stack([sa * sb, a * sb + sa * b, a * b][:k], axis=0)
-    while poly.shape[-1] > 1:
-        h = (poly.shape[-1] + 1) // 2
-        a, b = poly[..., :h], poly[..., h:]
-        if poly.shape[-1] % 2:                                          # pad with the polynomial 1
-            unit = xp.zeros_like(poly[..., :1])
-            b = xp.concat([b, xp.concat([unit[:1] + 1.0, unit[1:]], axis=0)], axis=-1)
+    poly = xp.stack([sa * sb, a * sb + sa * b, a * b][:k], axis=0)    # first level from the probs
+    while poly.shape[1] > 1:
+        h = (poly.shape[1] + 1) // 2
+        a, b = poly[:, :h], poly[:, h:]
+        if poly.shape[1] % 2:                                           # pad with the polynomial 1
+            unit = xp.zeros_like(poly[:, :1])
+            b = xp.concat([b, xp.concat([unit[:1] + 1.0, unit[1:]], axis=0)], axis=1)
         d, d_out = poly.shape[0], min(2 * poly.shape[0] - 1, k)
         poly = xp.concat([a[:1] * b, xp.zeros((d_out - d,) + a.shape[1:], dtype=a.dtype,
                                               device=device(a))], axis=0) if d_out > d else a[:1] * b[:d_out]
         for i in range(1, min(d, d_out)):                               # out[j] = sum_i a[i] b[j - i]
             poly[i:i + min(d, d_out - i)] += a[i:i + 1] * b[:min(d, d_out - i)]
-    return xp.sum(poly[..., 0], axis=0)
+    return xp.sum(poly[:, 0], axis=0)
 
 
 def race_integral(rates, k: int, *, max_entries: int | None = None):
@@ -115,8 +120,8 @@ def race_integral(rates, k: int, *, max_entries: int | None = None):
             block = -xp.sort(-block, axis=1)[:, :counts[min(s + rows, n) - 1]]   # positive rates first
             total = xp.zeros((block.shape[0],), dtype=rates.dtype, device=dev)
             for t in range(0, n_nodes, node_chunk):
-                probs = -xp.expm1(-w[None, t:t + node_chunk, None] * block[:, None, :])
-                total = total + xp.matmul(poisson_binomial_below(probs, k), weight[t:t + node_chunk])
+                probs = -xp.expm1(-block.T[:, :, None] * w[None, None, t:t + node_chunk])   # [m, r, c]
+                total = total + xp.matmul(_below(xp, probs, k), weight[t:t + node_chunk])
             parts.append(total)
     vals = xp.concat(parts)
     return xp.reshape(xp.take(vals, xp.argsort(order), axis=0), lead)
