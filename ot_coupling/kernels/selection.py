@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from ._array import array_namespace, device, one_minus_power
+from ._array import array_namespace, device, is_torch_namespace, one_minus_power
 
 
 class SelectionScan(NamedTuple):
@@ -43,9 +43,15 @@ def _suffix_sums(xp, x):
     return xp.flip(xp.cumulative_sum(xp.flip(x, axis=1), axis=1, include_initial=True), axis=1)
 
 
+def _take(xp, x, idx):
+    """``x[b, idx[b, i]]`` (``take_along_axis`` on axis 1; torch's ``gather`` directly: the compat
+    wrapper adds a remainder and a where per call, 25% of this kernel's time at V = 49152)."""
+    return x.gather(1, idx) if is_torch_namespace(xp) else xp.take_along_axis(x, idx, axis=1)
+
+
 def _at(xp, x, j):
     """``x[b, j[b]]`` per row."""
-    return xp.take_along_axis(x, j[:, None], axis=1)[:, 0]
+    return _take(xp, x, j[:, None])[:, 0]
 
 
 def selection_scan(P, Q, k: int) -> SelectionScan:
@@ -60,10 +66,9 @@ def selection_scan(P, Q, k: int) -> SelectionScan:
     finite_all = Q > 0
     key = xp.where(finite_all, P / xp.where(finite_all, Q, 1.0), math.inf)
     order = xp.argsort(key, axis=1, stable=True)
-    pis = xp.take_along_axis(key, order, axis=1)
-    ps, qs = xp.take_along_axis(P, order, axis=1), xp.take_along_axis(Q, order, axis=1)
+    ps, qs = _take(xp, P, order), _take(xp, Q, order)
     finite = qs > 0
-    pis_f = xp.where(finite, pis, 0.0)
+    pis_f = xp.where(finite, ps / xp.where(finite, qs, 1.0), 0.0)      # sorted p/q (0 where q = 0)
     Pc = xp.cumulative_sum(ps, axis=1, include_initial=True)           # p(first j tokens)
     Qc = xp.minimum(xp.cumulative_sum(qs, axis=1, include_initial=True), 1.0)
     Ps = _suffix_sums(xp, ps)                                           # p(tokens j..V-1)
