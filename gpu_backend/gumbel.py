@@ -15,46 +15,34 @@ of ``Y`` given the ordered drafts, so draft-then-verify has the coupling's joint
 reference :class:`ot_coupling.gumbel.GumbelCoupling` conditions on the draft *set* instead; both
 are exact and have the same acceptance).
 
-Exact acceptance ``alpha = sum_y p_y int_0^inf e^{-w} P(N_y(w) <= k - 1) dw`` with ``N_y(w)`` a
-Poisson-binomial of probabilities ``1 - exp(-c_x w)``, ``c_x = (q_x p_y / q_y - p_x)^+``. For
-``k = 1`` it is ``sum_y p_y / (1 + sum_x c_x)`` (= docs/theory/token_verifiers.md#gumbel-coupling's
-``sum_x 1 / sum_j max(p_j/p_x, q_j/q_x)``), ``O(V log V)`` by sorting ``p/q``; for ``k > 1`` the
-race integral of :func:`gpu_backend.ops.race_integral`, ``O(V^2 k n_nodes)`` (ValueError past
-:data:`MAX_PAIRS`).
+Exact acceptance (``O(V log V)`` for ``k = 1``, ``O(V^2 k n_nodes)`` for ``k > 1``, ValueError past
+:data:`MAX_PAIRS`): the array-API kernel :func:`ot_coupling.kernels.race.gumbel_acceptance`, shared
+with the numpy reference.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ot_coupling.kernels import race as race_kernel
+
 from .base import Noise, TorchSelector, _rng
 from .drafting import require_support
-from .ops import membership, race_integral, race_sample, take
+from .ops import membership, race_sample, take
 
 #: largest B * V^2 handled by the exact acceptance for k > 1
 MAX_PAIRS = 2_000_000
 
 
 def gumbel_acceptance(p: torch.Tensor, q: torch.Tensor, k: int) -> torch.Tensor:
-    """Exact ``P(Y in drafts)`` per row of the shared-Gumbel coupling (see the module docstring)."""
-    live = (p > 0) & (q > 0)
-    ratio = torch.where(live, p / torch.where(live, q, 1), 0)  # r_y; dead y contribute 0
-    if k == 1:
-        # sum_x (r_y q_x - p_x)^+ = r_y Q(r < r_y) - P(r < r_y) over tokens with q_x > 0
-        r_all = torch.where(q > 0, p / torch.where(q > 0, q, 1), torch.inf)
-        r_sorted, order = torch.sort(r_all, dim=1, stable=True)
-        zero = torch.zeros_like(p[:, :1])
-        q_cum = torch.cat([zero, torch.cumsum(take(q, order), dim=1)], dim=1)
-        p_cum = torch.cat([zero, torch.cumsum(take(p, order), dim=1)], dim=1)
-        below = torch.searchsorted(r_sorted.contiguous(), ratio.contiguous(), side="left")
-        excess = (ratio * q_cum.gather(1, below) - p_cum.gather(1, below)).clamp_min(0)
-        return torch.where(live, p / (1 + excess), 0).sum(dim=1)
+    """Exact ``P(Y in drafts)`` per row of the shared-Gumbel coupling (see the module docstring):
+    the array-API kernel :func:`ot_coupling.kernels.race.gumbel_acceptance`, refused with
+    ``ValueError`` for ``k > 1`` when ``B V^2`` exceeds :data:`MAX_PAIRS`."""
     batch, vocab = p.shape
-    if batch * vocab * vocab > MAX_PAIRS:
+    if k > 1 and batch * vocab * vocab > MAX_PAIRS:
         raise ValueError(f"exact gumbel acceptance for k={k} costs O(B V^2); B*V^2 = "
                          f"{batch * vocab * vocab} exceeds {MAX_PAIRS} (use k=1 or fewer rows)")
-    rates = (ratio.unsqueeze(2) * q.unsqueeze(1) - p.unsqueeze(1)).clamp_min(0)  # [B, y, x]
-    return (torch.where(live, p, 0) * race_integral(rates, k)).sum(dim=1)
+    return race_kernel.gumbel_acceptance(p, q, k)
 
 
 class TorchGumbel(TorchSelector):

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from ot_coupling.race import gumbel_nodes
-
 
 def race_sample(weights: torch.Tensor, exponentials: torch.Tensor,
                 fallback: torch.Tensor | None = None) -> torch.Tensor:
@@ -90,44 +88,3 @@ def zero_at(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.scatter(1, idx, 0.0)
 
 
-def poisson_binomial_below(probs: torch.Tensor, k: int) -> torch.Tensor:
-    """``P(N <= k - 1)`` for ``N = sum_j Bernoulli(probs[..., j])``, over the last axis.
-
-    The generating polynomials ``(1 - pi_j) + pi_j z``, truncated at degree ``k - 1``, are
-    multiplied pairwise in a balanced tree: ``log2(M)`` vectorised levels, all coefficients stay
-    probabilities (no cancellation). Same quantity as :func:`ot_coupling.race.poisson_binomial_below`.
-    """
-    poly = torch.zeros(probs.shape + (k,), dtype=probs.dtype, device=probs.device)
-    poly[..., 0] = 1 - probs
-    if k > 1:
-        poly[..., 1] = probs
-    while poly.shape[-2] > 1:
-        if poly.shape[-2] % 2:
-            one = torch.zeros_like(poly[..., :1, :])
-            one[..., 0] = 1
-            poly = torch.cat([poly, one], dim=-2)
-        a, b = poly[..., 0::2, :], poly[..., 1::2, :]
-        poly = torch.stack([sum(a[..., i] * b[..., j - i] for i in range(j + 1)) for j in range(k)], dim=-1)
-    return poly[..., 0, :].sum(dim=-1)
-
-
-def race_integral(rates: torch.Tensor, k: int, *, max_entries: int = 20_000_000) -> torch.Tensor:
-    """``int_0^inf e^{-w} P(#{z : E_z < w} <= k - 1) dw`` over the last axis of ``rates``, with
-    independent ``E_z ~ Exp(rates_z)`` (zero rates never arrive).
-
-    ``k = 1``: ``1 / (1 + sum rates)``. ``k > 1``: the trapezoidal rule in the Gumbel variable with
-    the nodes of :func:`ot_coupling.race.gumbel_nodes` (error < 1e-13, stated there), processed in
-    chunks of nodes so that at most ``max_entries`` probabilities are held at once.
-    """
-    if k == 1:
-        return 1 / (1 + rates.sum(dim=-1))
-    w_np, weight_np = gumbel_nodes()
-    w = torch.as_tensor(w_np, dtype=rates.dtype, device=rates.device)
-    weight = torch.as_tensor(weight_np, dtype=rates.dtype, device=rates.device)
-    chunk = max(1, max_entries // max(1, rates.numel() * k))
-    total = torch.zeros(rates.shape[:-1], dtype=rates.dtype, device=rates.device)
-    for s in range(0, w.numel(), chunk):
-        wc = w[s:s + chunk].reshape((-1,) + (1,) * rates.ndim)
-        below = poisson_binomial_below(-torch.expm1(-wc * rates), k)
-        total = total + torch.tensordot(weight[s:s + chunk], below, dims=1)
-    return total

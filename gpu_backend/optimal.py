@@ -5,7 +5,8 @@ docs/theory/optimal_verifier.md; numpy reference
 quadrature, :mod:`solvers.importance_weights`). Per row of ``[B, V]`` inputs:
 
 1. sort by ``p/q``, the minimising prefix ``H`` of ``alpha* = min_H p(H) + 1 - q(H)^k`` and the
-   thresholds of ``r* = q clip(p/q, theta_B, theta_A)`` by prefix scans (sec. 3);
+   thresholds of ``r* = q clip(p/q, theta_B, theta_A)`` by prefix scans (sec. 3; the array-API
+   kernel :func:`ot_coupling.kernels.selection.selection_scan`, shared with the numpy reference);
 2. per level (``A = V \\ H`` and ``H``) the target ratios (``r*/q``, or the coarse targets of
    :func:`solvers.importance_weights.coarse_ratios`, computed on the host), their groups, and a
    damped Newton fit of ``log lam`` on the convex dual, the Hessian ``D - A W A^T`` inverted by
@@ -39,6 +40,7 @@ from ot_coupling.kernels.importance import (
     PlanStatus,
     fit_levels,
 )
+from ot_coupling.kernels.selection import selection_scan
 from solvers.importance_weights import coarse_ratios
 
 from .base import Noise, TorchSelector
@@ -71,52 +73,6 @@ class TorchImportancePlan(PlanStatus):
         return TorchImportancePlan(self.weights[idx], self.top[idx], self.marginal[idx],
                                    self.fit_error[idx], self.quad_error[idx], self.iterations,
                                    self.converged[idx], self.status, self.message)
-
-
-def selection_thresholds(p: torch.Tensor, q: torch.Tensor, k: int):
-    """Sorted order, cut sizes ``j``, target ratios ``r*/q`` (sorted) and ``q(H)`` per row.
-
-    Same scans as :func:`solvers.selection_law.selection_law` (docs/theory/optimal_verifier.md#the-optimal-selection-law).
-    """
-    B, V = p.shape
-    ratio = torch.where(q > 0, p / torch.where(q > 0, q, 1), torch.full_like(p, torch.inf))
-    pis, order = torch.sort(ratio, dim=1, stable=True)
-    ps, qs = take(p, order), take(q, order)
-    zero = torch.zeros(B, 1, dtype=p.dtype, device=p.device)
-    Pc = torch.cat([zero, torch.cumsum(ps, 1)], 1)
-    Qc = torch.cat([zero, torch.cumsum(qs, 1)], 1).clamp(max=1)
-    Ps = torch.cat([torch.flip(torch.cumsum(torch.flip(ps, [1]), 1), [1]), zero], 1)
-    Qs = torch.cat([torch.flip(torch.cumsum(torch.flip(qs, [1]), 1), [1]), zero], 1).clamp(max=1)
-    cover = -torch.expm1(k * torch.log1p(-Qs))
-    j = torch.argmin(Pc + cover, dim=1)            # first minimiser (ties: the smallest H)
-    rows = torch.arange(B, device=p.device)
-    idx = torch.arange(V, device=p.device).unsqueeze(0)
-    finite = qs > 0
-    jj = j.unsqueeze(1)
-    in_h = idx < jj
-    # theta_A
-    target_a = cover[rows, j].unsqueeze(1)
-    PsJ = Ps[rows, j].unsqueeze(1)
-    in_a = (idx >= jj) & finite
-    pis_f = torch.where(finite, pis, torch.zeros_like(pis))
-    f_at = torch.where(in_a, (PsJ - Ps[:, 1:]) + pis_f * Qs[:, 1:], torch.full_like(pis, torch.inf))
-    f_at = torch.where(in_h, torch.full_like(pis, -torch.inf), f_at)
-    reached = f_at >= target_a
-    ia = torch.argmax(reached.to(torch.uint8), dim=1)
-    denom = Qs[rows, ia]
-    ok = reached.any(1) & finite[rows, ia] & (denom > 0)
-    th_a = torch.where(ok, (target_a[:, 0] - (PsJ[:, 0] - Ps[rows, ia])) / torch.where(ok, denom, 1),
-                       torch.full_like(denom, torch.inf))
-    # theta_B
-    target_b = Qc[rows, j].unsqueeze(1) ** k
-    g_at = torch.where(in_h, pis_f * Qc[:, 1:] + (Pc[rows, j].unsqueeze(1) - Pc[:, 1:]),
-                       torch.full_like(pis, torch.inf))
-    ib = ((g_at <= target_b).sum(1) - 1).clamp(min=0)
-    th_b = (target_b[:, 0] - Pc[rows, j] + Pc[rows, ib + 1]) / Qc[rows, ib + 1].clamp(min=torch.finfo(p.dtype).tiny)
-    th_b = torch.where(j > 0, th_b, torch.zeros_like(th_b))
-    rs = torch.where(in_h, torch.maximum(pis_f, th_b.unsqueeze(1)), torch.minimum(pis_f, th_a.unsqueeze(1)))
-    rs = torch.where(finite, rs, torch.zeros_like(rs))
-    return order, j, rs, qs, Qc[rows, j]
 
 
 def _groups(rs: torch.Tensor, qs: torch.Tensor, level: torch.Tensor):
@@ -180,11 +136,12 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
                                    max(pl.iterations for pl in plans),
                                    torch.cat([pl.converged for pl in plans]), worst.status, worst.message)
     B, V = p64.shape
-    order, j, rs, qs, q_h = selection_thresholds(p64, q64, k)
+    scan = selection_scan(p64, q64, k)                 # the kernel shared with solvers.selection_law
+    order, j, rs, qs, q_h = scan.order, scan.cut, scan.ratio, scan.qs, scan.q_cut
     idx = torch.arange(V, device=p64.device).unsqueeze(0)
     in_h = idx < j.unsqueeze(1)
     if resolution is not None and k > 1:
-        ps_np, qs_np, rs_np = take(p64, order).cpu().numpy(), qs.cpu().numpy(), rs.cpu().numpy().copy()
+        ps_np, qs_np, rs_np = scan.ps.cpu().numpy(), qs.cpu().numpy(), rs.cpu().numpy().copy()
         for b, jb in enumerate(j.tolist()):
             for top, span in ((False, slice(0, jb)), (True, slice(jb, V))):
                 ids = np.flatnonzero(qs_np[b, span] > 0) + span.start

@@ -36,12 +36,11 @@ rational, so a target token whose float sum cancels by more than a factor 100 is
 exact rational arithmetic (:class:`fractions.Fraction`): no NaN, no negative value
 (docs/numerics.md).
 
-Exact acceptance: ``alpha = sum_y p_y int_0^inf e^{-w} P(N_y(w) <= k - 1) dw`` where ``N_y(w)``
-counts draft tokens beating ``y``, Poisson-binomial with probabilities ``1 - exp(-c_x w)``,
-``c_x = (q_x p_y / q_y - p_x)^+``. For ``k = 1`` this is
-``sum_x 1 / sum_j max(p_j / p_x, q_j / q_x)`` (docs/theory/token_verifiers.md#gumbel-coupling); for ``k > 1`` it is computed by the
-trapezoidal rule in the Gumbel variable of :mod:`ot_coupling.race` (error < 1e-13, stated there),
-``O(V^2 k n_nodes)``.
+Exact acceptance: ``alpha = sum_y p_y int_0^inf e^{-w} P(N_y(w) <= k - 1) dw``, ``N_y(w)`` counting
+draft tokens beating ``y`` (Poisson-binomial of probabilities ``1 - exp(-c_x w)``,
+``c_x = (q_x p_y / q_y - p_x)^+``); for ``k = 1`` it is ``sum_x 1 / sum_j max(p_j / p_x, q_j / q_x)``
+(docs/theory/token_verifiers.md#gumbel-coupling). Computed by the array-API kernel
+:func:`ot_coupling.kernels.race.gumbel_acceptance` (shared with torch; error < 1e-13).
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ import numpy as np
 
 from .base import Selector
 from .draft_laws import set_law
-from .race import race_integrals
+from .kernels.race import gumbel_acceptance as _gumbel_acceptance_rows
 from .validation import SeedLike, as_generator
 
 
@@ -219,26 +218,26 @@ def conditional_set_law(p: np.ndarray, q: np.ndarray, S) -> np.ndarray:
     return np.array([float(v / tot) for v in exact])
 
 
-#: largest ``(target token, token)`` rate matrix the exact acceptance builds (``O(V^2)`` memory:
-#: 2^25 float64 = 256 MiB, about V = 5800); larger inputs are refused before any work
+#: largest ``(target token, token)`` rate matrix the exact acceptance builds for ``k > 1``
+#: (``O(V^2)`` memory: 2^25 float64 = 256 MiB, about V = 5800); larger inputs are refused before any work
 MAX_PAIRS = 2**25
 
 
 def gumbel_acceptance(p: np.ndarray, q: np.ndarray, k: int) -> float:
     """Exact ``P(Y in drafts)`` of the shared-Gumbel coupling (race integral per target token).
 
-    ``O(V^2 k n_nodes)`` time and a ``[V, V]`` rate matrix: refused with ``ValueError`` when the
-    matrix would exceed :data:`MAX_PAIRS` entries (docs/numerics.md; the torch selector or a
-    sampled estimate serves larger vocabularies).
+    ``k = 1``: ``O(V log V)``. ``k > 1``: ``O(m^2 k n_nodes)`` time and an ``[m, m]`` rate matrix
+    over the ``m`` tokens with ``q > 0`` (the others neither win a draft slot nor race), refused with
+    ``ValueError`` when it would exceed :data:`MAX_PAIRS` entries (docs/numerics.md; the torch
+    selector or a sampled estimate serves larger vocabularies). Kernel:
+    :func:`ot_coupling.kernels.race.gumbel_acceptance`.
     """
-    ys = np.flatnonzero((p > 0) & (q > 0))
-    if ys.size * p.size > MAX_PAIRS:
-        raise ValueError(f"exact gumbel acceptance needs a {ys.size:,} x {p.size:,} rate matrix, more than "
-                         f"MAX_PAIRS={MAX_PAIRS:,} entries; use the torch selector "
+    support = np.flatnonzero(q > 0)
+    if k > 1 and support.size * support.size > MAX_PAIRS:
+        raise ValueError(f"exact gumbel acceptance needs a {support.size:,} x {support.size:,} rate matrix, "
+                         f"more than MAX_PAIRS={MAX_PAIRS:,} entries; use the torch selector "
                          "(gpu_backend) or a sampled estimate")
-    rates = np.maximum(q[None, :] * (p[ys] / q[ys])[:, None] - p[None, :], 0.0)
-    rates[np.arange(ys.size), ys] = 0.0
-    return float(p[ys] @ race_integrals(rates, k))
+    return float(_gumbel_acceptance_rows(p[None, support], q[None, support], k)[0])
 
 
 class GumbelCoupling(Selector):

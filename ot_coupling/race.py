@@ -1,34 +1,18 @@
-"""Exponential-race integrals behind the without-replacement draft law and the Gumbel coupling.
+"""Inclusion probabilities of the without-replacement draft law (numpy): :func:`inclusion_wor`.
 
-Sampling without replacement from ``q`` (= Gumbel-top-k) is the order of arrival of independent
-clocks ``A_x ~ Exp(q_x)`` (docs/theory/membership_ot.md#drafts-without-replacement). Probabilities such as ``P(x among the first k)``
-become one-dimensional integrals ``int_0^inf e^{-w} F(w) dw`` whose ``F`` is a Poisson-binomial
-probability of the form ``P(N(w) <= k - 1)``, ``N(w) = sum_z Bernoulli(1 - exp(-c_z w))``.
-
-Quadrature. In the Gumbel variable ``g = -log w`` every term ``exp(-c w)`` becomes a shifted
-double exponential of unit width, analytic and bounded in the strip ``|Im g| < pi / 2``; the
-integrand ``w e^{-w} F(w)`` decays like ``e^{-g}`` as ``g -> +inf`` and like ``exp(-e^{-g})`` as
-``g -> -inf``. The trapezoidal rule on such a function converges geometrically,
-``error ~ exp(-2 pi d / h)`` with ``d -> pi / 2`` (Trefethen & Weideman, SIAM Review 2014, Thm 5.1):
-with step ``h = 1/8`` on ``g in [-4, 42]`` (368 nodes) the discretisation term is below
-``1e-30`` and the truncation below ``e^{-42} + exp(-e^{4}) < 1e-18``. Measured: the k = 1 case
-matches its closed form to <= 2e-15 (tests/test_selectors_exact.py).
+``P(x among the first k arrivals)`` of the exponential race ``A_x ~ Exp(q_x)``
+(docs/theory/membership_ot.md) by a sequential prefix/suffix dynamic programme. The batched race
+work (quadrature nodes and error bound, Poisson-binomial law, race integral) is the array-API kernel
+:mod:`ot_coupling.kernels.race`, shared with torch; three of its names are re-exported here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: trapezoidal step and range in the Gumbel variable g = -log w (see the module docstring).
-STEP = 1.0 / 8.0
-G_RANGE = (-4.0, 42.0)
+from .kernels.race import STEP, gumbel_nodes, poisson_binomial_below
 
-
-def gumbel_nodes(step: float = STEP, g_range: tuple[float, float] = G_RANGE) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes ``w_j`` and weights ``h w_j e^{-w_j}`` with ``int_0^inf e^{-w} F(w) dw ~ sum_j weight_j F(w_j)``."""
-    g = np.arange(g_range[0], g_range[1] + step / 2, step)
-    w = np.exp(-g)
-    return w, step * w * np.exp(-w)
+__all__ = ["STEP", "gumbel_nodes", "inclusion_wor", "poisson_binomial_below"]
 
 
 def _add_token(dist: np.ndarray, prob: np.ndarray) -> np.ndarray:
@@ -36,44 +20,6 @@ def _add_token(dist: np.ndarray, prob: np.ndarray) -> np.ndarray:
     more ``Bernoulli(prob [...])`` trial (mass moving past ``k - 1`` is dropped)."""
     out = dist * (1.0 - prob)[..., None]
     out[..., 1:] += dist[..., :-1] * prob[..., None]
-    return out
-
-
-def poisson_binomial_below(probs: np.ndarray, k: int) -> np.ndarray:
-    """``P(N <= k - 1)`` for ``N = sum_j Bernoulli(probs[..., j])`` (DP truncated at ``k`` terms)."""
-    dist = np.zeros(probs.shape[:-1] + (k,))
-    dist[..., 0] = 1.0
-    for j in range(probs.shape[-1]):
-        dist = _add_token(dist, probs[..., j])
-    return dist.sum(axis=-1)
-
-
-#: rows integrated together by :func:`race_integrals` (bounds memory to ~rows * nodes * k floats).
-ROW_BLOCK = 256
-
-
-def race_integrals(rates: np.ndarray, k: int) -> np.ndarray:
-    """Row-wise ``int_0^inf e^{-w} P(#{z : E_z < w} <= k - 1) dw`` for independent
-    ``E_z ~ Exp(rates[i, z])`` (zero rates never arrive).
-
-    ``k = 1`` is the closed form ``1 / (1 + sum_z rates)``; otherwise the Poisson-binomial law of the
-    count, truncated at ``k`` terms, is built by a DP over the columns, vectorised over rows and
-    quadrature nodes: ``O(n m k n_nodes)``.
-    """
-    rates = np.atleast_2d(np.asarray(rates, dtype=np.float64))
-    n = rates.shape[0]
-    if k == 1:
-        return 1.0 / (1.0 + rates.sum(axis=1))
-    out = np.ones(n)  # rows with fewer than k positive rates: the count never reaches k
-    rows = np.flatnonzero((rates > 0).sum(axis=1) >= k)
-    w, weight = gumbel_nodes()
-    for start in range(0, rows.size, ROW_BLOCK):
-        block = rates[rows[start : start + ROW_BLOCK]]
-        dist = np.zeros((block.shape[0], w.size, k))
-        dist[..., 0] = 1.0
-        for j in np.flatnonzero((block > 0).any(axis=0)):
-            dist = _add_token(dist, -np.expm1(-block[:, j : j + 1] * w[None, :]))
-        out[rows[start : start + ROW_BLOCK]] = dist.sum(axis=-1) @ weight
     return out
 
 

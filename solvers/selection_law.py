@@ -12,9 +12,10 @@ This module gives the closed-form optimal law of docs/theory/optimal_verifier.md
 
 with ``H`` the minimising prefix of ``alpha* = min_H p(H) + 1 - q(H)^k`` (docs/theory/membership_ot.md#the-prefix-cut-for-iid-drafts, tokens
 sorted by ascending ``p/q``; :func:`solvers.closed_form.optimal_cut`), ``theta_A`` solving ``sum_{y not in H} min(p_y, theta_A q_y) = g(q(V\\H))``
-and ``theta_B`` solving ``sum_{y in H} max(p_y, theta_B q_y) = q(H)^k``. Both scalar equations are
-piecewise linear and monotone, solved exactly by a sort and a prefix scan; everything is vectorised
-over the rows of ``[B, V]`` inputs. ``sum_y min(r*_y, p_y) = alpha*``.
+and ``theta_B`` solving ``sum_{y in H} max(p_y, theta_B q_y) = q(H)^k``; ``sum_y min(r*_y, p_y) = alpha*``.
+The exact prefix scans, vectorised over rows, are the array-API kernel
+:func:`ot_coupling.kernels.selection.selection_scan` (shared with torch); this module validates,
+restores token order and tests feasibility.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ot_coupling.kernels.selection import selection_scan
 from ot_coupling.validation import validate_distribution, validate_k
-
-from .closed_form import optimal_cut
 
 
 def coverage(s, k: int):
@@ -96,68 +96,18 @@ def optimal_selection_law(p, q, k: int) -> np.ndarray:
 
 
 def _selection_law_rows(p: np.ndarray, q: np.ndarray, k: int) -> SelectionLaw:
-    """Core of :func:`selection_law` on validated ``[B, V]`` rows."""
-    B, V = p.shape
-    cuts = [optimal_cut(p[b], q[b], k) for b in range(B)]  # H = sorted[:j], tokens by ascending p/q
-    order = np.stack([c.order for c in cuts])
-    j = np.array([c.cut.size for c in cuts])
-    alpha = np.array([c.value for c in cuts])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pi = np.where(q > 0, p / q, np.inf)
-    ps = np.take_along_axis(p, order, 1)
-    qs = np.take_along_axis(q, order, 1)
-    pis = np.take_along_axis(pi, order, 1)
-    zero = np.zeros((B, 1))
-    Pc = np.concatenate([zero, np.cumsum(ps, 1)], 1)  # Pc[:, j] = p(first j tokens)
-    Qc = np.minimum(np.concatenate([zero, np.cumsum(qs, 1)], 1), 1.0)
-    # suffix sums keep the tiny masses of the high-ratio tail exact
-    Ps = np.concatenate([np.cumsum(ps[:, ::-1], 1)[:, ::-1], zero], 1)  # Ps[:, j] = p(sorted[j:])
-    Qs = np.minimum(np.concatenate([np.cumsum(qs[:, ::-1], 1)[:, ::-1], zero], 1), 1.0)
-    with np.errstate(divide="ignore"):
-        cover = -np.expm1(k * np.log1p(-Qs))  # g(q(sorted[j:])), exact for tiny tails
-    rows = np.arange(B)
-    Pj = Pc[rows, j][:, None]
-    idx = np.arange(V)[None, :]
-    finite = qs > 0
-
-    # theta_A: F(th) = sum_{i >= j, q_i > 0} min(p_i, th q_i) = g(q(V \ H)), F piecewise linear.
-    target_a = cover[rows, j][:, None]
-    PsJ = Ps[rows, j][:, None]
-    in_a = (idx >= j[:, None]) & finite
-    with np.errstate(invalid="ignore"):
-        f_at = np.where(in_a, (PsJ - Ps[:, 1:]) + pis * Qs[:, 1:], np.inf)
-    f_at = np.where(idx < j[:, None], -np.inf, f_at)
-    reached = f_at >= target_a
-    ia = np.argmax(reached, axis=1)  # first breakpoint reaching the target
-    denom = Qs[rows, ia]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        th_a = np.where(finite[rows, ia] & (denom > 0),
-                        (target_a[:, 0] - (PsJ[:, 0] - Ps[rows, ia])) / denom, np.inf)
-    th_a = np.where(reached.any(1), th_a, np.inf)  # not reached (round-off): no cap binds
-
-    # theta_B: G(th) = sum_{i < j} max(p_i, th q_i) = q(H)^k, G piecewise linear increasing.
-    target_b = Qc[rows, j][:, None] ** k
-    in_h = idx < j[:, None]
-    g_at = np.where(in_h, pis * Qc[:, 1:] + (Pj - Pc[:, 1:]), np.inf)
-    ib = np.maximum((g_at <= target_b).sum(1) - 1, 0)  # last breakpoint not above the target
-    with np.errstate(divide="ignore", invalid="ignore"):
-        th_b = (target_b[:, 0] - Pj[:, 0] + Pc[rows, ib + 1]) / Qc[rows, ib + 1]
-    th_b = np.where(j > 0, th_b, 0.0)
-
-    with np.errstate(invalid="ignore"):
-        ratio_s = np.where(in_h, np.maximum(pis, th_b[:, None]), np.minimum(pis, th_a[:, None]))
-    ratio_s = np.where(finite, ratio_s, 0.0)
-    with np.errstate(invalid="ignore"):
-        r_s = np.where(in_h, np.maximum(ps, th_b[:, None] * qs), np.minimum(ps, th_a[:, None] * qs))
-    r_s = np.where(finite, r_s, 0.0)
-    inv = np.argsort(order, axis=1)
+    """Core of :func:`selection_law` on validated ``[B, V]`` rows: the array-API kernel
+    :func:`ot_coupling.kernels.selection.selection_scan` (shared with the torch optimal verifier),
+    put back in token order."""
+    scan = selection_scan(p, q, k)
+    inv = np.argsort(scan.order, axis=1)
     return SelectionLaw(
-        r=np.take_along_axis(r_s, inv, 1),
-        ratio=np.take_along_axis(ratio_s, inv, 1),
-        in_cut=np.take_along_axis(in_h, inv, 1),
-        theta_a=th_a,
-        theta_b=th_b,
-        alpha=alpha,
+        r=np.take_along_axis(scan.r, inv, 1),
+        ratio=np.take_along_axis(scan.ratio, inv, 1),
+        in_cut=np.take_along_axis(np.arange(p.shape[1])[None, :] < scan.cut[:, None], inv, 1),
+        theta_a=scan.theta_a,
+        theta_b=scan.theta_b,
+        alpha=scan.alpha,
     )
 
 

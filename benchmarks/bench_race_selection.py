@@ -1,0 +1,99 @@
+"""Same-run before/after timing of the race and selection-law kernels: this tree against ``--base``.
+
+Measures the callers of :mod:`ot_coupling.kernels.race` (exact shared-Gumbel acceptance, numpy and
+torch) and :mod:`ot_coupling.kernels.selection` (``solvers.selection_law``, the optimal verifier:
+numpy layout path at V = 2048, numpy importance path and torch at V = 49152, k = 8). As in
+``benchmarks/bench_kernels.py``, every measurement runs in a subprocess with ``PYTHONPATH`` on one
+tree, the trees alternate for ``--rounds`` rounds, and each side keeps the best CPU time (one thread)
+of ``--repeats`` calls, so a shared, loaded machine slows both sides alike.
+
+    git -C <repo> archive main | tar -x -C /tmp/base
+    python benchmarks/bench_race_selection.py --base /tmp/base [--rounds 3] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r'''
+import os, sys, json, time
+os.environ["OPENBLAS_NUM_THREADS"] = "1"; os.environ["OMP_NUM_THREADS"] = "1"
+import warnings; warnings.simplefilter("ignore")
+import numpy as np, torch
+torch.set_num_threads(1)
+from ot_coupling.gumbel import gumbel_acceptance as np_gumbel
+from gpu_backend.gumbel import gumbel_acceptance as torch_gumbel
+from gpu_backend.optimal import TorchOptimal
+from solvers.selection_law import selection_law
+from solvers.importance_weights import importance_plan
+from solvers.optimal_verifier import OptimalVerifier
+repeats, only = int(sys.argv[1]), sys.argv[2]
+
+def best(fn):
+    ts = []
+    fn()
+    for _ in range(repeats):
+        t0 = time.process_time(); fn(); ts.append(time.process_time() - t0)
+    return min(ts)
+
+rng = np.random.default_rng(0)
+out = {}
+def add(key, fn):
+    if only in key:
+        out[key] = best(fn)
+
+for V, k in ((50, 2), (200, 2), (200, 4), (200, 8), (2048, 1)):
+    p, q = rng.dirichlet(np.ones(V)), rng.dirichlet(np.ones(V))
+    add(f"gumbel acceptance numpy, 1 row, V={V}, k={k}", lambda: np_gumbel(p, q, k))
+for B, V, k in ((2, 100, 2), (2, 100, 4), (1, 150, 8), (16, 49152, 1)):
+    P, Q = torch.tensor(rng.dirichlet(np.ones(V), size=B)), torch.tensor(rng.dirichlet(np.ones(V), size=B))
+    add(f"gumbel acceptance torch [{B}, {V}], k={k}", lambda: torch_gumbel(P, Q, k))
+P, Q = rng.dirichlet(np.ones(49152), size=16), rng.dirichlet(np.ones(49152), size=16)
+add("selection_law numpy [16, 49152], k=8", lambda: selection_law(P, Q, 8))
+for V in (512, 2048):
+    p, q = rng.dirichlet(np.ones(V)), rng.dirichlet(np.ones(V))
+    add(f"optimal numpy layout, 1 row, V={V}, k=8", lambda: OptimalVerifier("layout").acceptance(p, q, 8))
+for conc in (1.0, 0.05):
+    P, Q = rng.dirichlet(np.full(49152, conc), size=1), rng.dirichlet(np.full(49152, conc), size=1)
+    pt, qt = torch.tensor(P), torch.tensor(Q)
+    add(f"optimal numpy importance, 1 row, V=49152, Dirichlet({conc}), k=8", lambda: importance_plan(P, Q, 8))
+    add(f"optimal torch, 1 row, V=49152, Dirichlet({conc}), k=8", lambda: TorchOptimal().acceptance(pt, qt, 8))
+print(json.dumps(out))
+'''
+
+
+def run(tree: Path, repeats: int, only: str) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    res = subprocess.run([sys.executable, "-c", CHILD, str(repeats), only], cwd=tree, env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", required=True, type=Path, help="checkout to compare against")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", default="", help="run only the measurements whose name contains this")
+    args = ap.parse_args()
+    here = Path(__file__).resolve().parents[1]
+    best: dict[str, dict[str, float]] = {"base": {}, "this": {}}
+    for _ in range(args.rounds):
+        for side, tree in (("base", args.base.resolve()), ("this", here)):
+            for key, t in run(tree, args.repeats, args.only).items():
+                best[side][key] = min(t, best[side].get(key, float("inf")))
+    print(f"best CPU time of {args.rounds} rounds x {args.repeats} calls, one thread\n")
+    print("| measurement | base (ms) | this (ms) | this / base |")
+    print("|---|---|---|---|")
+    for key, t in best["this"].items():
+        b = best["base"].get(key)
+        print(f"| {key} | {b * 1e3:.1f} | {t * 1e3:.1f} | {t / b:.2f} |" if b else f"| {key} | - | {t * 1e3:.1f} | - |")
+
+
+if __name__ == "__main__":
+    main()
