@@ -34,6 +34,7 @@ from itertools import product
 from pathlib import Path
 
 import numpy as np
+from _shared import ortools_flows
 
 SCALE = 2.0**40
 
@@ -99,21 +100,9 @@ def _network(p, q, k, law):
 
 
 def ortools_maxflow(p, q, k, law):
-    from ortools.graph.python import max_flow
-
     _, set_probs, edge_set, edge_token = _network(p, q, k, law)
-    n, V = set_probs.size, p.size
-    source, sink = n + V, n + V + 1
-    tails = np.concatenate([np.full(n, source), edge_set, n + np.arange(V)])
-    heads = np.concatenate([np.arange(n), n + edge_token, np.full(V, sink)])
-    caps = np.concatenate([np.floor(set_probs * SCALE), np.full(edge_set.size, SCALE),
-                           np.floor(p * SCALE)]).astype(np.int64)
-    smf = max_flow.SimpleMaxFlow()
-    smf.add_arcs_with_capacity(tails, heads, caps)
-    if smf.solve(source, sink) != smf.OPTIMAL:
-        raise RuntimeError("OR-Tools max-flow did not solve")
-    flows = smf.flows(np.arange(n, n + edge_set.size))          # the plan's membership flows
-    return float(flows.sum() / SCALE)
+    _, flows = ortools_flows(p, set_probs, edge_set, edge_token, SCALE)   # the plan's membership flows
+    return float(flows.sum())
 
 
 #: POT's dense [draft sets x V] cost matrix is skipped above this many entries

@@ -12,11 +12,9 @@ slows both sides alike. Prints a Markdown table with the before/after ratio per 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from _shared import compare_trees
 
 CHILD = r'''
 import os, sys, json, time
@@ -72,13 +70,6 @@ print(json.dumps(out))
 '''
 
 
-def run(tree: Path, repeats: int, V: int, B: int, only: str) -> dict[str, float]:
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    res = subprocess.run([sys.executable, "-c", CHILD, str(repeats), str(V), str(B), only], cwd=tree,
-                         env=env, capture_output=True, text=True, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, type=Path, help="checkout to compare against")
@@ -87,20 +78,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="V = 4096 instead of 49152")
     ap.add_argument("--only", default="", help="run only the measurements whose name contains one of these (comma-separated)")
     args = ap.parse_args()
-    here = Path(__file__).resolve().parents[1]
     V, B = (4096, 8) if args.quick else (49152, 16)
-    best: dict[str, dict[str, float]] = {"base": {}, "this": {}}
-    for _ in range(args.rounds):
-        for side, tree in (("base", args.base.resolve()), ("this", here)):
-            for key, t in run(tree, args.repeats, V, B, args.only).items():
-                best[side][key] = min(t, best[side].get(key, float("inf")))
-    print(f"V = {V}; best CPU time of {args.rounds} rounds x {args.repeats} calls, one thread\n")
-    print("| measurement | base (ms) | this (ms) | this / base |")
-    print("|---|---|---|---|")
-    for key, t in best["this"].items():
-        b = best["base"].get(key)
-        ratio = f"{t / b:.2f}" if b else "-"
-        print(f"| {key} | {b * 1e3:.1f} | {t * 1e3:.1f} | {ratio} |" if b else f"| {key} | - | {t * 1e3:.1f} | - |")
+    compare_trees(CHILD, [str(args.repeats), str(V), str(B), args.only], args.base, args.rounds,
+                  f"V = {V}; best CPU time of {args.rounds} rounds x {args.repeats} calls, one thread")
 
 
 if __name__ == "__main__":

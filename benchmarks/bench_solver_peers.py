@@ -42,6 +42,7 @@ from itertools import product
 from pathlib import Path
 
 import numpy as np
+from _shared import ortools_flows
 
 SIZES = [(16, 3), (24, 3), (32, 2)]
 LARGE = [(64, 4), (128, 3)]
@@ -82,26 +83,15 @@ def pot_emd(p, q, k):
 
 
 def ortools_maxflow(p, q, k):
-    from ortools.graph.python import max_flow
-
     from solvers.closed_form import cut_value
     from solvers.membership_lp import _PAD, _make_plan, draft_set_law
 
     sets, set_probs, _ = draft_set_law(p, q, k, "iid", 10**8)
     n, V = set_probs.size, p.size
-    source, sink = n + V, n + V + 1
     valid = sets != _PAD
     edge_set = np.repeat(np.arange(n), sets.shape[1])[valid.ravel()]
     edge_token = sets.ravel()[valid.ravel()]
-    tails = np.concatenate([np.full(n, source), edge_set, n + np.arange(V)])
-    heads = np.concatenate([np.arange(n), n + edge_token, np.full(V, sink)])
-    caps = np.concatenate([np.floor(set_probs * SCALE), np.full(edge_set.size, SCALE),
-                           np.floor(p * SCALE)]).astype(np.int64)
-    smf = max_flow.SimpleMaxFlow()
-    smf.add_arcs_with_capacity(tails, heads, caps)
-    if smf.solve(source, sink) != smf.OPTIMAL:
-        raise RuntimeError("OR-Tools max-flow did not solve")
-    flows = smf.flows(np.arange(n, n + edge_set.size)) / SCALE  # the plan's membership flows
+    smf, flows = ortools_flows(p, set_probs, edge_set, edge_token, SCALE)   # the plan's membership flows
     # the same output as the other methods: the complete plan (flows + leftovers), its value
     plan = _make_plan(p, sets, set_probs, edge_set, edge_token, flows)
     side = np.asarray(smf.get_source_side_min_cut())            # certificate: the min cut

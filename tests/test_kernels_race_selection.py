@@ -19,31 +19,13 @@ from ot_coupling.kernels import selection as K_sel
 
 torch = pytest.importorskip("torch")
 
+from backends import Backend  # noqa: E402
+
 TOL64 = 1e-12
 #: float32 inputs, against the float64 numpy result: largest errors measured 4e-8 (race integral,
 #: acceptance) and 6.5e-7 (selection law: ``alpha``, L1 of ``r``), numpy and torch; 10x margin
 TOL32_RACE = 1e-6
 TOL32_SEL = 1e-5
-
-
-class Backend:
-    def __init__(self, name: str):
-        self.name = name
-        self.device = "cuda" if name == "torch-cuda" else "cpu"
-
-    def of(self, a, dtype=None):
-        a = np.asarray(a)
-        if self.name == "numpy":
-            return a if dtype is None else a.astype(dtype)
-        t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
-        return t if dtype is None else t.to(getattr(torch, np.dtype(dtype).name))
-
-    @staticmethod
-    def np(x):
-        return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-
-    def __repr__(self):
-        return self.name
 
 
 @pytest.fixture(params=["numpy", "torch-cpu", "torch-cuda"])
