@@ -103,8 +103,12 @@ def rrs_acceptance(P, Q, k: int):
 
 
 def _normalise(xp, w):
+    """``w / sum(w)`` per row; rows that already sum to exactly 1 are returned as they are, rows of
+    zero mass stay zero (one division pass, no where over ``[B, V]``)."""
     s = xp.sum(w, axis=1, keepdims=True)
-    return xp.where(s > 0, w / xp.where(s > 0, s, 1.0), 0.0)
+    if bool(xp.all(s == 1.0)):
+        return w
+    return w / xp.where(s > 0, s, 1.0)
 
 
 class _ZFunction:
