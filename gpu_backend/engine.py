@@ -32,6 +32,7 @@ the very tensor it later hands to the selector: branches sharing a prefix share 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,6 +114,9 @@ class CachedLM:
         self.cache = None
         self.pending: list[int] = []
         self.calls = 0
+        # transformers >= 5 names the KV cache ``cache`` (``past_key_values`` is deprecated there)
+        forward = inspect.signature(type(model).forward).parameters
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
 
     @property
     def cache_length(self) -> int:
@@ -135,8 +139,8 @@ class CachedLM:
 
     @torch.no_grad()
     def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=tokens, past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+        out = self.model(input_ids=tokens, use_cache=True, **{self._cache_arg: self.cache})
+        self.cache = getattr(out, self._cache_arg)
         self.calls += 1
         logits = out.logits
         return logits if self.vocab_size is None else logits[..., : self.vocab_size]

@@ -184,9 +184,9 @@ def test_without_replacement_exchange_lemma():
     ({"p": [0.5, 0.5], "q": [0.5, 0.6], "k": 2}, "q"),
     ({"p": [0.5, 0.5], "q": [0.2, 0.3, 0.5], "k": 2}, "same length"),
     ({"p": [0.5, 0.5], "q": [0.5, 0.5], "k": 2, "draft_law": "bogus"}, "draft_law"),
-    ({"p": [0.5, 0.5], "q": [0.5, 0.5], "k": 3, "drafts": "hub"}, "k=2"),
-    ({"p": [0.5, 0.5], "q": [1.0, 0.0], "k": 2, "drafts": "without_replacement"}, "at least k"),
-    ({"p": [0.5, 0.5], "q": [1.0, 0.0], "k": 2, "drafts": "greedy"}, "at least k"),
+    ({"p": [0.5, 0.5], "q": [0.5, 0.5], "k": 3, "draft_law": "hub"}, "k=2"),
+    ({"p": [0.5, 0.5], "q": [1.0, 0.0], "k": 2, "draft_law": "without_replacement"}, "at least k"),
+    ({"p": [0.5, 0.5], "q": [1.0, 0.0], "k": 2, "draft_law": "greedy"}, "at least k"),
 ])
 def test_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
