@@ -89,7 +89,7 @@ from ot_coupling.kernels.importance import (  # noqa: F401  (the kernel layer; r
     quadrature_nodes,
 )
 
-from .selection_law import selection_law
+from ot_coupling.kernels.selection import selection_scan
 
 
 @dataclass
@@ -323,6 +323,68 @@ def coarse_ratios(p_l: np.ndarray, q_l: np.ndarray, k: int, top: bool, resolutio
     return exact
 
 
+@dataclass
+class SortedRowFit:
+    """:func:`fit_sorted_row`'s result: ``weights``, ``phi`` (``r(lam)/q``) and ``aim`` (target
+    ratio) ``[V]`` in the row's ascending-ratio order; ``top_start, top_end`` (level ``A`` is
+    ``[top_start, top_end)``, level ``H`` is ``[0, top_start)``); ``l1_error`` and ``quad`` summed
+    over the levels, ``iterations`` (largest), ``converged``, worst ``status`` / ``message``."""
+
+    weights: np.ndarray
+    phi: np.ndarray
+    aim: np.ndarray
+    top_start: int
+    top_end: int
+    l1_error: float
+    quad: float
+    iterations: int
+    converged: bool
+    status: int
+    message: str
+
+
+def fit_sorted_row(ps: np.ndarray, qs: np.ndarray, ratio: np.ndarray, cut: int, q_cut: float, k: int,
+                   *, tol: float = 1e-12, max_iter: int = 60,
+                   resolution: float | None = 1e-2) -> SortedRowFit:
+    """Fit the two levels of one row given in ascending ``p/q`` (:func:`ot_coupling.kernels.selection.
+    selection_scan`'s ``ps, qs, ratio, cut, q_cut``, ``q = 0`` last), without another sort.
+
+    Both levels are contiguous in that order: ``H = [0, cut)`` and ``A = [cut, n)`` with ``n`` the
+    number of tokens with ``q > 0``. Each level aims at :func:`coarse_ratios` (``resolution``) or
+    the exact ``r*/q``, ascending, so its groups are the runs of equal target (:func:`_groups`).
+    Shared by :func:`importance_plan` and the torch verifier's CPU path
+    (:func:`gpu_backend.optimal.importance_plan`).
+    """
+    V = ps.size
+    n = int(np.count_nonzero(qs > 0))          # q = 0 tokens (ratio inf) come last
+    h_end = min(int(cut), n)
+    weights, phi, aim = np.zeros(V), np.zeros(V), np.zeros(V)
+    l1 = quad = 0.0
+    iterations, converged, status, message = 0, True, 0, STATUS_MESSAGES[0]
+    for is_top, lo, hi in ((True, h_end, n), (False, 0, h_end)):
+        if hi <= lo:
+            continue
+        q_l = qs[lo:hi]
+        target = ratio[lo:hi]
+        if resolution is not None and k > 1:
+            target = coarse_ratios(ps[lo:hi], q_l, k, is_top, resolution, target)
+        ratios, inv = _groups(target)
+        masses = np.bincount(inv, q_l, ratios.size)
+        floor = float(q_cut) if is_top else 0.0
+        fit = fit_levels(LevelProblems(masses[None], ratios[None], np.array([floor]), k),
+                         tol=tol, max_iter=max_iter)
+        weights[lo:hi] = fit.weights[0, inv]
+        phi[lo:hi] = fit.phi[0, inv]
+        aim[lo:hi] = ratios[inv]
+        l1 += float(fit.l1_error[0])
+        quad += float(masses.sum() * fit.quad_bound[0])
+        iterations = max(iterations, fit.iterations)
+        converged &= bool(fit.converged[0])
+        if fit.status > status:
+            status, message = fit.status, fit.message
+    return SortedRowFit(weights, phi, aim, h_end, n, l1, quad, iterations, converged, status, message)
+
+
 def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
                     max_iter: int = 60, resolution: float | None = 1e-2) -> ImportancePlan:
     """Fit the two-level importance rule of docs/theory/optimal_verifier.md#the-importance-rule on validated rows.
@@ -330,45 +392,31 @@ def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
     ``p, q``: ``[B, V]`` row-stochastic float64 arrays (already validated). ``resolution``: the
     levels aim at the coarse targets of :func:`coarse_cap_ratios` (``A``) and
     :func:`coarse_floor_ratios` (``H``) when they are reachable (``None``: always the exact ``r*``);
-    either keeps the acceptance at ``alpha*`` and cuts the number of distinct weights.
+    either keeps the acceptance at ``alpha*`` and cuts the number of distinct weights. Each row is
+    fitted in the ascending-ratio order of the selection scan (:func:`fit_sorted_row`) and put back
+    in token order once.
     """
-    law = selection_law(p, q, k)
+    scan = selection_scan(p, q, k, marginal=False)
     B, V = p.shape
-    top = ~law.in_cut & (q > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pi = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
-    levels = []  # (row, is_top, token ids, group index per token, group ratios, group masses)
-    for b in range(B):
-        # each level in ascending p/q: the coarse targets then need no sort (the order among
-        # equal ratios is irrelevant, so the faster unstable sort is used)
-        order = np.argsort(pi[b])
-        for is_top in (True, False):
-            mask = top[b] if is_top else law.in_cut[b] & (q[b] > 0)
-            ids = order[mask[order]]
-            target = law.ratio[b, ids]
-            if resolution is not None and ids.size and k > 1:
-                target = coarse_ratios(p[b, ids], q[b, ids], k, is_top, resolution, target)
-            ratios, inv = _groups(target)
-            levels.append((b, is_top, ids, inv, ratios, np.bincount(inv, q[b, ids], ratios.size)))
     weights = np.zeros((B, V))
     phi = np.zeros((B, V))
     aim = np.zeros((B, V))
+    top = np.zeros((B, V), dtype=bool)
     quad = np.zeros(B)
     iterations = 0
     status, message = 0, STATUS_MESSAGES[0]
-    for b, is_top, ids, inv, ratios, masses in levels:  # one level at a time: no padding
-        if ids.size == 0:
-            continue
-        floor = q[b, law.in_cut[b]].sum() if is_top else 0.0
-        fit = fit_levels(LevelProblems(masses[None], ratios[None], np.array([floor]), k),
-                         tol=tol, max_iter=max_iter)
-        weights[b, ids] = fit.weights[0, inv]
-        phi[b, ids] = fit.phi[0, inv]
-        aim[b, ids] = ratios[inv]
-        quad[b] += masses.sum() * fit.quad_bound[0]
-        iterations = max(iterations, fit.iterations)
-        if fit.status > status:
-            status, message = fit.status, fit.message
+    for b in range(B):
+        row = fit_sorted_row(scan.ps[b], scan.qs[b], scan.ratio[b], int(scan.cut[b]),
+                             float(scan.q_cut[b]), k, tol=tol, max_iter=max_iter, resolution=resolution)
+        o = scan.order[b]
+        weights[b, o] = row.weights
+        phi[b, o] = row.phi
+        aim[b, o] = row.aim
+        top[b, o[row.top_start:row.top_end]] = True
+        quad[b] = row.quad
+        iterations = max(iterations, row.iterations)
+        if row.status > status:
+            status, message = row.status, row.message
     marginal = q * phi
     return ImportancePlan(weights, top, marginal, q * aim, quad, np.abs(marginal - q * aim).sum(axis=1),
                           iterations, status, message)

@@ -21,7 +21,7 @@ from ._array import array_namespace, device, is_torch_namespace, one_minus_power
 
 class SelectionScan(NamedTuple):
     """:func:`selection_scan`'s result. ``[B, V]`` arrays in the ascending-ratio order ``order``
-    (``q = 0`` last): ``ps``, ``qs``, ``ratio`` (``r*/q``, 0 where ``q = 0``), ``r`` (``r*``);
+    (``q = 0`` last): ``ps``, ``qs``, ``ratio`` (``r*/q``, 0 where ``q = 0``), ``r`` (``r*``; ``None`` when not asked for);
     ``[B]``: ``cut`` (size ``j`` of ``H``: ``in_cut = arange(V) < cut``), ``alpha``
     (``p(H) + 1 - q(H)^k``), ``theta_a`` (``inf`` if no cap binds), ``theta_b`` (0 if ``H`` is
     empty), ``q_cut`` (``q(H)``)."""
@@ -54,12 +54,13 @@ def _at(xp, x, j):
     return _take(xp, x, j[:, None])[:, 0]
 
 
-def selection_scan(P, Q, k: int) -> SelectionScan:
+def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     """The optimal selection law ``r* = q clip(p/q, theta_B, theta_A)`` of ``[B, V]`` rows
     (validated distributions), its cut and thresholds, in ascending-ratio order (module docstring).
 
     The prefix values ``p(H_j) + 1 - q(H_j)^k`` are those of :func:`solvers.closed_form.optimal_cut`
     (``"iid"``): same sums in the same order, so ``alpha`` and the cut are identical to it.
+    ``marginal=False`` skips ``r`` (the importance rule needs only the ratios).
     """
     xp = array_namespace(P, Q)
     V = P.shape[1]
@@ -68,7 +69,7 @@ def selection_scan(P, Q, k: int) -> SelectionScan:
     order = stable_argsort_rows(xp, key)
     ps, qs = _take(xp, P, order), _take(xp, Q, order)
     finite = qs > 0
-    pis_f = xp.where(finite, ps / xp.where(finite, qs, 1.0), 0.0)      # sorted p/q (0 where q = 0)
+    pis_f = xp.where(finite, _take(xp, key, order), 0.0)              # sorted p/q (0 where q = 0)
     Pc = xp.cumulative_sum(ps, axis=1, include_initial=True)           # p(first j tokens)
     Qc = xp.minimum(xp.cumulative_sum(qs, axis=1, include_initial=True), 1.0)
     Ps = _suffix_sums(xp, ps)                                           # p(tokens j..V-1)
@@ -84,9 +85,9 @@ def selection_scan(P, Q, k: int) -> SelectionScan:
     # increasing; its value at the breakpoint th = pis_i is (Ps_j - Ps_{i+1}) + pis_i Qs_{i+1}
     target_a = _at(xp, cover, j)
     Ps_j = _at(xp, Ps, j)
-    f_at = xp.where(in_h, -math.inf,
-                    xp.where(finite, (Ps_j[:, None] - Ps[:, 1:]) + pis_f * Qs[:, 1:], math.inf))
-    reached = f_at >= target_a[:, None]
+    # (q = 0 tokens, ratio inf, count as reached; tokens of H never)
+    f_at = (Ps_j[:, None] - Ps[:, 1:]) + pis_f * Qs[:, 1:]
+    reached = ((f_at >= target_a[:, None]) | ~finite) & ~in_h
     ia = xp.argmax(xp.astype(reached, xp.int8), axis=1)                # first breakpoint reaching it
     denom = _at(xp, Qs, ia)
     ok = xp.any(reached, axis=1) & _at(xp, finite, ia) & (denom > 0)   # else no cap binds (round-off)
@@ -96,15 +97,17 @@ def selection_scan(P, Q, k: int) -> SelectionScan:
     q_cut = _at(xp, Qc, j)
     target_b = q_cut ** k
     Pc_j = _at(xp, Pc, j)
-    g_at = xp.where(in_h, pis_f * Qc[:, 1:] + (Pc_j[:, None] - Pc[:, 1:]), math.inf)
-    ib = xp.sum(xp.astype(g_at <= target_b[:, None], xp.int64), axis=1) - 1
+    g_at = pis_f * Qc[:, 1:] + (Pc_j[:, None] - Pc[:, 1:])
+    ib = xp.sum(xp.astype((g_at <= target_b[:, None]) & in_h, xp.int64), axis=1) - 1
     ib = xp.where(ib > 0, ib, 0) + 1                                    # last breakpoint not above it
     Qc_b = _at(xp, Qc, ib)
     th_b = xp.where(j > 0, (target_b - Pc_j + _at(xp, Pc, ib)) / xp.where(Qc_b > 0, Qc_b, 1.0), 0.0)
 
     ratio = xp.where(finite, xp.where(in_h, xp.maximum(pis_f, th_b[:, None]),
                                       xp.minimum(pis_f, th_a[:, None])), 0.0)
-    r = xp.where(finite, xp.where(in_h, xp.maximum(ps, th_b[:, None] * qs),
-                                  xp.minimum(ps, th_a[:, None] * xp.where(finite, qs, 1.0))), 0.0)
+    r = None
+    if marginal:
+        r = xp.where(finite, xp.where(in_h, xp.maximum(ps, th_b[:, None] * qs),
+                                      xp.minimum(ps, th_a[:, None] * xp.where(finite, qs, 1.0))), 0.0)
     return SelectionScan(order, j, alpha, ps, qs, ratio, r, th_a, th_b, q_cut)
 
