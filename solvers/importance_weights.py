@@ -291,23 +291,45 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
     return ratio if _prefixes_reachable(q_a, ratio, cap, need, ascending) else None
 
 
+def _ascending_order(x: np.ndarray) -> np.ndarray | None:
+    """The stable ascending order of ``x``, or ``None`` when ``x`` is already ascending. Only the
+    tail after the longest prefix that is ascending and not above the tail's minimum is sorted: the
+    coarse targets of :func:`coarse_floor_ratios` are ascending except for a short window of exact
+    ratios among the grid values near the top."""
+    desc = np.flatnonzero(x[1:] < x[:-1])
+    if desc.size == 0:
+        return None
+    d = int(desc[0]) + 1
+    w = int(np.searchsorted(x[:d], x[d:].min(), side="right"))
+    return np.concatenate([np.arange(w), w + np.argsort(x[w:], kind="stable")])
+
+
 def _groups(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(target, return_inverse=True)``, in linear time when ``target`` is ascending."""
-    if target.size and _ascending(target):
-        new = np.empty(target.size, dtype=bool)
-        new[0] = True
-        np.not_equal(target[1:], target[:-1], out=new[1:])
-        return target[new], np.cumsum(new) - 1
-    return np.unique(target, return_inverse=True)
+    """``np.unique(target, return_inverse=True)`` by runs of the sorted target (:func:`_ascending_order`:
+    linear time when ``target`` is ascending, a short window sorted otherwise)."""
+    if not target.size:
+        return np.unique(target, return_inverse=True)
+    order = _ascending_order(target)
+    xs = target if order is None else target[order]
+    new = np.empty(xs.size, dtype=bool)
+    new[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=new[1:])
+    gid = np.cumsum(new) - 1
+    if order is not None:
+        inv = np.empty_like(gid)
+        inv[order] = gid
+        gid = inv
+    return xs[new], gid
 
 
 def n_distinct(x: np.ndarray) -> int:
-    """Number of distinct values of ``x`` (linear time when ``x`` is already sorted, as the levels
-    of the torch fast path are)."""
-    d = np.diff(x)
-    if np.all(d >= 0):
-        return int(np.count_nonzero(d)) + min(x.size, 1)
-    return np.unique(x).size
+    """Number of distinct values of ``x`` (linear time when ``x`` is ascending, as the levels of the
+    selection scan's order are, or nearly so: :func:`_ascending_order`)."""
+    if not x.size:
+        return 0
+    order = _ascending_order(x)
+    xs = x if order is None else x[order]
+    return int(np.count_nonzero(xs[1:] != xs[:-1])) + 1
 
 
 def coarse_ratios(p_l: np.ndarray, q_l: np.ndarray, k: int, top: bool, resolution: float,
