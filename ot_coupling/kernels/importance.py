@@ -152,6 +152,8 @@ def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rule(xp, n: int, like):
+    if xp is np and like.dtype == np.float64:
+        return gauss_legendre(n)                       # read-only, never written: no copy
     x, w = (np.array(a) for a in gauss_legendre(n))   # writable copies (torch refuses read-only)
     dev = device(like)
     return xp.asarray(x, dtype=like.dtype, device=dev), xp.asarray(w, dtype=like.dtype, device=dev)
@@ -192,18 +194,33 @@ def quadrature_bound(k: int, m0, panel_width, panels: int, rule: QuadRule = FINE
     """Bound on ``|phi_computed - phi|`` for every group of a level (exact arithmetic, to which
     floating point adds ~``N`` ulps); same backend as ``m0``."""
     xp = array_namespace(m0, panel_width)
-    rho = np.linspace(1.05, 12.0, 400)
-    a = (rho + 1.0 / rho) / 2.0
-    head = float(np.min(0.5 / k * (64 / 15) * np.exp((a - 1) / 2) * rho ** (-2.0 * rule.head)
-                        / (rho**2 - 1)))
-    b = np.linspace(0.05, 1.5, 300)[None, :]
+    head = _head_bound(k, rule.head)
+    b, strip = _strip_grid()
     hw = _host(panel_width).reshape(-1, 1)
     rb = 2 * b / hw + np.sqrt(1 + (2 * b / hw) ** 2)
-    panel = np.min((hw / 2) * (64 / 15) / (np.e * np.cos(b)) * rb ** (-2.0 * rule.panel) / (rb**2 - 1),
-                   axis=1)
+    panel = np.min((hw / 2) * strip * rb ** (-2.0 * rule.panel) / (rb**2 - 1), axis=1)
     panel = xp.asarray(panel, dtype=m0.dtype, device=device(m0))
     scale = k * m0 ** (k - 1)
     return scale * (head + panels * xp.reshape(panel, m0.shape) + math.exp(-TAIL))
+
+
+@cache
+def _head_bound(k: int, head: int) -> float:
+    """The ``[0, t_1]`` term of :func:`quadrature_bound` (minimised over ``rho`` on a grid)."""
+    rho = np.linspace(1.05, 12.0, 400)
+    a = (rho + 1.0 / rho) / 2.0
+    return float(np.min(0.5 / k * (64 / 15) * np.exp((a - 1) / 2) * rho ** (-2.0 * head)
+                        / (rho**2 - 1)))
+
+
+@cache
+def _strip_grid() -> tuple[np.ndarray, np.ndarray]:
+    """The grid of strip half-widths ``b`` of :func:`quadrature_bound` and ``(64/15)/(e cos b)``."""
+    b = np.linspace(0.05, 1.5, 300)[None, :]
+    strip = (64 / 15) / (np.e * np.cos(b))
+    b.flags.writeable = False
+    strip.flags.writeable = False
+    return b, strip
 
 
 def _host(x) -> np.ndarray:

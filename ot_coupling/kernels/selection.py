@@ -85,10 +85,12 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     # increasing; its value at the breakpoint th = pis_i is (Ps_j - Ps_{i+1}) + pis_i Qs_{i+1}
     target_a = _at(xp, cover, j)
     Ps_j = _at(xp, Ps, j)
-    # (q = 0 tokens, ratio inf, count as reached; tokens of H never)
-    f_at = (Ps_j[:, None] - Ps[:, 1:]) + pis_f * Qs[:, 1:]
-    reached = ((f_at >= target_a[:, None]) | ~finite) & ~in_h
-    ia = xp.argmax(xp.astype(reached, xp.int8), axis=1)                # first breakpoint reaching it
+    # (q = 0 tokens, ratio inf, count as reached; tokens of H never). Only the columns from the
+    # smallest cut of the batch on can reach it, only those below the largest cut are in some H.
+    lo, hi = min(int(xp.min(j)), V - 1), int(xp.max(j))
+    f_at = (Ps_j[:, None] - Ps[:, lo + 1:]) + pis_f[:, lo:] * Qs[:, lo + 1:]
+    reached = ((f_at >= target_a[:, None]) | ~finite[:, lo:]) & ~in_h[:, lo:]
+    ia = lo + xp.argmax(xp.astype(reached, xp.int8), axis=1)           # first breakpoint reaching it
     denom = _at(xp, Qs, ia)
     ok = xp.any(reached, axis=1) & _at(xp, finite, ia) & (denom > 0)   # else no cap binds (round-off)
     th_a = xp.where(ok, (target_a - (Ps_j - _at(xp, Ps, ia))) / xp.where(ok, denom, 1.0), math.inf)
@@ -97,8 +99,8 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     q_cut = _at(xp, Qc, j)
     target_b = q_cut ** k
     Pc_j = _at(xp, Pc, j)
-    g_at = pis_f * Qc[:, 1:] + (Pc_j[:, None] - Pc[:, 1:])
-    ib = xp.sum(xp.astype((g_at <= target_b[:, None]) & in_h, xp.int64), axis=1) - 1
+    g_at = pis_f[:, :hi] * Qc[:, 1:hi + 1] + (Pc_j[:, None] - Pc[:, 1:hi + 1])
+    ib = xp.sum(xp.astype((g_at <= target_b[:, None]) & in_h[:, :hi], xp.int64), axis=1) - 1
     ib = xp.where(ib > 0, ib, 0) + 1                                    # last breakpoint not above it
     Qc_b = _at(xp, Qc, ib)
     th_b = xp.where(j > 0, (target_b - Pc_j + _at(xp, Pc, ib)) / xp.where(Qc_b > 0, Qc_b, 1.0), 0.0)
