@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ._array import array_namespace, device, is_torch_namespace, one_minus_power, stable_argsort_rows
 
 
@@ -38,8 +40,25 @@ class SelectionScan(NamedTuple):
     q_cut: Any
 
 
+def _prefix_sums(xp, x):
+    """``out[:, j] = sum(x[:, :j])`` for ``j = 0..V`` (``cumulative_sum(..., include_initial=True)``;
+    numpy: ``cumsum`` into a preallocated buffer, 3x faster than numpy's own ``include_initial``)."""
+    if xp is np:
+        out = np.empty((x.shape[0], x.shape[1] + 1), dtype=x.dtype)
+        out[:, 0] = 0.0
+        np.cumsum(x, axis=1, out=out[:, 1:])
+        return out
+    return xp.cumulative_sum(x, axis=1, include_initial=True)
+
+
 def _suffix_sums(xp, x):
     """``out[:, j] = sum(x[:, j:])`` for ``j = 0..V`` (summed from the tail: tiny tails stay exact)."""
+    if xp is np:
+        V = x.shape[1]
+        out = np.empty((x.shape[0], V + 1), dtype=x.dtype)
+        out[:, V] = 0.0
+        np.cumsum(x[:, ::-1], axis=1, out=out[:, V - 1::-1] if V else out[:, :0])
+        return out
     return xp.flip(xp.cumulative_sum(xp.flip(x, axis=1), axis=1, include_initial=True), axis=1)
 
 
@@ -70,8 +89,8 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     ps, qs = _take(xp, P, order), _take(xp, Q, order)
     finite = qs > 0
     pis_f = xp.where(finite, _take(xp, key, order), 0.0)              # sorted p/q (0 where q = 0)
-    Pc = xp.cumulative_sum(ps, axis=1, include_initial=True)           # p(first j tokens)
-    Qc = xp.minimum(xp.cumulative_sum(qs, axis=1, include_initial=True), 1.0)
+    Pc = _prefix_sums(xp, ps)                                           # p(first j tokens)
+    Qc = xp.minimum(_prefix_sums(xp, qs), 1.0)
     Ps = _suffix_sums(xp, ps)                                           # p(tokens j..V-1)
     Qs = xp.minimum(_suffix_sums(xp, qs), 1.0)
     cover = one_minus_power(xp, Qs, k)                                  # 1 - q(H_j)^k, exact for tiny tails
