@@ -65,7 +65,27 @@ def _suffix_sums(xp, x):
 def _take(xp, x, idx):
     """``x[b, idx[b, i]]`` (``take_along_axis`` on axis 1; torch's ``gather`` directly: the compat
     wrapper adds a remainder and a where per call, 25% of this kernel's time at V = 49152)."""
-    return x.gather(1, idx) if is_torch_namespace(xp) else xp.take_along_axis(x, idx, axis=1)
+    if is_torch_namespace(xp):
+        return x.gather(1, idx)
+    if x.shape[0] == 1:                 # one row: a flat take, 3x faster than take_along_axis
+        return x.reshape(-1).take(idx)
+    return xp.take_along_axis(x, idx, axis=1)
+
+
+def _sort_keys(xp, key):
+    """``(order, key[order])``: the stable ascending order of each row (:func:`stable_argsort_rows`)
+    and the sorted keys. On the host (numpy): numpy's SIMD quicksort, whose order is the stable one
+    when a row has no tie (checked on the sorted keys, which are kept); rows with a tie are sorted
+    again stably."""
+    if xp is np:
+        order = np.argsort(key, axis=1)
+        ks = _take(xp, key, order)
+        if np.any(ks[:, 1:] == ks[:, :-1]):
+            order = np.argsort(key, axis=1, kind="stable")
+            ks = _take(xp, key, order)
+        return order, ks
+    order = stable_argsort_rows(xp, key)
+    return order, _take(xp, key, order)
 
 
 def _at(xp, x, j):
@@ -85,10 +105,10 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     V = P.shape[1]
     finite_all = Q > 0
     key = xp.where(finite_all, P / xp.where(finite_all, Q, 1.0), math.inf)
-    order = stable_argsort_rows(xp, key)
+    order, ks = _sort_keys(xp, key)
     ps, qs = _take(xp, P, order), _take(xp, Q, order)
     finite = qs > 0
-    pis_f = xp.where(finite, _take(xp, key, order), 0.0)              # sorted p/q (0 where q = 0)
+    pis_f = xp.where(finite, ks, 0.0)                                   # sorted p/q (0 where q = 0)
     Pc = _prefix_sums(xp, ps)                                           # p(first j tokens)
     Qc = xp.minimum(_prefix_sums(xp, qs), 1.0)
     Ps = _suffix_sums(xp, ps)                                           # p(tokens j..V-1)
