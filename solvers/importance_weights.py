@@ -139,7 +139,8 @@ def _ipow(x: np.ndarray, k: int) -> np.ndarray:
 _FIRST_PREFIXES = 2048
 
 
-def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending: bool) -> bool:
+def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending: bool,
+                        q_prefix: np.ndarray | None = None) -> bool:
     """Whether the target ``r = q_l ratio`` of a level lies in its polytope: for every proper set
     ``S`` of the ``j`` highest ratios, ``r(S) <= cap(q(S))``, equivalently for its complement
     ``T`` (the lowest ratios) ``r(T) >= need(q(T))`` (the level's total ``r(L)`` fixed;
@@ -151,7 +152,8 @@ def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending
     smaller (``S`` while ``q(S) <= q(L)/2``, else ``T``): the other form compares two numbers
     close to the total, where the round-off of a cumulative sum over ``~V`` tokens (~1e-15) would
     decide. The first :data:`_FIRST_PREFIXES` high-ratio prefixes are checked on their own first (a
-    failing target then costs no full pass)."""
+    failing target then costs no full pass). ``q_prefix``: the caller's ``cumsum(q_l[:m])`` for its
+    first ``m`` entries, used instead of summing again where it reaches (the same sums)."""
     if not ascending:
         o = np.argsort(ratio, kind="stable")
         q_l, ratio = q_l[o], ratio[o]
@@ -168,9 +170,21 @@ def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending
     t = n - 1 - s                                           # the remaining sets, by their complements
     if t > 0:
         qa = q_l[:t]
-        if not np.all(np.cumsum(qa * ratio[:t]) >= need(np.cumsum(qa))):
+        Qa = q_prefix[:t] if q_prefix is not None and ascending and t <= q_prefix.size else np.cumsum(qa)
+        if not np.all(np.cumsum(qa * ratio[:t]) >= need(Qa)):
             return False
     return True
+
+
+def _top_prefixes_fit(q_l: np.ndarray, lower: np.ndarray, cap, m: int) -> bool:
+    """``False`` only if a target ``>= q_l lower`` (ascending ``lower``) fails one of the first
+    ``m`` high-ratio constraints that :func:`_prefixes_reachable` checks in the ``S`` form: the
+    same sums in the same order, of entries no larger (rounding is monotone), so that check would
+    fail too."""
+    qd = q_l[:-m - 1:-1]
+    Qs = np.cumsum(qd)
+    s = int(np.searchsorted(Qs, 0.5 * q_l.sum(), side="right"))
+    return bool(np.all(np.cumsum(qd[:s] * lower[:-m - 1:-1][:s]) <= cap(Qs[:s])))
 
 
 def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: float) -> np.ndarray | None:
@@ -211,6 +225,8 @@ def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: fl
             return None
         if n_exact == 0:
             up = grid
+            if ascending and n > 1 and not _top_prefixes_fit(q_h, grid, cap, min(64, n - 1)):
+                continue  # the all-grid target fails on its highest ratios: skip building it
         else:  # the n_exact highest ratios stay exact
             up = grid.copy()
             top = slice(n - n_exact, None) if ascending else np.argpartition(-pi, n_exact)[:n_exact]
@@ -239,7 +255,8 @@ def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: fl
         tail = qu_total - U
         i = int(np.sum(u_s * Qc + tail <= total)) - 1  # last breakpoint not above the total
         theta = (total - tail[i]) / Qc[i] if i >= 0 else 0.0
-        if _prefixes_reachable(q_s, np.maximum(u_s, theta), cap, need, True):
+        known = Qc if n_exact == 0 or not ascending else Q0[:w]   # = cumsum(q_s[:m]) so far
+        if _prefixes_reachable(q_s, np.maximum(u_s, theta), cap, need, True, known):
             return np.maximum(up, theta)
     return None
 
@@ -270,7 +287,8 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
         order = np.argsort(down, kind="stable")
         d_s, q_s = down[order], q_a[order]
     before = np.cumsum(q_s * d_s) - q_s * d_s           # sum_{< i} q down
-    after = s_a - (np.cumsum(q_s) - q_s)                # q-mass of the tokens >= i
+    Q_s = np.cumsum(q_s)
+    after = s_a - (Q_s - q_s)                           # q-mass of the tokens >= i
     i = int(np.argmax(before + d_s * after >= total))   # first breakpoint reaching the total
     theta = (total - before[i]) / after[i]
     ratio = np.minimum(down, theta)
@@ -288,7 +306,7 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
         return np.where(small, m**k * np.expm1(k * np.log1p(np.where(small, Qc, 0.0) / m)),
                         _ipow(m + Qc, k) - m**k)
 
-    return ratio if _prefixes_reachable(q_a, ratio, cap, need, ascending) else None
+    return ratio if _prefixes_reachable(q_a, ratio, cap, need, ascending, Q_s if ascending else None) else None
 
 
 def _ascending_order(x: np.ndarray) -> np.ndarray | None:
