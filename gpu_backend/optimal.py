@@ -12,8 +12,9 @@ quadrature, :mod:`solvers.importance_weights`). Per row of ``[B, V]`` inputs:
    damped Newton fit of ``log lam`` on the convex dual, the Hessian ``D - A W A^T`` inverted by
    Woodbury on ``[P, G, N]`` arrays (``N`` quadrature nodes; the ``G x G`` system when ``G <= N``),
    first with a coarse quadrature rule and then with the fine one, batched over the rows on CUDA (row
-   by row on a CPU, where padding costs more than batching saves, with the numpy fit
-   :func:`solvers.importance_weights.fit_levels`, whose per-operation overhead is lower than torch's;
+   by row on a CPU, where padding costs more than batching saves: the numpy scan on views of the
+   same memory and :func:`solvers.importance_weights.fit_sorted_row`, which fits both levels as
+   slices of the ascending-ratio order, numpy's per-operation overhead being lower than torch's;
    repeated rows are fitted once);
 3. the rule's own marginal ``r(lam) = q phi`` (quadrature error bound of
    :func:`solvers.importance_weights.quadrature_bound`, ~1e-14).
@@ -141,7 +142,8 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
         # slices of the ascending-ratio order, put back in token order by one scatter
         scan = selection_scan(p64.numpy(), q64.numpy(), k, marginal=False)
         row = fit_sorted_row(scan.ps[0], scan.qs[0], scan.ratio[0], int(scan.cut[0]),
-                             float(scan.q_cut[0]), k, tol=tol, max_iter=max_iter, resolution=resolution)
+                             float(scan.q_cut[0]), k, tol=tol, max_iter=max_iter, resolution=resolution,
+                             with_aim=False)
         o = scan.order[0]
         weights, marginal = np.zeros(V), np.zeros(V)
         top = np.zeros(V, dtype=bool)

@@ -385,7 +385,7 @@ class SortedRowFit:
 
 def fit_sorted_row(ps: np.ndarray, qs: np.ndarray, ratio: np.ndarray, cut: int, q_cut: float, k: int,
                    *, tol: float = 1e-12, max_iter: int = 60,
-                   resolution: float | None = 1e-2) -> SortedRowFit:
+                   resolution: float | None = 1e-2, with_aim: bool = True) -> SortedRowFit:
     """Fit the two levels of one row given in ascending ``p/q`` (:func:`ot_coupling.kernels.selection.
     selection_scan`'s ``ps, qs, ratio, cut, q_cut``, ``q = 0`` last), without another sort.
 
@@ -393,7 +393,7 @@ def fit_sorted_row(ps: np.ndarray, qs: np.ndarray, ratio: np.ndarray, cut: int, 
     number of tokens with ``q > 0``. Each level aims at :func:`coarse_ratios` (``resolution``) or
     the exact ``r*/q``, ascending, so its groups are the runs of equal target (:func:`_groups`).
     Shared by :func:`importance_plan` and the torch verifier's CPU path
-    (:func:`gpu_backend.optimal.importance_plan`).
+    (:func:`gpu_backend.optimal.importance_plan`; ``with_aim=False``: ``aim`` left at 0).
     """
     V = ps.size
     n = int(np.count_nonzero(qs > 0))          # q = 0 tokens (ratio inf) come last
@@ -415,7 +415,8 @@ def fit_sorted_row(ps: np.ndarray, qs: np.ndarray, ratio: np.ndarray, cut: int, 
                          tol=tol, max_iter=max_iter)
         weights[lo:hi] = fit.weights[0, inv]
         phi[lo:hi] = fit.phi[0, inv]
-        aim[lo:hi] = ratios[inv]
+        if with_aim:
+            aim[lo:hi] = ratios[inv]
         l1 += float(fit.l1_error[0])
         quad += float(masses.sum() * fit.quad_bound[0])
         iterations = max(iterations, fit.iterations)

@@ -104,7 +104,10 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     xp = array_namespace(P, Q)
     V = P.shape[1]
     finite_all = Q > 0
-    key = xp.where(finite_all, P / xp.where(finite_all, Q, 1.0), math.inf)
+    if xp is np:                                  # p/q where q > 0, else inf: one pass
+        key = np.divide(P, Q, out=np.full(P.shape, math.inf), where=finite_all)
+    else:
+        key = xp.where(finite_all, P / xp.where(finite_all, Q, 1.0), math.inf)
     order, ks = _sort_keys(xp, key)
     ps, qs = _take(xp, P, order), _take(xp, Q, order)
     finite = qs > 0
