@@ -177,10 +177,10 @@ def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending
 
 
 def _top_prefixes_fit(q_l: np.ndarray, lower: np.ndarray, cap, m: int) -> bool:
-    """``False`` only if a target ``>= q_l lower`` (ascending ``lower``) fails one of the first
-    ``m`` high-ratio constraints that :func:`_prefixes_reachable` checks in the ``S`` form: the
-    same sums in the same order, of entries no larger (rounding is monotone), so that check would
-    fail too."""
+    """``False`` only if every target ``q_l ratio`` with ``ratio >= lower`` entrywise and ascending
+    in the same order (as ``max(grid, theta)`` is) fails one of the first ``m`` high-ratio
+    constraints that :func:`_prefixes_reachable` checks in the ``S`` form: the same sums in the
+    same order of entries no larger (rounding is monotone), so that check fails too."""
     qd = q_l[:-m - 1:-1]
     Qs = np.cumsum(qd)
     s = int(np.searchsorted(Qs, 0.5 * q_l.sum(), side="right"))
