@@ -241,7 +241,11 @@ def _bvm(x, A):
 def evaluate(lam, mass, floor, k: int, t, w):
     """``E[P,G,N] = exp(-lam t)``, ``M[P,N] = sum_g mass_g E + floor`` and ``phi[P,G]``."""
     xp = array_namespace(lam, t)
-    E = xp.exp(-lam[:, :, None] * t[:, None, :])
+    if xp is np:
+        E = np.multiply(-lam[:, :, None], t[:, None, :])
+        np.exp(E, out=E)                                # in place: one [P, G, N] buffer
+    else:
+        E = xp.exp(-lam[:, :, None] * t[:, None, :])
     M = _bvm(mass, E) + floor[:, None]
     phi = k * lam * _bmv(E, w * M ** (k - 1))
     return E, M, phi
@@ -365,11 +369,12 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
         panels = n_panels(l_min, l_max, k, rule)
         t, w = quadrature_nodes(l_min, l_max, k, panels, rule)
         E, M, phi = evaluate(lam, mass, floor, k, t, w)
-        err = xp.sum(mass * xp.abs(phi - ratio), axis=1)
+        grad = mass * (phi - ratio)                       # the gradient; |grad| = mass |phi - ratio|
+        err = xp.sum(xp.abs(grad), axis=1)
         if not final and k > 1:
             # sum(mass phi) is the level's total whatever lam is: a target total off by round-off
             # (or by the raise above) leaves an L1 error no step can remove
-            unreachable = xp.abs(xp.sum(mass * (phi - ratio), axis=1))
+            unreachable = xp.abs(xp.sum(grad, axis=1))
             stall = xp.where(err < 0.5 * best_err, 0, stall + 1)
             best_z = xp.where((err < best_err)[:, None], z, best_z)
             best_err = xp.minimum(err, best_err)
@@ -385,7 +390,7 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
             width = xp.log(TAIL * k * l_max / l_min) / panels
             bound = quadrature_bound(k, m0, width, panels, rule)
             if final:  # the best iterate may be better than the last: judge the returned one
-                unreachable = xp.abs(xp.sum(mass * (phi - ratio), axis=1))
+                unreachable = xp.abs(xp.sum(grad, axis=1))
                 status = xp.where(err <= tol + 2 * unreachable, 0, status)
             worst = int(xp.max(status)) if P else 0
             zero = xp.zeros_like(lam)
@@ -394,9 +399,9 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
                              value=float(xp.max(err)) if P else 0.0, converged=status == 0),
                     (lam, E, M, t, w))
         if it == 0 and hessian is not None:
-            step = newton_step(hessian[0], mass, mass * (phi - ratio), *hessian[1:3], k, *hessian[3:])
+            step = newton_step(hessian[0], mass, grad, *hessian[1:3], k, *hessian[3:])
         else:
-            step = newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
+            step = newton_step(lam, mass, grad, E, M, k, t, w)
         if mapped is not None:
             # a mapped step that did not lower the error switches its problem to plain Newton
             mapped = mapped & ~(err >= prev_err)
