@@ -386,8 +386,10 @@ class SortedRowFit:
 def fit_sorted_row(ps: np.ndarray, qs: np.ndarray, ratio: np.ndarray, cut: int, q_cut: float, k: int,
                    *, tol: float = 1e-12, max_iter: int = 60,
                    resolution: float | None = 1e-2, with_aim: bool = True) -> SortedRowFit:
-    """Fit the two levels of one row given in ascending ``p/q`` (:func:`ot_coupling.kernels.selection.
-    selection_scan`'s ``ps, qs, ratio, cut, q_cut``, ``q = 0`` last), without another sort.
+    """Fit the two levels of one row given in ascending ``p/q``, without another sort.
+
+    The inputs are :func:`ot_coupling.kernels.selection.selection_scan`'s ``ps, qs, ratio, cut,
+    q_cut`` of the row (``q = 0`` tokens last).
 
     Both levels are contiguous in that order: ``H = [0, cut)`` and ``A = [cut, n)`` with ``n`` the
     number of tokens with ``q > 0``. Each level aims at :func:`coarse_ratios` (``resolution``) or
