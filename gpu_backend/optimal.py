@@ -12,8 +12,9 @@ quadrature, :mod:`solvers.importance_weights`). Per row of ``[B, V]`` inputs:
    damped Newton fit of ``log lam`` on the convex dual, the Hessian ``D - A W A^T`` inverted by
    Woodbury on ``[P, G, N]`` arrays (``N`` quadrature nodes; the ``G x G`` system when ``G <= N``),
    first with a coarse quadrature rule and then with the fine one, batched over the rows on CUDA (row
-   by row on a CPU, where padding costs more than batching saves, with the numpy fit
-   :func:`solvers.importance_weights.fit_levels`, whose per-operation overhead is lower than torch's;
+   by row on a CPU, where padding costs more than batching saves: the numpy scan on views of the
+   same memory and :func:`solvers.importance_weights.fit_sorted_row`, which fits both levels as
+   slices of the ascending-ratio order, numpy's per-operation overhead being lower than torch's;
    repeated rows are fitted once);
 3. the rule's own marginal ``r(lam) = q phi`` (quadrature error bound of
    :func:`solvers.importance_weights.quadrature_bound`, ~1e-14).
@@ -41,7 +42,7 @@ from ot_coupling.kernels.importance import (
     fit_levels,
 )
 from ot_coupling.kernels.selection import selection_scan
-from solvers.importance_weights import coarse_ratios
+from solvers.importance_weights import coarse_ratios, fit_sorted_row
 
 from .base import Noise, TorchSelector
 from .ops import coin, membership, race_sample, take
@@ -136,7 +137,26 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
                                    max(pl.iterations for pl in plans),
                                    torch.cat([pl.converged for pl in plans]), worst.status, worst.message)
     B, V = p64.shape
-    scan = selection_scan(p64, q64, k)                 # the kernel shared with solvers.selection_law
+    if p64.device.type == "cpu":
+        # one row on a CPU: the numpy scan and fit (numpy views of the same memory), both levels as
+        # slices of the ascending-ratio order, put back in token order by one scatter
+        scan = selection_scan(p64.numpy(), q64.numpy(), k, marginal=False)
+        row = fit_sorted_row(scan.ps[0], scan.qs[0], scan.ratio[0], int(scan.cut[0]),
+                             float(scan.q_cut[0]), k, tol=tol, max_iter=max_iter, resolution=resolution,
+                             with_aim=False)
+        o = scan.order[0]
+        weights, marginal = np.zeros(V), np.zeros(V)
+        top = np.zeros(V, dtype=bool)
+        weights[o] = row.weights
+        marginal[o] = row.phi
+        top[o[row.top_start:row.top_end]] = True
+        marginal *= q64[0].numpy()
+        f64 = torch.float64
+        return TorchImportancePlan(torch.from_numpy(weights)[None].to(dtype), torch.from_numpy(top)[None],
+                                   torch.from_numpy(marginal)[None].to(dtype),
+                                   torch.tensor([row.l1_error], dtype=f64), torch.tensor([row.quad], dtype=f64),
+                                   row.iterations, torch.tensor([row.converged]), row.status, row.message)
+    scan = selection_scan(p64, q64, k, marginal=False)  # the kernel shared with solvers.selection_law
     order, j, rs, qs, q_h = scan.order, scan.cut, scan.ratio, scan.qs, scan.q_cut
     idx = torch.arange(V, device=p64.device).unsqueeze(0)
     in_h = idx < j.unsqueeze(1)
@@ -240,8 +260,11 @@ class TorchOptimal(TorchSelector):
         z = take(drafts, pick)
         r = plan.marginal
         accept = coin(noise["coins"].to(p.dtype), take(p, z), take(r, z))
-        residual = race_sample(p - r, noise["race"].to(p.dtype), fallback=p)
-        tokens = torch.where(accept, z, residual)
+        if p.device.type == "cpu" and bool(accept.all()):
+            tokens = z  # no row needs its residual: skip the [B, V] race (same output; no sync on CUDA)
+        else:
+            residual = race_sample(p - r, noise["race"].to(p.dtype), fallback=p)
+            tokens = torch.where(accept, z, residual)
         return tokens, membership(tokens, drafts)
 
 

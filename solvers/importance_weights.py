@@ -89,7 +89,7 @@ from ot_coupling.kernels.importance import (  # noqa: F401  (the kernel layer; r
     quadrature_nodes,
 )
 
-from .selection_law import selection_law
+from ot_coupling.kernels.selection import selection_scan
 
 
 @dataclass
@@ -139,7 +139,8 @@ def _ipow(x: np.ndarray, k: int) -> np.ndarray:
 _FIRST_PREFIXES = 2048
 
 
-def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending: bool) -> bool:
+def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending: bool,
+                        q_prefix: np.ndarray | None = None) -> bool:
     """Whether the target ``r = q_l ratio`` of a level lies in its polytope: for every proper set
     ``S`` of the ``j`` highest ratios, ``r(S) <= cap(q(S))``, equivalently for its complement
     ``T`` (the lowest ratios) ``r(T) >= need(q(T))`` (the level's total ``r(L)`` fixed;
@@ -151,7 +152,8 @@ def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending
     smaller (``S`` while ``q(S) <= q(L)/2``, else ``T``): the other form compares two numbers
     close to the total, where the round-off of a cumulative sum over ``~V`` tokens (~1e-15) would
     decide. The first :data:`_FIRST_PREFIXES` high-ratio prefixes are checked on their own first (a
-    failing target then costs no full pass)."""
+    failing target then costs no full pass). ``q_prefix``: the caller's ``cumsum(q_l[:m])`` for its
+    first ``m`` entries, used instead of summing again where it reaches (the same sums)."""
     if not ascending:
         o = np.argsort(ratio, kind="stable")
         q_l, ratio = q_l[o], ratio[o]
@@ -168,9 +170,21 @@ def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending
     t = n - 1 - s                                           # the remaining sets, by their complements
     if t > 0:
         qa = q_l[:t]
-        if not np.all(np.cumsum(qa * ratio[:t]) >= need(np.cumsum(qa))):
+        Qa = q_prefix[:t] if q_prefix is not None and ascending and t <= q_prefix.size else np.cumsum(qa)
+        if not np.all(np.cumsum(qa * ratio[:t]) >= need(Qa)):
             return False
     return True
+
+
+def _top_prefixes_fit(q_l: np.ndarray, lower: np.ndarray, cap, m: int) -> bool:
+    """``False`` only if every target ``q_l ratio`` with ``ratio >= lower`` entrywise and ascending
+    in the same order (as ``max(grid, theta)`` is) fails one of the first ``m`` high-ratio
+    constraints that :func:`_prefixes_reachable` checks in the ``S`` form: the same sums in the
+    same order of entries no larger (rounding is monotone), so that check fails too."""
+    qd = q_l[:-m - 1:-1]
+    Qs = np.cumsum(qd)
+    s = int(np.searchsorted(Qs, 0.5 * q_l.sum(), side="right"))
+    return bool(np.all(np.cumsum(qd[:s] * lower[:-m - 1:-1][:s]) <= cap(Qs[:s])))
 
 
 def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: float) -> np.ndarray | None:
@@ -211,6 +225,8 @@ def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: fl
             return None
         if n_exact == 0:
             up = grid
+            if ascending and n > 1 and not _top_prefixes_fit(q_h, grid, cap, min(64, n - 1)):
+                continue  # the all-grid target fails on its highest ratios: skip building it
         else:  # the n_exact highest ratios stay exact
             up = grid.copy()
             top = slice(n - n_exact, None) if ascending else np.argpartition(-pi, n_exact)[:n_exact]
@@ -239,7 +255,8 @@ def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: fl
         tail = qu_total - U
         i = int(np.sum(u_s * Qc + tail <= total)) - 1  # last breakpoint not above the total
         theta = (total - tail[i]) / Qc[i] if i >= 0 else 0.0
-        if _prefixes_reachable(q_s, np.maximum(u_s, theta), cap, need, True):
+        known = Qc if n_exact == 0 or not ascending else Q0[:w]   # = cumsum(q_s[:m]) so far
+        if _prefixes_reachable(q_s, np.maximum(u_s, theta), cap, need, True, known):
             return np.maximum(up, theta)
     return None
 
@@ -270,7 +287,8 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
         order = np.argsort(down, kind="stable")
         d_s, q_s = down[order], q_a[order]
     before = np.cumsum(q_s * d_s) - q_s * d_s           # sum_{< i} q down
-    after = s_a - (np.cumsum(q_s) - q_s)                # q-mass of the tokens >= i
+    Q_s = np.cumsum(q_s)
+    after = s_a - (Q_s - q_s)                           # q-mass of the tokens >= i
     i = int(np.argmax(before + d_s * after >= total))   # first breakpoint reaching the total
     theta = (total - before[i]) / after[i]
     ratio = np.minimum(down, theta)
@@ -288,26 +306,48 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
         return np.where(small, m**k * np.expm1(k * np.log1p(np.where(small, Qc, 0.0) / m)),
                         _ipow(m + Qc, k) - m**k)
 
-    return ratio if _prefixes_reachable(q_a, ratio, cap, need, ascending) else None
+    return ratio if _prefixes_reachable(q_a, ratio, cap, need, ascending, Q_s if ascending else None) else None
+
+
+def _ascending_order(x: np.ndarray) -> np.ndarray | None:
+    """The stable ascending order of ``x``, or ``None`` when ``x`` is already ascending. Only the
+    tail after the longest prefix that is ascending and not above the tail's minimum is sorted: the
+    coarse targets of :func:`coarse_floor_ratios` are ascending except for a short window of exact
+    ratios among the grid values near the top."""
+    desc = np.flatnonzero(x[1:] < x[:-1])
+    if desc.size == 0:
+        return None
+    d = int(desc[0]) + 1
+    w = int(np.searchsorted(x[:d], x[d:].min(), side="right"))
+    return np.concatenate([np.arange(w), w + np.argsort(x[w:], kind="stable")])
 
 
 def _groups(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(target, return_inverse=True)``, in linear time when ``target`` is ascending."""
-    if target.size and _ascending(target):
-        new = np.empty(target.size, dtype=bool)
-        new[0] = True
-        np.not_equal(target[1:], target[:-1], out=new[1:])
-        return target[new], np.cumsum(new) - 1
-    return np.unique(target, return_inverse=True)
+    """``np.unique(target, return_inverse=True)`` by runs of the sorted target (:func:`_ascending_order`:
+    linear time when ``target`` is ascending, a short window sorted otherwise)."""
+    if not target.size:
+        return np.unique(target, return_inverse=True)
+    order = _ascending_order(target)
+    xs = target if order is None else target[order]
+    new = np.empty(xs.size, dtype=bool)
+    new[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=new[1:])
+    gid = np.cumsum(new) - 1
+    if order is not None:
+        inv = np.empty_like(gid)
+        inv[order] = gid
+        gid = inv
+    return xs[new], gid
 
 
 def n_distinct(x: np.ndarray) -> int:
-    """Number of distinct values of ``x`` (linear time when ``x`` is already sorted, as the levels
-    of the torch fast path are)."""
-    d = np.diff(x)
-    if np.all(d >= 0):
-        return int(np.count_nonzero(d)) + min(x.size, 1)
-    return np.unique(x).size
+    """Number of distinct values of ``x`` (linear time when ``x`` is ascending, as the levels of the
+    selection scan's order are, or nearly so: :func:`_ascending_order`)."""
+    if not x.size:
+        return 0
+    order = _ascending_order(x)
+    xs = x if order is None else x[order]
+    return int(np.count_nonzero(xs[1:] != xs[:-1])) + 1
 
 
 def coarse_ratios(p_l: np.ndarray, q_l: np.ndarray, k: int, top: bool, resolution: float,
@@ -323,6 +363,71 @@ def coarse_ratios(p_l: np.ndarray, q_l: np.ndarray, k: int, top: bool, resolutio
     return exact
 
 
+@dataclass
+class SortedRowFit:
+    """:func:`fit_sorted_row`'s result: ``weights``, ``phi`` (``r(lam)/q``) and ``aim`` (target
+    ratio) ``[V]`` in the row's ascending-ratio order; ``top_start, top_end`` (level ``A`` is
+    ``[top_start, top_end)``, level ``H`` is ``[0, top_start)``); ``l1_error`` and ``quad`` summed
+    over the levels, ``iterations`` (largest), ``converged``, worst ``status`` / ``message``."""
+
+    weights: np.ndarray
+    phi: np.ndarray
+    aim: np.ndarray
+    top_start: int
+    top_end: int
+    l1_error: float
+    quad: float
+    iterations: int
+    converged: bool
+    status: int
+    message: str
+
+
+def fit_sorted_row(ps: np.ndarray, qs: np.ndarray, ratio: np.ndarray, cut: int, q_cut: float, k: int,
+                   *, tol: float = 1e-12, max_iter: int = 60,
+                   resolution: float | None = 1e-2, with_aim: bool = True) -> SortedRowFit:
+    """Fit the two levels of one row given in ascending ``p/q``, without another sort.
+
+    The inputs are :func:`ot_coupling.kernels.selection.selection_scan`'s ``ps, qs, ratio, cut,
+    q_cut`` of the row (``q = 0`` tokens last).
+
+    Both levels are contiguous in that order: ``H = [0, cut)`` and ``A = [cut, n)`` with ``n`` the
+    number of tokens with ``q > 0``. Each level aims at :func:`coarse_ratios` (``resolution``) or
+    the exact ``r*/q``, ascending, so its groups are the runs of equal target (:func:`_groups`).
+    Shared by :func:`importance_plan` and the torch verifier's CPU path
+    (:func:`gpu_backend.optimal.importance_plan`; ``with_aim=False``: ``aim`` left at 0).
+    """
+    V = ps.size
+    n = int(np.count_nonzero(qs > 0))          # q = 0 tokens (ratio inf) come last
+    h_end = min(int(cut), n)
+    weights, phi, aim = np.zeros(V), np.zeros(V), np.zeros(V)
+    l1 = quad = 0.0
+    iterations, converged, status, message = 0, True, 0, STATUS_MESSAGES[0]
+    for is_top, lo, hi in ((True, h_end, n), (False, 0, h_end)):
+        if hi <= lo:
+            continue
+        q_l = qs[lo:hi]
+        target = ratio[lo:hi]
+        if resolution is not None and k > 1:
+            target = coarse_ratios(ps[lo:hi], q_l, k, is_top, resolution, target)
+        ratios, inv = _groups(target)
+        masses = np.bincount(inv, q_l, ratios.size)
+        floor = float(q_cut) if is_top else 0.0
+        fit = fit_levels(LevelProblems(masses[None], ratios[None], np.array([floor]), k),
+                         tol=tol, max_iter=max_iter)
+        weights[lo:hi] = fit.weights[0, inv]
+        phi[lo:hi] = fit.phi[0, inv]
+        if with_aim:
+            aim[lo:hi] = ratios[inv]
+        l1 += float(fit.l1_error[0])
+        quad += float(masses.sum() * fit.quad_bound[0])
+        iterations = max(iterations, fit.iterations)
+        converged &= bool(fit.converged[0])
+        if fit.status > status:
+            status, message = fit.status, fit.message
+    return SortedRowFit(weights, phi, aim, h_end, n, l1, quad, iterations, converged, status, message)
+
+
 def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
                     max_iter: int = 60, resolution: float | None = 1e-2) -> ImportancePlan:
     """Fit the two-level importance rule of docs/theory/optimal_verifier.md#the-importance-rule on validated rows.
@@ -330,45 +435,31 @@ def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
     ``p, q``: ``[B, V]`` row-stochastic float64 arrays (already validated). ``resolution``: the
     levels aim at the coarse targets of :func:`coarse_cap_ratios` (``A``) and
     :func:`coarse_floor_ratios` (``H``) when they are reachable (``None``: always the exact ``r*``);
-    either keeps the acceptance at ``alpha*`` and cuts the number of distinct weights.
+    either keeps the acceptance at ``alpha*`` and cuts the number of distinct weights. Each row is
+    fitted in the ascending-ratio order of the selection scan (:func:`fit_sorted_row`) and put back
+    in token order once.
     """
-    law = selection_law(p, q, k)
+    scan = selection_scan(p, q, k, marginal=False)
     B, V = p.shape
-    top = ~law.in_cut & (q > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pi = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
-    levels = []  # (row, is_top, token ids, group index per token, group ratios, group masses)
-    for b in range(B):
-        # each level in ascending p/q: the coarse targets then need no sort (the order among
-        # equal ratios is irrelevant, so the faster unstable sort is used)
-        order = np.argsort(pi[b])
-        for is_top in (True, False):
-            mask = top[b] if is_top else law.in_cut[b] & (q[b] > 0)
-            ids = order[mask[order]]
-            target = law.ratio[b, ids]
-            if resolution is not None and ids.size and k > 1:
-                target = coarse_ratios(p[b, ids], q[b, ids], k, is_top, resolution, target)
-            ratios, inv = _groups(target)
-            levels.append((b, is_top, ids, inv, ratios, np.bincount(inv, q[b, ids], ratios.size)))
     weights = np.zeros((B, V))
     phi = np.zeros((B, V))
     aim = np.zeros((B, V))
+    top = np.zeros((B, V), dtype=bool)
     quad = np.zeros(B)
     iterations = 0
     status, message = 0, STATUS_MESSAGES[0]
-    for b, is_top, ids, inv, ratios, masses in levels:  # one level at a time: no padding
-        if ids.size == 0:
-            continue
-        floor = q[b, law.in_cut[b]].sum() if is_top else 0.0
-        fit = fit_levels(LevelProblems(masses[None], ratios[None], np.array([floor]), k),
-                         tol=tol, max_iter=max_iter)
-        weights[b, ids] = fit.weights[0, inv]
-        phi[b, ids] = fit.phi[0, inv]
-        aim[b, ids] = ratios[inv]
-        quad[b] += masses.sum() * fit.quad_bound[0]
-        iterations = max(iterations, fit.iterations)
-        if fit.status > status:
-            status, message = fit.status, fit.message
+    for b in range(B):
+        row = fit_sorted_row(scan.ps[b], scan.qs[b], scan.ratio[b], int(scan.cut[b]),
+                             float(scan.q_cut[b]), k, tol=tol, max_iter=max_iter, resolution=resolution)
+        o = scan.order[b]
+        weights[b, o] = row.weights
+        phi[b, o] = row.phi
+        aim[b, o] = row.aim
+        top[b, o[row.top_start:row.top_end]] = True
+        quad[b] = row.quad
+        iterations = max(iterations, row.iterations)
+        if row.status > status:
+            status, message = row.status, row.message
     marginal = q * phi
     return ImportancePlan(weights, top, marginal, q * aim, quad, np.abs(marginal - q * aim).sum(axis=1),
                           iterations, status, message)

@@ -75,3 +75,90 @@ def test_fit_is_exact_and_needs_few_steps(alpha):
         assert plan.iterations <= 7
         acc = np.minimum(plan.marginal[0], p).sum()
         assert acc == pytest.approx(optimal_acceptance(p, q, 8), abs=1e-12)
+
+
+# ---- the per-row fast path in the selection scan's order (issue 13, fitspeed2) ----
+
+def _nearly_sorted(rng, n):
+    """Ascending values with a shuffled window at the top (as the coarse floor targets are) or
+    anywhere, with ties."""
+    x = np.sort(rng.integers(0, max(2, n // 3), n).astype(float))
+    w = int(rng.integers(0, n))
+    x[w:] = rng.permutation(x[w:])
+    return x
+
+
+def test_groups_and_n_distinct_match_unique():
+    from solvers.importance_weights import _groups, n_distinct
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n = int(rng.integers(1, 50))
+        x = _nearly_sorted(rng, n) if rng.random() < 0.7 else rng.integers(0, 9, n).astype(float)
+        u, inv = np.unique(x, return_inverse=True)
+        ratios, gid = _groups(x)
+        assert np.array_equal(ratios, u) and np.array_equal(gid, inv.reshape(-1))
+        assert n_distinct(x) == u.size
+
+
+def test_top_prefix_precheck_is_sound():
+    """When the pre-check rejects a lower bound, the full reachability check rejects every target
+    that is entrywise above it and ascending in the same order (the skip never changes which
+    coarse target is chosen)."""
+    from solvers.importance_weights import _prefixes_reachable, _top_prefixes_fit
+
+    rng = np.random.default_rng(4)
+    k, rejected = 4, 0
+    for _ in range(300):
+        n = int(rng.integers(2, 40))
+        q = rng.dirichlet(np.ones(n)) * rng.uniform(0.2, 1.0)
+        lower = np.sort(rng.uniform(0.0, 2.0, n))
+        total = q.sum() ** k
+
+        def cap(Qc):
+            return total - np.maximum(q.sum() - Qc, 0.0) ** k
+
+        def need(Qc):
+            return Qc ** k
+
+        if not _top_prefixes_fit(q, lower, cap, min(64, n - 1)):
+            rejected += 1
+            for _ in range(5):
+                # entrywise >= lower and still ascending in the same token order (as
+                # max(grid, theta) is): e.g. a floor theta and random raises
+                above = np.maximum(lower, rng.uniform(0, 2.0))
+                above = np.maximum.accumulate(above * (1 + rng.uniform(0, 0.5, n) * (rng.random(n) < 0.5)))
+                assert not _prefixes_reachable(q, above, cap, need, True)
+    assert rejected > 20
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.05])
+def test_plan_in_scan_order_is_exact_numpy_and_torch(alpha):
+    """numpy and torch plans (both fitted in the scan's order by ``fit_sorted_row``) reach alpha*
+    to 1e-12 with status 0 and give the same weights; the scan without ``r`` equals the full one."""
+    torch = pytest.importorskip("torch")
+    from gpu_backend.optimal import importance_plan as torch_plan
+    from ot_coupling.kernels.selection import selection_scan
+    from solvers.closed_form import optimal_acceptance
+    from solvers.importance_weights import importance_plan
+
+    rng = np.random.default_rng(5)
+    V, k = 3000, 8
+    p = rng.dirichlet(np.full(V, alpha), 2)
+    q = rng.dirichlet(np.full(V, alpha), 2)
+    q[0, :7] = 0.0                       # q = 0 tokens come last in the scan's order
+    q /= q.sum(1, keepdims=True)
+    full, lean = selection_scan(p, q, k), selection_scan(p, q, k, marginal=False)
+    assert lean.r is None
+    for name in ("order", "cut", "alpha", "ratio", "theta_a", "theta_b", "q_cut"):
+        assert np.array_equal(getattr(full, name), getattr(lean, name))
+    plan = importance_plan(p, q, k)
+    tplan = torch_plan(torch.from_numpy(p), torch.from_numpy(q), k)
+    assert plan.status == 0 and tplan.status == 0
+    for b in range(2):
+        want = optimal_acceptance(p[b], q[b], k, draft_law="iid")
+        want = getattr(want, "value", want)
+        assert abs(np.minimum(plan.marginal[b], p[b]).sum() - want) < 1e-12
+        assert abs(float(torch.minimum(tplan.marginal[b], torch.from_numpy(p[b])).sum()) - want) < 1e-12
+    np.testing.assert_allclose(tplan.weights.numpy(), plan.weights, rtol=1e-9, atol=0)  # torch renormalises p, q
+    assert np.array_equal(tplan.top.numpy(), plan.top)

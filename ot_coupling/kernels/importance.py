@@ -152,6 +152,8 @@ def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rule(xp, n: int, like):
+    if xp is np and like.dtype == np.float64:
+        return gauss_legendre(n)                       # read-only, never written: no copy
     x, w = (np.array(a) for a in gauss_legendre(n))   # writable copies (torch refuses read-only)
     dev = device(like)
     return xp.asarray(x, dtype=like.dtype, device=dev), xp.asarray(w, dtype=like.dtype, device=dev)
@@ -192,18 +194,33 @@ def quadrature_bound(k: int, m0, panel_width, panels: int, rule: QuadRule = FINE
     """Bound on ``|phi_computed - phi|`` for every group of a level (exact arithmetic, to which
     floating point adds ~``N`` ulps); same backend as ``m0``."""
     xp = array_namespace(m0, panel_width)
-    rho = np.linspace(1.05, 12.0, 400)
-    a = (rho + 1.0 / rho) / 2.0
-    head = float(np.min(0.5 / k * (64 / 15) * np.exp((a - 1) / 2) * rho ** (-2.0 * rule.head)
-                        / (rho**2 - 1)))
-    b = np.linspace(0.05, 1.5, 300)[None, :]
+    head = _head_bound(k, rule.head)
+    b, strip = _strip_grid()
     hw = _host(panel_width).reshape(-1, 1)
     rb = 2 * b / hw + np.sqrt(1 + (2 * b / hw) ** 2)
-    panel = np.min((hw / 2) * (64 / 15) / (np.e * np.cos(b)) * rb ** (-2.0 * rule.panel) / (rb**2 - 1),
-                   axis=1)
+    panel = np.min((hw / 2) * strip * rb ** (-2.0 * rule.panel) / (rb**2 - 1), axis=1)
     panel = xp.asarray(panel, dtype=m0.dtype, device=device(m0))
     scale = k * m0 ** (k - 1)
     return scale * (head + panels * xp.reshape(panel, m0.shape) + math.exp(-TAIL))
+
+
+@cache
+def _head_bound(k: int, head: int) -> float:
+    """The ``[0, t_1]`` term of :func:`quadrature_bound` (minimised over ``rho`` on a grid)."""
+    rho = np.linspace(1.05, 12.0, 400)
+    a = (rho + 1.0 / rho) / 2.0
+    return float(np.min(0.5 / k * (64 / 15) * np.exp((a - 1) / 2) * rho ** (-2.0 * head)
+                        / (rho**2 - 1)))
+
+
+@cache
+def _strip_grid() -> tuple[np.ndarray, np.ndarray]:
+    """The grid of strip half-widths ``b`` of :func:`quadrature_bound` and ``(64/15)/(e cos b)``."""
+    b = np.linspace(0.05, 1.5, 300)[None, :]
+    strip = (64 / 15) / (np.e * np.cos(b))
+    b.flags.writeable = False
+    strip.flags.writeable = False
+    return b, strip
 
 
 def _host(x) -> np.ndarray:
@@ -224,7 +241,11 @@ def _bvm(x, A):
 def evaluate(lam, mass, floor, k: int, t, w):
     """``E[P,G,N] = exp(-lam t)``, ``M[P,N] = sum_g mass_g E + floor`` and ``phi[P,G]``."""
     xp = array_namespace(lam, t)
-    E = xp.exp(-lam[:, :, None] * t[:, None, :])
+    if xp is np:
+        E = np.multiply(-lam[:, :, None], t[:, None, :])
+        np.exp(E, out=E)                                # in place: one [P, G, N] buffer
+    else:
+        E = xp.exp(-lam[:, :, None] * t[:, None, :])
     M = _bvm(mass, E) + floor[:, None]
     phi = k * lam * _bmv(E, w * M ** (k - 1))
     return E, M, phi
@@ -348,11 +369,12 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
         panels = n_panels(l_min, l_max, k, rule)
         t, w = quadrature_nodes(l_min, l_max, k, panels, rule)
         E, M, phi = evaluate(lam, mass, floor, k, t, w)
-        err = xp.sum(mass * xp.abs(phi - ratio), axis=1)
+        grad = mass * (phi - ratio)                       # the gradient; |grad| = mass |phi - ratio|
+        err = xp.sum(xp.abs(grad), axis=1)
         if not final and k > 1:
             # sum(mass phi) is the level's total whatever lam is: a target total off by round-off
             # (or by the raise above) leaves an L1 error no step can remove
-            unreachable = xp.abs(xp.sum(mass * (phi - ratio), axis=1))
+            unreachable = xp.abs(xp.sum(grad, axis=1))
             stall = xp.where(err < 0.5 * best_err, 0, stall + 1)
             best_z = xp.where((err < best_err)[:, None], z, best_z)
             best_err = xp.minimum(err, best_err)
@@ -368,7 +390,7 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
             width = xp.log(TAIL * k * l_max / l_min) / panels
             bound = quadrature_bound(k, m0, width, panels, rule)
             if final:  # the best iterate may be better than the last: judge the returned one
-                unreachable = xp.abs(xp.sum(mass * (phi - ratio), axis=1))
+                unreachable = xp.abs(xp.sum(grad, axis=1))
                 status = xp.where(err <= tol + 2 * unreachable, 0, status)
             worst = int(xp.max(status)) if P else 0
             zero = xp.zeros_like(lam)
@@ -377,9 +399,9 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
                              value=float(xp.max(err)) if P else 0.0, converged=status == 0),
                     (lam, E, M, t, w))
         if it == 0 and hessian is not None:
-            step = newton_step(hessian[0], mass, mass * (phi - ratio), *hessian[1:3], k, *hessian[3:])
+            step = newton_step(hessian[0], mass, grad, *hessian[1:3], k, *hessian[3:])
         else:
-            step = newton_step(lam, mass, mass * (phi - ratio), E, M, k, t, w)
+            step = newton_step(lam, mass, grad, E, M, k, t, w)
         if mapped is not None:
             # a mapped step that did not lower the error switches its problem to plain Newton
             mapped = mapped & ~(err >= prev_err)
