@@ -11,75 +11,50 @@ slows both sides alike. Prints a Markdown table with the before/after ratio per 
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from _shared import compare_trees
+from _shared import compare_trees, tree_parser
 
 CHILD = r'''
-import os, sys, json, time
-os.environ["OPENBLAS_NUM_THREADS"] = "1"; os.environ["OMP_NUM_THREADS"] = "1"
-import warnings; warnings.simplefilter("ignore")
-import numpy as np, torch
-torch.set_num_threads(1)
 from gpu_backend.registry import get_selector
 from gpu_backend.kseq import kseq_rho
 from gpu_backend.optimal import TorchOptimal
 from solvers.importance_weights import importance_plan
 import ot_coupling
-repeats, V, B, only = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-
-def best(fn, key=None):
-    ts = []
-    fn()
-    for _ in range(repeats):
-        t0 = time.process_time(); fn(); ts.append(time.process_time() - t0)
-    return min(ts)
+V, B = int(sys.argv[3]), int(sys.argv[4])
 
 rng = np.random.default_rng(0)
-class Out(dict):
-    def __setitem__(self, key, fn):
-        if any(o in key for o in only.split(",")):
-            super().__setitem__(key, best(fn))
-out = Out()
 for conc in (1.0, 0.05):
     P, Q = rng.dirichlet(np.full(V, conc), size=1), rng.dirichlet(np.full(V, conc), size=1)
     pt, qt = torch.tensor(P), torch.tensor(Q)
-    out[f"optimal torch, 1 row, Dirichlet({conc}), k=8"] = (lambda: TorchOptimal().acceptance(pt, qt, 8))
-    out[f"optimal numpy importance, 1 row, Dirichlet({conc}), k=8"] = (lambda: importance_plan(P, Q, 8))
+    add(f"optimal torch, 1 row, Dirichlet({conc}), k=8", lambda: TorchOptimal().acceptance(pt, qt, 8))
+    add(f"optimal numpy importance, 1 row, Dirichlet({conc}), k=8", lambda: importance_plan(P, Q, 8))
 P, Q = rng.dirichlet(np.ones(V), size=B), rng.dirichlet(np.ones(V), size=B)
 pt, qt = torch.tensor(P), torch.tensor(Q)
 g = torch.Generator().manual_seed(0)
-out[f"kseq rho* torch [{B}, V], k=4"] = (lambda: kseq_rho(pt, qt, 4))
+add(f"kseq rho* torch [{B}, V], k=4", lambda: kseq_rho(pt, qt, 4))
 for name in ("speculative", "kseq", "rrs", "rrs_wor", "spechub", "greedy", "naive"):
     sel = get_selector(name)
     k = 1 if name == "speculative" else 2
-    out[f"{name} torch sample [{B}, V], k={k}"] = (lambda: sel.sample(pt, qt, k, g))
-    out[f"{name} torch acceptance [{B}, V], k={k}"] = (lambda: sel.acceptance(pt, qt, k))
+    add(f"{name} torch sample [{B}, V], k={k}", lambda: sel.sample(pt, qt, k, g))
+    add(f"{name} torch acceptance [{B}, V], k={k}", lambda: sel.acceptance(pt, qt, k))
 for name in ("kseq", "rrs", "rrs_wor"):
     ref = ot_coupling.get_selector(name)
-    out[f"{name} numpy acceptance, 1 row, k=3"] = (lambda: ref.acceptance(P[0], Q[0], 3 if name != "rrs_wor" else 2))
+    add(f"{name} numpy acceptance, 1 row, k=3", lambda: ref.acceptance(P[0], Q[0], 3 if name != "rrs_wor" else 2))
 from ot_coupling.draft_laws import get_draft_law
 for name in ("speculative", "spechub", "greedy"):
     ref = ot_coupling.get_selector(name)
     k = 1 if name == "speculative" else 2
     D = get_draft_law(ref.draft_law).sample_batch(Q, k, rng)
-    out[f"{name} numpy verify_batch [{B}, V], k={k}"] = (lambda: ref.verify_batch(P, Q, D, 0))
-    out[f"{name} numpy acceptance, 1 row, k={k}"] = (lambda: ref.acceptance(P[0], Q[0], k))
-print(json.dumps(out))
+    add(f"{name} numpy verify_batch [{B}, V], k={k}", lambda: ref.verify_batch(P, Q, D, 0))
+    add(f"{name} numpy acceptance, 1 row, k={k}", lambda: ref.acceptance(P[0], Q[0], k))
 '''
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", required=True, type=Path, help="checkout to compare against")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap = tree_parser(__doc__.splitlines()[0], repeats=5)
     ap.add_argument("--quick", action="store_true", help="V = 4096 instead of 49152")
-    ap.add_argument("--only", default="", help="run only the measurements whose name contains one of these (comma-separated)")
     args = ap.parse_args()
     V, B = (4096, 8) if args.quick else (49152, 16)
-    compare_trees(CHILD, [str(args.repeats), str(V), str(B), args.only], args.base, args.rounds,
+    compare_trees(CHILD, args, [str(V), str(B)],
                   f"V = {V}; best CPU time of {args.rounds} rounds x {args.repeats} calls, one thread")
 
 

@@ -13,38 +13,17 @@ of ``--repeats`` calls, so a shared, loaded machine slows both sides alike.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from _shared import compare_trees
+from _shared import compare_trees, tree_parser
 
 CHILD = r'''
-import os, sys, json, time
-os.environ["OPENBLAS_NUM_THREADS"] = "1"; os.environ["OMP_NUM_THREADS"] = "1"
-import warnings; warnings.simplefilter("ignore")
-import numpy as np, torch
-torch.set_num_threads(1)
 from ot_coupling.gumbel import gumbel_acceptance as np_gumbel
 from gpu_backend.gumbel import gumbel_acceptance as torch_gumbel
 from gpu_backend.optimal import TorchOptimal
 from solvers.selection_law import selection_law
 from solvers.importance_weights import importance_plan
 from solvers.optimal_verifier import OptimalVerifier
-repeats, only = int(sys.argv[1]), sys.argv[2]
-
-def best(fn):
-    ts = []
-    fn()
-    for _ in range(repeats):
-        t0 = time.process_time(); fn(); ts.append(time.process_time() - t0)
-    return min(ts)
 
 rng = np.random.default_rng(0)
-out = {}
-def add(key, fn):
-    if only in key:
-        out[key] = best(fn)
-
 for V, k in ((50, 2), (200, 2), (200, 4), (200, 8), (2048, 1)):
     p, q = rng.dirichlet(np.ones(V)), rng.dirichlet(np.ones(V))
     add(f"gumbel acceptance numpy, 1 row, V={V}, k={k}", lambda: np_gumbel(p, q, k))
@@ -61,19 +40,12 @@ for conc in (1.0, 0.05):
     pt, qt = torch.tensor(P), torch.tensor(Q)
     add(f"optimal numpy importance, 1 row, V=49152, Dirichlet({conc}), k=8", lambda: importance_plan(P, Q, 8))
     add(f"optimal torch, 1 row, V=49152, Dirichlet({conc}), k=8", lambda: TorchOptimal().acceptance(pt, qt, 8))
-print(json.dumps(out))
 '''
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", required=True, type=Path, help="checkout to compare against")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", default="", help="run only the measurements whose name contains this")
-    args = ap.parse_args()
-    compare_trees(CHILD, [str(args.repeats), args.only], args.base, args.rounds,
-                  f"best CPU time of {args.rounds} rounds x {args.repeats} calls, one thread")
+    args = tree_parser(__doc__.splitlines()[0], repeats=3).parse_args()
+    compare_trees(CHILD, args, [], f"best CPU time of {args.rounds} rounds x {args.repeats} calls, one thread")
 
 
 if __name__ == "__main__":
