@@ -100,7 +100,8 @@ def _selection_law_rows(p: np.ndarray, q: np.ndarray, k: int) -> SelectionLaw:
     :func:`ot_coupling.kernels.selection.selection_scan` (shared with the torch optimal verifier),
     put back in token order."""
     scan = selection_scan(p, q, k)
-    inv = np.argsort(scan.order, axis=1)
+    inv = np.empty_like(scan.order)                 # the inverse permutation, by one scatter
+    np.put_along_axis(inv, scan.order, np.broadcast_to(np.arange(p.shape[1]), p.shape), axis=1)
     return SelectionLaw(
         r=np.take_along_axis(scan.r, inv, 1),
         ratio=np.take_along_axis(scan.ratio, inv, 1),
