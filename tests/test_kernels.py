@@ -371,16 +371,18 @@ def test_plans_float32_inputs(which):
         assert float((acc(P32, Q32).double() - acc(P64, Q64)).abs().max()) <= PLANS_F32_TOL
 
 
-def test_stable_argsort_rows_is_the_stable_order(nx):
+def test_stable_sort_rows_is_the_stable_order(nx):
     """The fast host sort (unstable when every key of a row is distinct) gives exactly the stable
-    order, also on rows with ties (``inf`` keys of ``q = 0``, repeated values)."""
-    from ot_coupling.kernels._array import array_namespace, stable_argsort_rows
+    order and the sorted keys, also on rows with ties (``inf`` keys of ``q = 0``, repeated values)."""
+    from ot_coupling.kernels._array import array_namespace, stable_sort_rows
 
     rng = np.random.default_rng(3)
     distinct = rng.random((4, 1000))
     tied = np.round(rng.random((4, 1000)) * 20) / 20
     tied[:, ::7] = np.inf
-    for x in (distinct, tied, np.concatenate([distinct, tied])):
+    for x in (distinct, tied, np.concatenate([distinct, tied]), distinct[:1], tied[:1]):
         xt = nx.of(x)
-        got = nx.np(stable_argsort_rows(array_namespace(xt), xt))
-        np.testing.assert_array_equal(got, np.argsort(x, axis=1, kind="stable"))
+        order, xs = stable_sort_rows(array_namespace(xt), xt)
+        expect = np.argsort(x, axis=1, kind="stable")
+        np.testing.assert_array_equal(nx.np(order), expect)
+        np.testing.assert_array_equal(nx.np(xs), np.take_along_axis(x, expect, axis=1))

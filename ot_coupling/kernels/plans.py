@@ -11,12 +11,7 @@ form without the candidates (the drafts, in order).
 
 from __future__ import annotations
 
-from ._array import array_namespace, device, positive
-
-
-def _take(xp, X, idx):
-    """``X[b, idx[b]]`` for ``idx [B]``."""
-    return xp.take_along_axis(X, idx[:, None], axis=1)[:, 0]
+from ._array import array_namespace, device, positive, take_at
 
 
 def speculative_plan(P, Q, D):
@@ -69,7 +64,7 @@ def _hub_terms(xp, P, Q):
     index among ties), ``q_ai``, ``p'``, ``S_ia``, ``S_ai``, ``p'(a)``, ``p''(a)`` and ``p''`` off the hub."""
     a = xp.argmax(Q, axis=1)
     hub = xp.arange(Q.shape[1], device=device(Q))[None, :] == a[:, None]
-    qa, pa = _take(xp, Q, a), _take(xp, P, a)
+    qa, pa = take_at(xp, Q, a), take_at(xp, P, a)
     # 1 - q(a) summed over the other tokens directly (no cancellation when q(a) is near 1)
     rest = xp.sum(xp.where(hub, 0.0, Q), axis=1)
     q_ai = xp.where(hub, 0.0, (qa / xp.where(rest > 0, rest, 1.0))[:, None] * Q)
@@ -88,8 +83,8 @@ def hub_plan(P, Q, D):
     hub, a, pa, q_ai, p1, s_ia, s_ai, p1_a, p2_a, p2 = _hub_terms(xp, P, Q)
     first_is_other = D[:, 1] == a                 # pair (i, a); else pair (a, j), j tried first
     x = xp.where(first_is_other, D[:, 0], D[:, 1])
-    num_x = xp.where(first_is_other, _take(xp, P, x), _take(xp, p1, x))
-    den_x = xp.where(first_is_other, _take(xp, Q, x), _take(xp, q_ai, x))
+    num_x = xp.where(first_is_other, take_at(xp, P, x), take_at(xp, p1, x))
+    den_x = xp.where(first_is_other, take_at(xp, Q, x), take_at(xp, q_ai, x))
     num = xp.stack([num_x, xp.where(first_is_other, p1_a, pa)], axis=1)
     den = xp.stack([den_x, xp.where(first_is_other, s_ia, s_ai)], axis=1)
     return xp.stack([x, a], axis=1), num, den, xp.where(hub, p2_a[:, None], p2)

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import array_namespace, device, is_torch_namespace, one_minus_power, stable_argsort_rows
+from ._array import array_namespace, device, one_minus_power, stable_sort_rows, take_at, take_rows
 
 
 class SelectionScan(NamedTuple):
@@ -62,37 +62,6 @@ def _suffix_sums(xp, x):
     return xp.flip(xp.cumulative_sum(xp.flip(x, axis=1), axis=1, include_initial=True), axis=1)
 
 
-def _take(xp, x, idx):
-    """``x[b, idx[b, i]]`` (``take_along_axis`` on axis 1; torch's ``gather`` directly: the compat
-    wrapper adds a remainder and a where per call, 25% of this kernel's time at V = 49152)."""
-    if is_torch_namespace(xp):
-        return x.gather(1, idx)
-    if x.shape[0] == 1:                 # one row: a flat take, 3x faster than take_along_axis
-        return x.reshape(-1).take(idx)
-    return xp.take_along_axis(x, idx, axis=1)
-
-
-def _sort_keys(xp, key):
-    """``(order, key[order])``: the stable ascending order of each row (:func:`stable_argsort_rows`)
-    and the sorted keys. On the host (numpy): numpy's SIMD quicksort, whose order is the stable one
-    when a row has no tie (checked on the sorted keys, which are kept); rows with a tie are sorted
-    again stably."""
-    if xp is np:
-        order = np.argsort(key, axis=1)
-        ks = _take(xp, key, order)
-        if np.any(ks[:, 1:] == ks[:, :-1]):
-            order = np.argsort(key, axis=1, kind="stable")
-            ks = _take(xp, key, order)
-        return order, ks
-    order = stable_argsort_rows(xp, key)
-    return order, _take(xp, key, order)
-
-
-def _at(xp, x, j):
-    """``x[b, j[b]]`` per row."""
-    return _take(xp, x, j[:, None])[:, 0]
-
-
 def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     """The optimal selection law ``r* = q clip(p/q, theta_B, theta_A)`` of ``[B, V]`` rows
     (validated distributions), its cut and thresholds, in ascending-ratio order (module docstring).
@@ -108,8 +77,8 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
         key = np.divide(P, Q, out=np.full(P.shape, math.inf), where=finite_all)
     else:
         key = xp.where(finite_all, P / xp.where(finite_all, Q, 1.0), math.inf)
-    order, ks = _sort_keys(xp, key)
-    ps, qs = _take(xp, P, order), _take(xp, Q, order)
+    order, ks = stable_sort_rows(xp, key)
+    ps, qs = take_rows(xp, P, order), take_rows(xp, Q, order)
     finite = qs > 0
     pis_f = xp.where(finite, ks, 0.0)                                   # sorted p/q (0 where q = 0)
     Pc = _prefix_sums(xp, ps)                                           # p(first j tokens)
@@ -119,33 +88,33 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     cover = one_minus_power(xp, Qs, k)                                  # 1 - q(H_j)^k, exact for tiny tails
     vals = Pc + cover
     j = xp.argmin(vals, axis=1)                                         # first minimiser
-    alpha = _at(xp, vals, j)
+    alpha = take_at(xp, vals, j)
     idx = xp.arange(V, device=device(P))[None, :]
     in_h = idx < j[:, None]
 
     # theta_A: F(th) = sum_{i >= j, q_i > 0} min(p_i, th q_i) = 1 - q(H)^k; F piecewise linear,
     # increasing; its value at the breakpoint th = pis_i is (Ps_j - Ps_{i+1}) + pis_i Qs_{i+1}
-    target_a = _at(xp, cover, j)
-    Ps_j = _at(xp, Ps, j)
+    target_a = take_at(xp, cover, j)
+    Ps_j = take_at(xp, Ps, j)
     # (q = 0 tokens, ratio inf, count as reached; tokens of H never). Only the columns from the
     # smallest cut of the batch on can reach it, only those below the largest cut are in some H.
     lo, hi = min(int(xp.min(j)), V - 1), int(xp.max(j))
     f_at = (Ps_j[:, None] - Ps[:, lo + 1:]) + pis_f[:, lo:] * Qs[:, lo + 1:]
     reached = ((f_at >= target_a[:, None]) | ~finite[:, lo:]) & ~in_h[:, lo:]
     ia = lo + xp.argmax(xp.astype(reached, xp.int8), axis=1)           # first breakpoint reaching it
-    denom = _at(xp, Qs, ia)
-    ok = xp.any(reached, axis=1) & _at(xp, finite, ia) & (denom > 0)   # else no cap binds (round-off)
-    th_a = xp.where(ok, (target_a - (Ps_j - _at(xp, Ps, ia))) / xp.where(ok, denom, 1.0), math.inf)
+    denom = take_at(xp, Qs, ia)
+    ok = xp.any(reached, axis=1) & take_at(xp, finite, ia) & (denom > 0)   # else no cap binds (round-off)
+    th_a = xp.where(ok, (target_a - (Ps_j - take_at(xp, Ps, ia))) / xp.where(ok, denom, 1.0), math.inf)
 
     # theta_B: G(th) = sum_{i < j} max(p_i, th q_i) = q(H)^k, G piecewise linear increasing
-    q_cut = _at(xp, Qc, j)
+    q_cut = take_at(xp, Qc, j)
     target_b = q_cut ** k
-    Pc_j = _at(xp, Pc, j)
+    Pc_j = take_at(xp, Pc, j)
     g_at = pis_f[:, :hi] * Qc[:, 1:hi + 1] + (Pc_j[:, None] - Pc[:, 1:hi + 1])
     ib = xp.sum(xp.astype((g_at <= target_b[:, None]) & in_h[:, :hi], xp.int64), axis=1) - 1
     ib = xp.where(ib > 0, ib, 0) + 1                                    # last breakpoint not above it
-    Qc_b = _at(xp, Qc, ib)
-    th_b = xp.where(j > 0, (target_b - Pc_j + _at(xp, Pc, ib)) / xp.where(Qc_b > 0, Qc_b, 1.0), 0.0)
+    Qc_b = take_at(xp, Qc, ib)
+    th_b = xp.where(j > 0, (target_b - Pc_j + take_at(xp, Pc, ib)) / xp.where(Qc_b > 0, Qc_b, 1.0), 0.0)
 
     ratio = xp.where(finite, xp.where(in_h, xp.maximum(pis_f, th_b[:, None]),
                                       xp.minimum(pis_f, th_a[:, None])), 0.0)
