@@ -144,12 +144,7 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
         row = fit_sorted_row(scan.ps[0], scan.qs[0], scan.ratio[0], int(scan.cut[0]),
                              float(scan.q_cut[0]), k, tol=tol, max_iter=max_iter, resolution=resolution,
                              with_aim=False)
-        o = scan.order[0]
-        weights, marginal = np.zeros(V), np.zeros(V)
-        top = np.zeros(V, dtype=bool)
-        weights[o] = row.weights
-        marginal[o] = row.phi
-        top[o[row.top_start:row.top_end]] = True
+        weights, marginal, _, top = row.in_token_order(scan.order[0])
         marginal *= q64[0].numpy()
         f64 = torch.float64
         return TorchImportancePlan(torch.from_numpy(weights)[None].to(dtype), torch.from_numpy(top)[None],

@@ -382,6 +382,17 @@ class SortedRowFit:
     status: int
     message: str
 
+    def in_token_order(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``weights, phi, aim, top`` ``[V]`` in token order, for the row's ascending-ratio
+        ``order`` (``top``: membership of level ``A``)."""
+        V = order.size
+        weights, phi, aim, top = np.zeros(V), np.zeros(V), np.zeros(V), np.zeros(V, dtype=bool)
+        weights[order] = self.weights
+        phi[order] = self.phi
+        aim[order] = self.aim
+        top[order[self.top_start:self.top_end]] = True
+        return weights, phi, aim, top
+
 
 def fit_sorted_row(ps: np.ndarray, qs: np.ndarray, ratio: np.ndarray, cut: int, q_cut: float, k: int,
                    *, tol: float = 1e-12, max_iter: int = 60,
@@ -451,11 +462,7 @@ def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
     for b in range(B):
         row = fit_sorted_row(scan.ps[b], scan.qs[b], scan.ratio[b], int(scan.cut[b]),
                              float(scan.q_cut[b]), k, tol=tol, max_iter=max_iter, resolution=resolution)
-        o = scan.order[b]
-        weights[b, o] = row.weights
-        phi[b, o] = row.phi
-        aim[b, o] = row.aim
-        top[b, o[row.top_start:row.top_end]] = True
+        weights[b], phi[b], aim[b], top[b] = row.in_token_order(scan.order[b])
         quad[b] = row.quad
         iterations = max(iterations, row.iterations)
         if row.status > status:
