@@ -196,7 +196,7 @@ def write_csv(records: list[dict], path: str) -> None:
     import csv
     import io
 
-    from specot.reproduce.store import atomic_write_text
+    from specot.io import atomic_write_text
 
     fields = (["case"] if records and "case" in records[0] else []) + list(RECORD_FIELDS)
     buf = io.StringIO(newline="")

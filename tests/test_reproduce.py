@@ -441,17 +441,17 @@ def test_without_resume_saved_results_are_overwritten(monkeypatch, tmp_path):
 def test_saved_files_are_written_atomically(monkeypatch, tmp_path):
     """A write cut short (here: interrupted before the rename) leaves the previous file intact and
     no temporary file behind; every file in experiments/ is complete JSON."""
-    from specot.reproduce import store
+    from specot import io as specot_io
 
     target = tmp_path / "x.json"
-    store.atomic_write_text(target, '{"old": 1}')
+    specot_io.atomic_write_text(target, '{"old": 1}')
 
     def cut(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store.os, "fsync", cut)
+    monkeypatch.setattr(specot_io.os, "fsync", cut)
     with pytest.raises(KeyboardInterrupt):
-        store.atomic_write_text(target, '{"new": 2, "long": "' + "x" * 100_000 + '"}')
+        specot_io.atomic_write_text(target, '{"new": 2, "long": "' + "x" * 100_000 + '"}')
     assert json.loads(target.read_text()) == {"old": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
     monkeypatch.undo()

@@ -107,7 +107,7 @@ def _random_resumable(args, ks: list[int], laws) -> list[dict]:
     from tqdm import tqdm
 
     from specot.compare import compare_selectors
-    from specot.reproduce.store import atomic_write_text
+    from specot.io import atomic_write_text
 
     path = os.path.join(args.out, "compare.jsonl")
     options = json.loads(json.dumps({"vocab": args.vocab, "k": ks, "laws": laws,

@@ -7,11 +7,10 @@ import json
 import platform
 from pathlib import Path
 
-from specot.io import to_jsonable
+from specot.io import atomic_write_text, to_jsonable
 
 from .core import CATEGORIES, TITLES, Claim, Context
 from .runner import ExperimentRun
-from .store import atomic_write_text
 
 
 def _cell(text: str) -> str:

@@ -20,38 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 from importlib.util import find_spec
 from pathlib import Path
 
-from specot.io import to_jsonable
+from specot.io import atomic_write_text, to_jsonable
 
 from .core import EXPERIMENTS, Claim, Context, ExperimentResult
 
 #: layout version of a saved result (a file with another one is not reused)
 FORMAT = 1
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and :func:`os.replace`:
-    a reader (or a later run) sees the old file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:  # written as given
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def _source_hash(name: str) -> str | None:
