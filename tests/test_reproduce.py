@@ -442,6 +442,7 @@ def test_saved_files_are_written_atomically(monkeypatch, tmp_path):
     """A write cut short (here: interrupted before the rename) leaves the previous file intact and
     no temporary file behind; every file in experiments/ is complete JSON."""
     from specot import io as specot_io
+    from specot.reproduce import store
 
     target = tmp_path / "x.json"
     specot_io.atomic_write_text(target, '{"old": 1}')
