@@ -73,8 +73,6 @@ class FlowState:
         V = p.size
         self.V, self.n, self.w = V, n, w
         self.tokens = tokens
-        self.valid = tokens >= 0
-        self._safe = np.where(self.valid, tokens, 0)            # token ids usable as indices
         self.F = np.zeros((n, w))
         self.r = set_probs.astype(np.float64).copy()
         self.l = p.astype(np.float64).copy()
@@ -183,28 +181,6 @@ class FlowState:
             in_frontier = dist == level
             if stop_at_sink and (self.l[in_frontier] > 0).any():
                 break
-        return dist, parent
-        in_frontier = np.zeros(V, dtype=bool)
-        in_frontier[start] = True
-        carrying = valid & (self.F > 0)
-        level = 0
-        while True:
-            s_hit, c_hit = np.nonzero(carrying & in_frontier[self._safe])
-            if s_hit.size == 0:
-                break
-            cand = tok[s_hit].ravel()                           # every token of those sets
-            par = np.repeat(tok[s_hit, c_hit], w)
-            ok = (cand >= 0) & (dist[np.where(cand >= 0, cand, 0)] < 0)
-            if not ok.any():
-                break
-            new, first = np.unique(cand[ok], return_index=True)
-            level += 1
-            dist[new] = level
-            parent[new] = par[ok][first]
-            if stop_at_sink and (self.l[new] > 0).any():
-                break
-            in_frontier[:] = False
-            in_frontier[new] = True
         return dist, parent
 
 
