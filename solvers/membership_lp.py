@@ -66,6 +66,7 @@ from ot_coupling.validation import (
 )
 
 from .closed_form import cut_value
+from .flow_plan import check_time_limit
 from .highs import new_highs
 from .result import _UNSET, SolverResult, deprecated_alias, renamed_argument, warn_if_failed
 
@@ -550,6 +551,12 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
         ``"maxflow"`` (the LP backends and the scaled-integer flow, kept as the cross-check).
     highs_api: ``"auto"``, ``"linprog"`` or ``"highspy"`` (backend ``"highs"`` only).
     max_sets: refuse (``ValueError``) problems with more draft sets than this, before building.
+    time_limit: seconds the solver may take (positive and finite; default ``None``: no limit), for
+        the ``"highs"`` and ``"flow"`` backends. Past it the result has ``success=False``,
+        ``status=1`` and a :class:`RuntimeWarning`; its plan is still exactly feasible (``value`` a
+        lower bound) and ``certificate_value`` an exact upper bound. The flow reads the clock
+        between augmenting paths; under ``"auto"`` a flow stopped by the time limit is returned as
+        it is (the LP is not tried).
 
     Returns
     -------
@@ -557,6 +564,7 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
     """
     drafts = renamed_argument(draft_law, drafts, "drafts", "draft_law", "iid")
     p_arr = validate_distribution(p, "p")
+    time_limit = check_time_limit(time_limit)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if highs_api not in ("auto", "linprog", "highspy"):
@@ -585,6 +593,7 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
     t1 = time.perf_counter()
     cut = None
     tol = GAP_TOL
+    timed_out = False
     if m == 0:
         flow, duals, status, used = np.zeros(0), None, (0, "optimal (no membership edge)"), backend
     elif backend == "highs":
@@ -598,17 +607,21 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
         flow, duals, status = _solve_cvxpy(edge_set, edge_token, set_probs, p_arr, cvxpy_solver)
         used = f"cvxpy ({cvxpy_solver or 'CLARABEL'})"
     elif backend == "flow":
-        from .flow_plan import max_flow, prefix_cut, ratio_order_of, tolerance
+        from .flow_plan import augmentation_limit, max_flow, prefix_cut, ratio_order_of, tolerance
 
-        F, cut, count, finished = max_flow(p_arr, sets, set_probs)
+        limit = augmentation_limit(n, V)
+        F, cut, count, finished = max_flow(p_arr, sets, set_probs, max_augmentations=limit,
+                                           time_limit=time_limit)
         flow, duals, used = F.ravel()[valid], None, "flow (float max-flow)"
         # the closed-form prefix cut (p/q order), evaluated exactly on the set law, when it is lower
         order = ratio_order_of(p_arr, q if isinstance(drafts, str) else None, sets, set_probs)
         best, best_value = prefix_cut(p_arr, sets, set_probs, order)
         if best_value < cut_value(p_arr, sets, set_probs, cut):
             cut = best
+        timed_out = not finished and count < limit
         status = ((0, f"optimal ({count} augmenting paths after the greedy start)") if finished else
-                  (1, f"augmenting-path limit reached after {count} paths"))
+                  (1, f"augmenting-path limit reached after {count} paths") if not timed_out else
+                  (1, f"time limit of {time_limit:g} s reached after {count} augmenting paths"))
         tol = tolerance(n, V)
     else:
         flow, cut, status = _solve_maxflow(edge_set, edge_token, set_probs, p_arr, maxflow_scale)
@@ -636,7 +649,7 @@ def solve_membership_ot(p, q=None, k: int | None = None, draft_law=_UNSET, backe
         problem = verify_plan(plan, value, certificate, tol)
         if problem is not None:
             code, message = 3, f"flow plan failed verification: {problem}"
-    if code != 0 and backend == "flow" and auto:
+    if code != 0 and backend == "flow" and auto and not timed_out:
         res = solve_membership_ot(p_arr, q, k, drafts, "highs", highs_api=highs_api, max_sets=max_sets,
                                   time_limit=time_limit)
         return replace(res, message=f"{res.message} (HiGHS LP after the flow backend's {message})")
