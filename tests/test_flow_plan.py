@@ -224,6 +224,24 @@ def test_failed_verification_warns_or_falls_back(monkeypatch):
     assert res.value == pytest.approx(0.921429, abs=1e-6)
 
 
+def test_certificate_gap_is_checked_once_by_the_flow_verification(monkeypatch):
+    """A flow solve whose certificate is a poor cut (forced: the empty cut, value 1) fails the
+    flow's own verification, the one gap check of the flow backend (status 3, a warning naming
+    it; under ``auto`` the HiGHS LP)."""
+    import solvers.flow_plan as fp
+
+    calls = []
+    verify = fp.verify_plan
+    monkeypatch.setattr(fp, "verify_plan", lambda *a: calls.append(a) or verify(*a))
+    monkeypatch.setattr(fp, "prefix_cut", lambda *a: (np.zeros(0, dtype=np.int64), -1.0))
+    p, q = np.array([0.5, 0.3, 0.15, 0.05]), np.array([0.2, 0.2, 0.3, 0.3])
+    with pytest.warns(RuntimeWarning, match="flow plan failed verification: certificate gap 7.9e-02"):
+        res = solve_membership_ot(p, q, 2, draft_law="without_replacement", backend="flow")
+    assert not res.success and res.status == 3 and res.certificate_value == 1.0 and len(calls) == 1
+    res = solve_membership_ot(p, q, 2, draft_law="without_replacement")        # auto: the LP instead
+    assert res.success and res.backend.startswith("highs") and "certificate gap" in res.message
+
+
 def test_augmentation_limit_is_reported():
     """A law whose greedy start leaves one augmenting path: with none allowed the search reports
     ``finished=False`` (solve: status 1, a warning, or the LP under ``auto``)."""
