@@ -83,7 +83,8 @@ def check_time_limit(time_limit) -> float | None:
         return None
     if isinstance(time_limit, bool) or not isinstance(time_limit, Real) or not (
             math.isfinite(time_limit) and time_limit > 0):
-        raise ValueError(f"time_limit must be a positive finite number of seconds or None, got {time_limit!r}")
+        raise ValueError("time_limit must be a positive finite number of seconds or None, "
+                         f"got {time_limit!r}")
     return float(time_limit)
 
 
