@@ -49,7 +49,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from itertools import combinations
 from math import comb
 
 import numpy as np
@@ -69,6 +68,7 @@ from .closed_form import cut_value
 from .flow_plan import check_time_limit
 from .highs import new_highs
 from .result import _UNSET, SolverResult, deprecated_alias, renamed_argument, warn_if_failed
+from .subsets import range_subsets
 
 BACKENDS = ("auto", "layout", "flow", "highs", "cvxpy", "maxflow")
 #: default limit on the number of draft sets (rows) of the LP
@@ -125,7 +125,7 @@ def _iid_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     ns = np.arange(k + 1)
     blocks, probs = [], []
     for m in range(1, min(k, n) + 1):
-        idx = np.array(list(combinations(range(n), m)), dtype=np.int64).reshape(-1, m)
+        idx = range_subsets(n, m)
         qs = q[support[idx]]                                        # [N, m]
         g = np.zeros((idx.shape[0], k + 1))
         g[:, 0] = 1.0
@@ -156,7 +156,7 @@ def _wor_sets(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     # own, so its relative error is O(n eps) however small q(S^c) is (1 - q(S), even in extended
     # precision, returns 0 when q(S^c) < 1e-19 and turns such sets' laws into garbage)
     by_mass = support[np.argsort(q[support], kind="stable")]
-    pos = np.array(list(combinations(range(n), k)), dtype=np.int64).reshape(-1, k)
+    pos = range_subsets(n, k)
     prefix = np.concatenate([[0.0], np.cumsum(q[by_mass].astype(np.longdouble))])
     starts = np.concatenate([np.zeros((pos.shape[0], 1), dtype=np.int64), pos + 1], axis=1)
     stops = np.concatenate([pos, np.full((pos.shape[0], 1), n, dtype=np.int64)], axis=1)
