@@ -44,10 +44,16 @@ The plan is completed as every membership plan (:func:`solvers.membership_lp._ma
 *verified*: both marginals to :data:`MARGINAL_TOL` and ``|certificate - value|`` to :data:`GAP_TOL`
 (both widened to ``eps (n + V)`` above ``n + V = 4500``, :func:`tolerance`);
 a failed check gives ``success=False`` with a :class:`RuntimeWarning` (``backend="flow"``) or the
-HiGHS LP (``backend="auto"``), never a silent wrong answer.
+HiGHS LP (``backend="auto"``), never a silent wrong answer. A ``time_limit`` is checked between
+augmenting paths; when it stops the search the flow so far (feasible, a lower bound) is returned with
+``success=False``, ``status=1`` and a :class:`RuntimeWarning`, under either backend name.
 """
 
 from __future__ import annotations
+
+import math
+import time
+from numbers import Real
 
 import numpy as np
 
@@ -58,6 +64,28 @@ GAP_TOL = 1e-12
 #: augmenting paths allowed per node of the network (``n + V``) before giving up (``finished=False``);
 #: far above what occurs (at most 96 paths on 16,000 sets even from a random greedy order)
 AUGMENTATIONS_PER_NODE = 10
+
+
+def augmentation_limit(n_sets: int, V: int) -> int:
+    """Default ``max_augmentations`` of :func:`max_flow`: :data:`AUGMENTATIONS_PER_NODE` ``* (n + V)``."""
+    return AUGMENTATIONS_PER_NODE * (n_sets + V)
+
+
+def check_time_limit(time_limit) -> float | None:
+    """``time_limit`` as seconds: ``None`` (no limit) or a positive finite real number.
+
+    Raises
+    ------
+    ValueError
+        naming ``time_limit`` for anything else (0, a negative number, NaN, infinity, a bool, a string).
+    """
+    if time_limit is None:
+        return None
+    if isinstance(time_limit, bool) or not isinstance(time_limit, Real) or not (
+            math.isfinite(time_limit) and time_limit > 0):
+        raise ValueError("time_limit must be a positive finite number of seconds or None, "
+                         f"got {time_limit!r}")
+    return float(time_limit)
 
 
 class FlowState:
@@ -73,8 +101,6 @@ class FlowState:
         V = p.size
         self.V, self.n, self.w = V, n, w
         self.tokens = tokens
-        self.valid = tokens >= 0
-        self._safe = np.where(self.valid, tokens, 0)            # token ids usable as indices
         self.F = np.zeros((n, w))
         self.r = set_probs.astype(np.float64).copy()
         self.l = p.astype(np.float64).copy()
@@ -184,28 +210,6 @@ class FlowState:
             if stop_at_sink and (self.l[in_frontier] > 0).any():
                 break
         return dist, parent
-        in_frontier = np.zeros(V, dtype=bool)
-        in_frontier[start] = True
-        carrying = valid & (self.F > 0)
-        level = 0
-        while True:
-            s_hit, c_hit = np.nonzero(carrying & in_frontier[self._safe])
-            if s_hit.size == 0:
-                break
-            cand = tok[s_hit].ravel()                           # every token of those sets
-            par = np.repeat(tok[s_hit, c_hit], w)
-            ok = (cand >= 0) & (dist[np.where(cand >= 0, cand, 0)] < 0)
-            if not ok.any():
-                break
-            new, first = np.unique(cand[ok], return_index=True)
-            level += 1
-            dist[new] = level
-            parent[new] = par[ok][first]
-            if stop_at_sink and (self.l[new] > 0).any():
-                break
-            in_frontier[:] = False
-            in_frontier[new] = True
-        return dist, parent
 
 
 def greedy_start(state: FlowState, order: np.ndarray) -> None:
@@ -274,8 +278,14 @@ def greedy_start(state: FlowState, order: np.ndarray) -> None:
         r[s] = np.where(take >= v, 0.0, v - take)
 
 
-def augment(state: FlowState, max_augmentations: int) -> tuple[int, bool]:
-    """Step 2: shortest augmenting paths until none is left; returns (augmentations, finished)."""
+def augment(state: FlowState, max_augmentations: int, deadline: float | None = None) -> tuple[int, bool]:
+    """Step 2: shortest augmenting paths until none is left; returns (augmentations, finished).
+
+    The search stops early (``finished=False``, the flow feasible but maybe not maximal) before
+    the path after ``max_augmentations`` paths, or before a path found once
+    :func:`time.perf_counter` has passed ``deadline``. A flow with no path left is reported
+    finished however late: the clock is read only when there is work left.
+    """
     count = 0
     while True:
         dist, parent = state.reachable(stop_at_sink=True)
@@ -283,6 +293,8 @@ def augment(state: FlowState, max_augmentations: int) -> tuple[int, bool]:
         if open_sink.size == 0:
             return count, True
         if count >= max_augmentations:
+            return count, False
+        if deadline is not None and time.perf_counter() > deadline:
             return count, False
         end = int(open_sink[np.argmin(dist[open_sink])])
         path = [end]
@@ -302,7 +314,7 @@ def augment(state: FlowState, max_augmentations: int) -> tuple[int, bool]:
 
 
 def max_flow(p: np.ndarray, sets: np.ndarray, set_probs: np.ndarray, order: np.ndarray | None = None,
-             max_augmentations: int | None = None):
+             max_augmentations: int | None = None, time_limit: float | None = None):
     """Exact float maximum flow of the membership network (module docstring).
 
     Parameters
@@ -313,20 +325,27 @@ def max_flow(p: np.ndarray, sets: np.ndarray, set_probs: np.ndarray, order: np.n
     order: token visiting order of the greedy start, a permutation of ``range(V)`` (default:
         ``p / qbar`` descending, :func:`ratio_order_of`).
     max_augmentations: stop (``finished = False``) after this many augmenting paths (default
-        :data:`AUGMENTATIONS_PER_NODE` ``* (n + V)``).
+        :func:`augmentation_limit`, :data:`AUGMENTATIONS_PER_NODE` ``* (n + V)``).
+    time_limit: seconds (positive, finite; default ``None``: no limit) from the call after which no
+        further augmenting path is started (``finished = False``); the clock is read in the
+        augmenting-path loop, after the greedy start.
 
     Returns
     -------
     ``(F [n, w], cut, augmentations, finished)``: flows on ``(s, sets[s, c])`` (0 on pads and on
     tokens with ``p = 0``), the source side ``H`` of a minimum cut (tokens reachable from the
     source, plus the tokens with ``p = 0``), the number of augmenting paths, and whether the
-    search ended because no path was left.
+    search ended because no path was left. When ``finished`` is false, ``F`` is a feasible flow (a
+    lower bound), ``H`` a cut of the residual network (an upper bound, not a minimum one), and the
+    augmentation limit stopped the search if ``augmentations == max_augmentations``, else the
+    time limit.
 
     Raises
     ------
     ValueError
-        naming the argument (``p``, ``sets``, ``set_probs``, ``order``) that is malformed.
+        naming the argument (``p``, ``sets``, ``set_probs``, ``order``, ``time_limit``) that is malformed.
     """
+    start = time.perf_counter()
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 1 or not np.isfinite(p).all() or (p < 0).any():
         raise ValueError("p must be a 1-d array of finite non-negative masses")
@@ -344,13 +363,14 @@ def max_flow(p: np.ndarray, sets: np.ndarray, set_probs: np.ndarray, order: np.n
         if order.shape != (V,) or not np.array_equal(np.sort(order), np.arange(V)):
             raise ValueError(f"order must be a permutation of range({V})")
     if max_augmentations is None:
-        max_augmentations = AUGMENTATIONS_PER_NODE * (sets.shape[0] + V)
+        max_augmentations = augmentation_limit(sets.shape[0], V)
+    time_limit = check_time_limit(time_limit)
     tokens = np.where((sets >= 0) & (p[np.where(sets >= 0, sets, 0)] > 0), sets, -1)
     state = FlowState(p, tokens, set_probs)
     if order is None:
         order = ratio_order_of(p, None, sets, set_probs)[::-1]
     greedy_start(state, np.asarray(order, dtype=np.int64))
-    count, finished = augment(state, max_augmentations)
+    count, finished = augment(state, max_augmentations, None if time_limit is None else start + time_limit)
     dist, _ = state.reachable()
     cut = np.flatnonzero((dist >= 0) | (p <= 0)).astype(np.int64)
     return state.F, cut, count, finished

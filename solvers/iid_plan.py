@@ -52,6 +52,8 @@ from .closed_form import _cut_iid, cut_value
 from .membership_lp import _PAD, GAP_TOL, MembershipOT, _make_plan
 from .min_score_layout import Layout, greedy_layout
 from .result import warn_if_failed
+from .subsets import MAX_CACHED_ROWS, range_subsets, subsets_of
+from .subsets import clear_cache as clear_subsets_cache
 
 #: default limit on the number of draft multisets enumerated (refused before any work above it)
 MAX_MULTISETS = 20_000_000
@@ -62,7 +64,7 @@ _BLOCK_ELEMENTS = 1 << 21
 #: per-interval owner tensors (:func:`_owner_tensor`) up to this many numbers replace per-set gathers
 _TENSOR_ELEMENTS = 1 << 22
 #: index patterns of at most this many draft sets are cached per (support size, k) (shape only)
-_CACHE_SETS = 200_000
+_CACHE_SETS = MAX_CACHED_ROWS
 #: up to this many compositions are looped over (one array pass each), more are done in one pass
 _LOOPED_TERMS = 32
 
@@ -224,8 +226,8 @@ def _owner_tensor(iv: _Intervals, support: np.ndarray, k: int, m: int) -> np.nda
 @lru_cache(maxsize=16)
 def _tensor_positions(n: int, m: int) -> np.ndarray:
     """``[C(n, m), m]``: flat index into an ``[n]^m`` tensor of (member ``i``, the others in order)
-    for every ``m``-subset of ``range(n)`` (lexicographic rows, as :func:`_range_combinations`)."""
-    combos = _range_subsets(n, m)
+    for every ``m``-subset of ``range(n)`` (lexicographic rows, as :func:`solvers.subsets.range_subsets`)."""
+    combos = range_subsets(n, m)
     weights = n ** np.arange(m - 1, -1, -1, dtype=np.int64)
     out = np.stack([combos[:, [i] + others] @ weights for i, others in enumerate(_others(m).tolist())],
                    axis=1)
@@ -286,39 +288,11 @@ def _set_probs(q: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
     return _poly(q[idx], comps, coef, in_logs)
 
 
-@lru_cache(maxsize=32)
-def _range_combinations(n: int, m: int) -> np.ndarray:
-    combos = np.arange(n, dtype=np.int64)[:, None]
-    for _ in range(1, m):
-        last = combos[:, -1]
-        reps = n - 1 - last
-        base = np.repeat(combos, reps, axis=0)
-        start = np.repeat(last + 1 - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps)
-        nxt = np.arange(base.shape[0]) + start
-        combos = np.concatenate([base, nxt[:, None]], axis=1)
-    combos.setflags(write=False)
-    return combos
-
-
-def _combinations_array(items: np.ndarray, m: int) -> np.ndarray:
-    """All ``m``-subsets of ``items`` (increasing rows, lexicographic order) as an ``[C, m]`` array.
-
-    The index pattern depends on ``(len(items), m)`` only and is cached when it has at most
-    :data:`_CACHE_SETS` rows.
-    """
-    return items[_range_subsets(items.size, m)]
-
-
-def _range_subsets(n: int, m: int) -> np.ndarray:
-    """The ``m``-subsets of ``range(n)`` (read-only; cached up to :data:`_CACHE_SETS` rows)."""
-    return (_range_combinations if comb(n, m) <= _CACHE_SETS else _range_combinations.__wrapped__)(n, m)
-
-
 @lru_cache(maxsize=8)
 def _set_pattern(n: int, k: int):
     """The draft sets of ``k`` draws from ``n`` tokens as indices ``[N, k]`` (padded with ``n``),
     by size then lexicographically, and the set and the member of each membership edge (row-major)."""
-    blocks = [_range_subsets(n, m) for m in range(1, min(k, n) + 1)]
+    blocks = [range_subsets(n, m) for m in range(1, min(k, n) + 1)]
     sets = np.full((sum(b.shape[0] for b in blocks), k), n, dtype=np.int64)
     edge_set, row = [], 0
     for b in blocks:
@@ -336,8 +310,9 @@ def _set_pattern(n: int, k: int):
 
 def clear_caches() -> None:
     """Empty the shape-only caches (subset index patterns, composition tables) of this module."""
-    for fn in (_composition_table, _others, _range_combinations, _set_pattern, _tensor_positions):
+    for fn in (_composition_table, _others, _set_pattern, _tensor_positions):
         fn.cache_clear()
+    clear_subsets_cache()
 
 
 def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> MembershipOT:
@@ -393,7 +368,7 @@ def iid_layout_plan(p, q, k: int, *, max_multisets: int = MAX_MULTISETS) -> Memb
     prob_blocks, mass_blocks, slots = [q_arr[support] ** k], [], None
     mass_blocks.append(prob_blocks[0])                        # {y}: all k drafts are y, Z = y
     for m in range(2, min(k, n) + 1):
-        idx = _range_subsets(n, m) if n == V else _combinations_array(support, m)
+        idx = range_subsets(n, m) if n == V else subsets_of(support, m)
         comps, _, in_logs = _composition_table(k, m)
         prob_blocks.append(_set_probs(q_arr, idx, k))
         if not in_logs and iv.own.size * n ** (m - 1) * comps.shape[0] <= _TENSOR_ELEMENTS:

@@ -60,6 +60,7 @@ from ot_coupling.validation import validate_distribution, validate_k
 from .closed_form import optimal_acceptance
 from .highs import new_highs
 from .iid_plan import compositions
+from .subsets import range_subsets
 
 Conditional = Callable[[tuple], np.ndarray]
 
@@ -171,12 +172,10 @@ def _path_sets(probs: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.nda
     Multinomials are exact Python integers (converted to float once, relative error <= 1.1e-16);
     every term is positive, so tiny masses keep their relative accuracy.
     """
-    from itertools import combinations
-
     n = probs.size
     idx_blocks, prob_blocks = [], []
     for s in range(1, min(k, n) + 1):
-        idx = np.array(list(combinations(range(n), s)), dtype=np.int64).reshape(-1, s)
+        idx = range_subsets(n, s)
         a = probs[idx]
         Q = np.zeros(idx.shape[0])
         for c in compositions(k, s):

@@ -224,6 +224,24 @@ def test_failed_verification_warns_or_falls_back(monkeypatch):
     assert res.value == pytest.approx(0.921429, abs=1e-6)
 
 
+def test_certificate_gap_is_checked_once_by_the_flow_verification(monkeypatch):
+    """A flow solve whose certificate is a poor cut (forced: the empty cut, value 1) fails the
+    flow's own verification, the one gap check of the flow backend (status 3, a warning naming
+    it; under ``auto`` the HiGHS LP)."""
+    import solvers.flow_plan as fp
+
+    calls = []
+    verify = fp.verify_plan
+    monkeypatch.setattr(fp, "verify_plan", lambda *a: calls.append(a) or verify(*a))
+    monkeypatch.setattr(fp, "prefix_cut", lambda *a: (np.zeros(0, dtype=np.int64), -1.0))
+    p, q = np.array([0.5, 0.3, 0.15, 0.05]), np.array([0.2, 0.2, 0.3, 0.3])
+    with pytest.warns(RuntimeWarning, match="flow plan failed verification: certificate gap 7.9e-02"):
+        res = solve_membership_ot(p, q, 2, draft_law="without_replacement", backend="flow")
+    assert not res.success and res.status == 3 and res.certificate_value == 1.0 and len(calls) == 1
+    res = solve_membership_ot(p, q, 2, draft_law="without_replacement")        # auto: the LP instead
+    assert res.success and res.backend.startswith("highs") and "certificate gap" in res.message
+
+
 def test_augmentation_limit_is_reported():
     """A law whose greedy start leaves one augmenting path: with none allowed the search reports
     ``finished=False`` (solve: status 1, a warning, or the LP under ``auto``)."""
@@ -234,6 +252,44 @@ def test_augmentation_limit_is_reported():
     assert finished and count == 1 and F.sum() == pytest.approx(1.0, abs=TOL)
     F, _, count, finished = max_flow(p, sets, Q, max_augmentations=0)
     assert not finished and count == 0 and F.sum() < 1.0 - 1e-3
+
+
+def _augmenting_law(V: int = 200, k: int = 4, N: int = 20_000):
+    """An explicit tuple law whose greedy start leaves 94 augmenting paths (0.2 s of work)."""
+    rng = np.random.default_rng(0)
+    return rng.dirichlet(np.ones(V)), rng.integers(0, V, size=(N, k)), rng.dirichlet(np.ones(N))
+
+
+def test_time_limit_stops_the_augmenting_paths():
+    """A 1 microsecond limit stops the flow before its first augmenting path: success=False,
+    status 1, a RuntimeWarning naming the time limit, under ``"flow"`` and ``"auto"`` (no LP
+    fallback); the plan is still feasible with exact marginals and the value and certificate
+    bracket the optimum. Without a limit the same law is solved exactly."""
+    p, tuples, probs = _augmenting_law()
+    law = (tuples, probs)
+    full = _flow(p, draft_law=law)
+    assert full.success and "94 augmenting paths" in full.message
+    for backend in ("flow", "auto"):
+        with pytest.warns(RuntimeWarning, match="time limit"):
+            res = solve_membership_ot(p, draft_law=law, backend=backend, time_limit=1e-6)
+        assert not res.success and res.status == 1 and res.backend.startswith("flow")
+        assert "time limit of 1e-06 s reached after 0 augmenting paths" in res.message
+        assert res.value < full.value - 1e-6 <= full.value <= res.certificate_value + TOL
+        assert np.abs(res.plan.output_law() - p).max() <= TOL
+    sets, Q = sets_from_tuples(tuples, probs)
+    F, _, count, finished = max_flow(p, sets, Q, time_limit=1e-6)
+    assert not finished and count == 0 and F.sum() < full.value - 1e-6
+
+
+def test_time_limit_is_validated():
+    p, q = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5])
+    for bad in (0, -1.0, float("nan"), float("inf"), "1", True):
+        with pytest.raises(ValueError, match="^time_limit "):
+            solve_membership_ot(p, q, 2, draft_law="without_replacement", backend="flow", time_limit=bad)
+        with pytest.raises(ValueError, match="^time_limit "):
+            max_flow(p, np.array([[0, 1]]), np.array([1.0]), time_limit=bad)
+    res = _flow(p, q, 2, draft_law="without_replacement", time_limit=np.float32(10))
+    assert res.success                                        # a finished flow is never reported late
 
 
 def test_max_flow_input_validation():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from solvers.closed_form import optimal_acceptance
-from solvers.iid_plan import _combinations_array, count_iid_multisets, iid_layout_plan
+from solvers.iid_plan import count_iid_multisets, iid_layout_plan
 from solvers.membership_lp import solve_membership_ot
 
 
@@ -65,13 +65,6 @@ def test_refuses_before_work_and_counts_exactly():
         iid_layout_plan(q, q, 4, max_multisets=1000)
     with pytest.raises(ValueError, match="same length"):
         iid_layout_plan([0.5, 0.5], [1.0], 1)
-
-
-def test_combinations_array_matches_itertools():
-    from itertools import combinations
-    items = np.array([2, 3, 5, 7, 11, 13])
-    for m in range(1, 7):
-        assert _combinations_array(items, m).tolist() == [list(c) for c in combinations(items.tolist(), m)]
 
 
 def _check_exact(res, p, q, k):

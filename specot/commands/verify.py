@@ -9,7 +9,7 @@ import math
 import os
 from pathlib import Path
 
-from specot.io import dump_json, ensure_out_dir, parse_int_list, parse_name_list
+from specot.io import atomic_write_text, dump_json, ensure_out_dir, parse_int_list, parse_name_list
 
 DEFAULT_SELECTORS = "kseq,rrs,rrs_wor,naive,optimal"
 
@@ -255,7 +255,7 @@ def _write_outputs(result: dict, out: Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     stem = "verify_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in result["pair"])[-60:]
     files = [out / f"{stem}.json"]
-    files[0].write_text(dump_json(result))
+    atomic_write_text(files[0], dump_json(result))  # a reader never sees a partial result
     records, summary = result["records"], result["summary"]
     names = list(dict.fromkeys(r["selector"] for r in summary))
 
