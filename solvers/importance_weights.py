@@ -173,6 +173,7 @@ def _distance_grid(d_max: float, d0: float, g: float, step: float) -> np.ndarray
     ``>= d_max``: geometric (factor ``g``) while the spacing is below ``step``, then spaced
     ``step`` for :data:`_LINEAR_STEPS` steps, then doubling (ratios ``e^-20`` and further from the
     cut, whose rounding moves the level's sums by less than that)."""
+    d_max = min(d_max, 2000.0)     # beyond any ratio of floats (1e-308 to 1e308: 1420)
     d1 = max(step / (g - 1.0), d0)
     geo = d0 * g ** np.arange(int(np.log(d1 / d0) / np.log(g)) + 1)
     if geo[-1] >= d_max:
@@ -180,7 +181,7 @@ def _distance_grid(d_max: float, d0: float, g: float, step: float) -> np.ndarray
     lin = geo[-1] + step * np.arange(1, min(int(np.ceil((d_max - geo[-1]) / step)), _LINEAR_STEPS) + 1)
     if lin[-1] >= d_max:
         return np.concatenate([geo, lin])
-    far = lin[-1] * 2.0 ** np.arange(1, int(np.ceil(np.log2(min(d_max, 2000.0) / lin[-1]))) + 1)
+    far = lin[-1] * 2.0 ** np.arange(1, int(np.ceil(np.log2(d_max / lin[-1]))) + 1)
     return np.concatenate([geo, lin, far])
 
 
@@ -210,12 +211,12 @@ def _rounded_floors(pi: np.ndarray, q_h: np.ndarray, exact: np.ndarray, k: int, 
     """Level ``H``: ``max(up(p/q), theta')``, ``up`` rounding up towards the cut on the grid of
     :func:`_distance_grid` (``None`` if that target is not reachable)."""
     c = pi[-1]                                    # the highest ratio of H, next to the cut
-    if not c > 0:
+    if not 0 < c < np.inf:
         return None
     q_total = q_h.sum()
     total = q_total**k
     lowest = pi[np.searchsorted(pi, 0.0, side="right")]   # the smallest positive ratio
-    e = _distance_grid(float(np.log(c / lowest)), d0, g, step)
+    e = _distance_grid(float(np.log(c) - np.log(lowest)), d0, g, step)
     a = c * np.exp(-e[::-1])                      # bucket values, ascending; the last is c e^-d0
     ends = np.searchsorted(pi, a, side="right")   # bucket i: a[i-1] < p/q <= a[i] (rounded up to a[i])
     starts = np.concatenate([[0], ends[:-1]])
@@ -252,11 +253,11 @@ def _rounded_caps(pi: np.ndarray, q_a: np.ndarray, exact: np.ndarray, k: int, d0
     """Level ``A``: ``min(down(p/q), theta')``, ``down`` rounding down towards the cut on the grid
     of :func:`_distance_grid` (``None`` if that target is not reachable)."""
     c = pi[0]                                     # the lowest ratio of A, next to the cut
-    if not c > 0:
+    if not 0 < c < np.inf:
         return None
     s_a = q_a.sum()
     total = -np.expm1(k * np.log1p(-min(s_a, 1.0))) if s_a < 1 else 1.0
-    e = _distance_grid(float(np.log(pi[-1] / c)), d0, g, step)
+    e = _distance_grid(float(np.log(pi[-1]) - np.log(c)), d0, g, step)
     with np.errstate(over="ignore"):              # buckets beyond the largest float stay empty
         a = c * np.exp(e)                         # bucket values, ascending; the first is c e^d0
     starts = np.searchsorted(pi, a, side="left")  # bucket i: a[i] <= p/q < a[i+1] (rounded down)
@@ -333,7 +334,8 @@ def level_targets(p_l: np.ndarray, q_l: np.ndarray, exact: np.ndarray, k: int, t
     """
     if resolution is None or k == 1 or q_l.size < 2:
         return _exact_groups(q_l, exact)
-    pi = p_l / q_l
+    with np.errstate(over="ignore"):     # a ratio beyond the float range is inf: the top bucket
+        pi = p_l / q_l
     make = _rounded_caps if top else _rounded_floors
     for d0, g, steps in COARSE_GRIDS:
         coarse = make(pi, q_l, exact, k, d0, g, steps * resolution)

@@ -195,3 +195,19 @@ def test_plan_in_scan_order_is_exact_numpy_and_torch(alpha):
         assert abs(float(torch.minimum(tplan.marginal[b], torch.from_numpy(p[b])).sum()) - want) < 1e-12
     np.testing.assert_allclose(tplan.weights.numpy(), plan.weights, rtol=1e-9, atol=0)  # torch renormalises p, q
     assert np.array_equal(tplan.top.numpy(), plan.top)
+
+
+def test_a_target_of_zero_does_not_freeze_the_fit():
+    """k = 64, a level whose one group aims at 0 (p = 0 on a drafted token): that group sits at the
+    weight floor with a Newton step of order 1/curvature (~1e7), which used to dominate the damping
+    and stall the fit at an L1 error of 0.03 (acceptance 0.985 instead of 1); found by a stress run."""
+    from solvers.closed_form import optimal_acceptance
+    from solvers.importance_weights import importance_plan
+
+    p = np.array([0.32788210557268876, 0.0, 0.6721178944273112])
+    q = np.array([0.35830307239469544, 0.5103035533776247, 0.13139337422767994])
+    fit = ki.fit_levels(ki.LevelProblems(q[None], (p / q)[None], np.zeros(1), 64))
+    assert fit.status == 0 and fit.l1_error[0] <= 1e-12
+    plan = importance_plan(p[None], q[None], 64)
+    assert plan.status == 0
+    assert abs(np.minimum(plan.marginal[0], p).sum() - optimal_acceptance(p, q, 64)) <= 1e-12

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import array_namespace, clip_max, clip_min, device
+from ._array import array_namespace, clip_max, clip_min, device, take_at
 
 
 class QuadRule(NamedTuple):
@@ -402,6 +402,11 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
             step = newton_step(hessian[0], mass, grad, *hessian[1:3], k, *hessian[3:])
         else:
             step = newton_step(lam, mass, grad, E, M, k, t, w)
+        # in the gauge where the top weight stays put, no weight is sent below its floor
+        # -MIN_LOG_WEIGHT: a group pinned there (target 0) has a Newton step of order 1/curvature,
+        # which would dominate the damping below and freeze every other group
+        ref = take_at(xp, step, xp.argmax(xp.where(valid, z, -math.inf), axis=1))
+        step = xp.maximum(step - ref[:, None], -MIN_LOG_WEIGHT - z)
         if mapped is not None:
             # a mapped step that did not lower the error switches its problem to plain Newton
             mapped = mapped & ~(err >= prev_err)
