@@ -8,7 +8,7 @@ quadrature, :mod:`solvers.importance_weights`). Per row of ``[B, V]`` inputs:
    thresholds of ``r* = q clip(p/q, theta_B, theta_A)`` by prefix scans (sec. 3; the array-API
    kernel :func:`ot_coupling.kernels.selection.selection_scan`, shared with the numpy reference);
 2. per level (``A = V \\ H`` and ``H``) the target ratios (``r*/q``, or the coarse targets of
-   :func:`solvers.importance_weights.coarse_ratios`, computed on the host), their groups, and a
+   :func:`solvers.importance_weights.level_targets`, computed on the host), their groups, and a
    damped Newton fit of ``log lam`` on the convex dual, the Hessian ``D - A W A^T`` inverted by
    Woodbury on ``[P, G, N]`` arrays (``N`` quadrature nodes; the ``G x G`` system when ``G <= N``),
    first with a coarse quadrature rule and then with the fine one, batched over the rows on CUDA (row
@@ -42,7 +42,7 @@ from ot_coupling.kernels.importance import (
     fit_levels,
 )
 from ot_coupling.kernels.selection import selection_scan
-from solvers.importance_weights import coarse_ratios, fit_sorted_row
+from solvers.importance_weights import fit_sorted_row, level_targets
 
 from .base import Noise, TorchSelector
 from .ops import coin, membership, race_sample, take
@@ -114,8 +114,9 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
     """Fit the two-level importance rule on prepared ``[B, V]`` rows (float64 or float32 inputs;
     the fit runs in float64 and the results are cast back).
 
-    ``resolution``: the levels aim at :func:`solvers.importance_weights.coarse_ratios` when reachable
-    (computed per row with numpy on the host: a few ``O(V log V)`` sorts per row).
+    ``resolution``: the levels aim at the coarse targets of
+    :func:`solvers.importance_weights.level_targets` when reachable (computed per row with numpy on
+    the host, in linear time).
     """
     dtype = p.dtype
     p64, q64 = p.to(torch.float64), q.to(torch.float64)
@@ -158,10 +159,12 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
     if resolution is not None and k > 1:
         ps_np, qs_np, rs_np = scan.ps.cpu().numpy(), qs.cpu().numpy(), rs.cpu().numpy().copy()
         for b, jb in enumerate(j.tolist()):
-            for top, span in ((False, slice(0, jb)), (True, slice(jb, V))):
-                ids = np.flatnonzero(qs_np[b, span] > 0) + span.start
-                if ids.size:
-                    rs_np[b, ids] = coarse_ratios(ps_np[b, ids], qs_np[b, ids], k, top, resolution, rs_np[b, ids])
+            n = int(np.count_nonzero(qs_np[b] > 0))          # q = 0 tokens come last
+            for top, lo, hi in ((False, 0, min(jb, n)), (True, min(jb, n), n)):
+                if hi > lo:
+                    groups = level_targets(ps_np[b, lo:hi], qs_np[b, lo:hi], rs_np[b, lo:hi], k, top,
+                                           resolution)
+                    rs_np[b, lo:hi] = np.repeat(groups.values, groups.counts)
         rs = torch.as_tensor(rs_np, device=p64.device)
     weights_s = torch.zeros_like(p64)
     phi_s = torch.zeros_like(p64)

@@ -21,9 +21,10 @@ more groups than nodes, else directly on the ``G x G`` normalised Laplacian.
 Tokens with equal target ratio ``r*/q`` get equal weights (``phi`` is strictly increasing in
 ``lam`` for a fixed ``M``), so each level is fitted over its *distinct* ratios only ("groups").
 Optimality needs only ``r <= p`` on ``A`` and ``r >= p`` on ``H`` with the level totals fixed
-(sec. 6), so when the caps/floors have slack the targets are rounded to a geometric grid
-(:func:`coarse_ratios`, reachability checked exactly): at ``V = 49152`` this cuts tens of
-thousands of groups to hundreds while the acceptance stays ``alpha*``. The Newton iteration needs
+(sec. 6), so the targets are rounded towards the cut on a grid that is fine next to the cut,
+where the level's constraints are nearly tight, and coarse away from it (:func:`level_targets`,
+reachability checked exactly): at ``V = 49152`` this cuts tens of thousands of groups to tens
+while the acceptance stays ``alpha*``. The Newton iteration needs
 ``O(G min(G, N)^2)`` per step for ``G`` groups and ``N`` nodes (``N0 = 8`` plus ``n = 22`` per panel
 of width ``<= 3`` in ``log t``, typically 100-150). From the start ``lam = r*/q`` the groups whose
 target sits near an end of their range (:func:`ot_coupling.kernels.importance.group_range`: the
@@ -66,6 +67,7 @@ computed marginal of the rule itself, sec. 5).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -98,7 +100,7 @@ class ImportancePlan(PlanStatus):
 
     ``weights[B, V]`` (``lam``; 0 where ``q = 0``), ``top[B, V]`` (token in level ``A = V \\ H``),
     ``marginal[B, V]`` (the rule's own selection law ``r(lam)`` by quadrature), ``target[B, V]``
-    (the law aimed at: ``r*``, or the coarse targets of :func:`coarse_ratios`), ``quad_error[B]`` (bound
+    (the law aimed at: ``r*``, or the coarse targets of :func:`level_targets`), ``quad_error[B]`` (bound
     on ``||marginal - r(lam)||_1``), ``fit_error[B]`` (``||marginal - target||_1``, which bounds
     ``alpha* - acceptance`` up to the quadrature error), ``iterations``, and the scipy-style
     ``success`` / ``status`` / ``message`` of the worst level fit (:class:`LevelFit`).
@@ -116,11 +118,6 @@ class ImportancePlan(PlanStatus):
 
 
 
-def _ascending(x: np.ndarray) -> bool:
-    """Whether ``x`` is non-decreasing (the levels arrive in ascending ``p/q``: sorts can be skipped)."""
-    return bool(np.all(x[1:] >= x[:-1]))
-
-
 def _ipow(x: np.ndarray, k: int) -> np.ndarray:
     """``x**k`` for an integer ``k >= 1`` by repeated squaring (several times faster than ``pow``)."""
     out = None
@@ -134,85 +131,113 @@ def _ipow(x: np.ndarray, k: int) -> np.ndarray:
         base = base * base
 
 
-#: the reachability checks first look at this many prefixes (the high ratios, where the
-#: constraints are tight and a violation is usually found)
-_FIRST_PREFIXES = 2048
+#: the roundings tried for a level's coarse targets, coarsest first: ``(d0, g, steps)`` of
+#: :func:`_distance_grid` with the far step ``steps * resolution`` (:func:`level_targets`)
+COARSE_GRIDS = ((1e-3, 1.5, 5.0), (1e-4, 1.25, 3.0), (1e-5, 1.1, 1.0))
+#: the grid's evenly spaced steps before it doubles (:func:`_distance_grid`)
+_LINEAR_STEPS = 2000
 
 
-def _prefixes_reachable(q_l: np.ndarray, ratio: np.ndarray, cap, need, ascending: bool,
-                        q_prefix: np.ndarray | None = None) -> bool:
-    """Whether the target ``r = q_l ratio`` of a level lies in its polytope: for every proper set
-    ``S`` of the ``j`` highest ratios, ``r(S) <= cap(q(S))``, equivalently for its complement
-    ``T`` (the lowest ratios) ``r(T) >= need(q(T))`` (the level's total ``r(L)`` fixed;
-    docs/theory/optimal_verifier.md#reachable-selection-laws).
+class LevelTargets(NamedTuple):
+    """A level's target as groups: runs of tokens in the level's ascending-ratio order.
 
-    ``cap`` is concave and the prefix sums are linear within a run of equal ratios, so only the
-    ends of the runs matter and the order inside a run is free (an ascending ``ratio`` is used as
-    it is, reversed for the high end). Each constraint is checked in the form whose sums are the
-    smaller (``S`` while ``q(S) <= q(L)/2``, else ``T``): the other form compares two numbers
-    close to the total, where the round-off of a cumulative sum over ``~V`` tokens (~1e-15) would
-    decide. The first :data:`_FIRST_PREFIXES` high-ratio prefixes are checked on their own first (a
-    failing target then costs no full pass). ``q_prefix``: the caller's ``cumsum(q_l[:m])`` for its
-    first ``m`` entries, used instead of summing again where it reaches (the same sums)."""
-    if not ascending:
-        o = np.argsort(ratio, kind="stable")
-        q_l, ratio = q_l[o], ratio[o]
-    n = q_l.size
+    ``values[G]`` (ascending target ratios ``r/q``), ``counts[G]`` (tokens per run), ``masses[G]``
+    (q-mass per run); ``exact``: whether these are the exact ``r*/q`` (else coarse targets)."""
+
+    values: np.ndarray
+    counts: np.ndarray
+    masses: np.ndarray
+    exact: bool
+
+
+def _runs(x: np.ndarray) -> np.ndarray:
+    """Start of every run of equal values of ``x`` (``x`` non-empty)."""
+    starts = np.empty(1, dtype=np.intp)
+    starts[0] = 0
+    return np.concatenate([starts, np.flatnonzero(x[1:] != x[:-1]) + 1])
+
+
+def _as_groups(values: np.ndarray, q_l: np.ndarray, starts: np.ndarray, exact: bool) -> LevelTargets:
+    """Groups starting at ``starts`` (strictly increasing, first 0) with the given values."""
+    counts = np.diff(starts, append=q_l.size)
+    return LevelTargets(values, counts, np.add.reduceat(q_l, starts), exact)
+
+
+def _exact_groups(q_l: np.ndarray, exact: np.ndarray) -> LevelTargets:
+    starts = _runs(exact)
+    return _as_groups(exact[starts], q_l, starts, True)
+
+
+def _distance_grid(d_max: float, d0: float, g: float, step: float) -> np.ndarray:
+    """Distances ``e_0 = d0 < e_1 < ...`` in ``log`` ratio from the cut, up to the first one
+    ``>= d_max``: geometric (factor ``g``) while the spacing is below ``step``, then spaced
+    ``step`` for :data:`_LINEAR_STEPS` steps, then doubling (ratios ``e^-20`` and further from the
+    cut, whose rounding moves the level's sums by less than that)."""
+    d_max = min(d_max, 2000.0)     # beyond any ratio of floats (1e-308 to 1e308: 1420)
+    d1 = max(step / (g - 1.0), d0)
+    geo = d0 * g ** np.arange(int(np.log(d1 / d0) / np.log(g)) + 1)
+    if geo[-1] >= d_max:
+        return geo[: int(np.searchsorted(geo, d_max)) + 1]
+    lin = geo[-1] + step * np.arange(1, min(int(np.ceil((d_max - geo[-1]) / step)), _LINEAR_STEPS) + 1)
+    if lin[-1] >= d_max:
+        return np.concatenate([geo, lin])
+    far = lin[-1] * 2.0 ** np.arange(1, int(np.ceil(np.log2(d_max / lin[-1]))) + 1)
+    return np.concatenate([geo, lin, far])
+
+
+def _reachable(masses: np.ndarray, values: np.ndarray, cap, need) -> bool:
+    """Whether the target ``r = masses * values`` of a level (groups in ascending ``values``) lies in
+    its polytope: for every proper set ``S`` of the highest groups ``r(S) <= cap(q(S))``,
+    equivalently for its complement ``T`` (the lowest) ``r(T) >= need(q(T))``, the level's total
+    ``r(L)`` fixed (docs/theory/optimal_verifier.md#reachable-selection-laws; ``cap`` is concave and
+    the prefix sums are linear inside a group, so the group ends are the only breakpoints). Each
+    constraint is checked in the form whose sums are the smaller (``S`` while ``q(S) <= q(L)/2``,
+    else ``T``): the other form compares two numbers close to the total, where round-off would
+    decide."""
+    n = masses.size
     if n < 2:
         return True
-    qd, rd = q_l[::-1], ratio[::-1]
-    half = 0.5 * q_l.sum()
-    for m in ((_FIRST_PREFIXES, n - 1) if n - 1 > 2 * _FIRST_PREFIXES else (n - 1,)):
-        Qs = np.cumsum(qd[:m])
-        s = int(np.searchsorted(Qs, half, side="right"))   # S-form for the first s prefixes
-        if not np.all(np.cumsum(qd[:s] * rd[:s]) <= cap(Qs[:s])):
-            return False
-    t = n - 1 - s                                           # the remaining sets, by their complements
-    if t > 0:
-        qa = q_l[:t]
-        Qa = q_prefix[:t] if q_prefix is not None and ascending and t <= q_prefix.size else np.cumsum(qa)
-        if not np.all(np.cumsum(qa * ratio[:t]) >= need(Qa)):
-            return False
-    return True
+    md, vd = masses[::-1], values[::-1]
+    Qs = np.cumsum(md[:-1])
+    s = int(np.searchsorted(Qs, 0.5 * masses.sum(), side="right"))   # S form for the first s
+    if not np.all(np.cumsum(md[:s] * vd[:s]) <= cap(Qs[:s])):
+        return False
+    t = n - 1 - s                                                     # the rest by complements
+    return t <= 0 or bool(np.all(np.cumsum(masses[:t] * values[:t]) >= need(np.cumsum(masses[:t]))))
 
 
-def _top_prefixes_fit(q_l: np.ndarray, lower: np.ndarray, cap, m: int) -> bool:
-    """``False`` only if every target ``q_l ratio`` with ``ratio >= lower`` entrywise and ascending
-    in the same order (as ``max(grid, theta)`` is) fails one of the first ``m`` high-ratio
-    constraints that :func:`_prefixes_reachable` checks in the ``S`` form: the same sums in the
-    same order of entries no larger (rounding is monotone), so that check fails too."""
-    qd = q_l[:-m - 1:-1]
-    Qs = np.cumsum(qd)
-    s = int(np.searchsorted(Qs, 0.5 * q_l.sum(), side="right"))
-    return bool(np.all(np.cumsum(qd[:s] * lower[:-m - 1:-1][:s]) <= cap(Qs[:s])))
-
-
-def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: float) -> np.ndarray | None:
-    """Level-``H`` target ratios with few distinct values, or ``None`` if none is found reachable.
-
-    On ``H`` only the floors ``r_y >= p_y`` matter for the acceptance
-    (docs/theory/optimal_verifier.md#fitting-the-weights), so instead of ``max(p/q, theta_B)`` we may aim at ``max(up(p/q), theta')`` with ``up``
-    rounding up to the geometric grid ``(1 + resolution)^n`` and ``theta'`` fixed by the level's
-    total ``sum_H q max(up(p/q), theta') = q(H)^k``. That keeps every floor and has at most
-    ``log(range)/log(1 + resolution)`` distinct ratios (groups) besides the tokens kept exact, but
-    it must lie in the level's polytope ``r(S) <= q(H)^k - (q(H) - q(S))^k``: checked on the
-    prefixes in descending ratio (as in :func:`solvers.selection_law.selection_law_violation`).
-    The highest ratios of ``H`` sit next to the cut, where these constraints are nearly tight, so
-    the ``n`` highest-ratio tokens keep ``up = p/q`` for ``n = 0, 64, 512, 4096``, first reachable
-    target wins. Linear time (no sort) when the tokens come in ascending ``p/q``.
-    """
+def _rounded_floors(pi: np.ndarray, q_h: np.ndarray, exact: np.ndarray, k: int, d0: float, g: float,
+                    step: float) -> LevelTargets | None:
+    """Level ``H``: ``max(up(p/q), theta')``, ``up`` rounding up towards the cut on the grid of
+    :func:`_distance_grid` (``None`` if that target is not reachable)."""
+    c = pi[-1]                                    # the highest ratio of H, next to the cut
+    if not 0 < c < np.inf:
+        return None
     q_total = q_h.sum()
     total = q_total**k
-    delta = np.log1p(resolution)
-    pi = p_h / q_h
-    n = pi.size
-    with np.errstate(divide="ignore"):
-        grid = np.maximum(np.where(pi > 0, np.exp(np.ceil(np.log(pi) / delta) * delta), 0.0), pi)
-    # ascending p/q: grid is ascending and so is every target below after sorting a short window
-    ascending = _ascending(pi)
-    if ascending:
-        Q0 = np.cumsum(q_h)
-        U0 = np.cumsum(q_h * grid)
+    lowest = pi[np.searchsorted(pi, 0.0, side="right")]   # the smallest positive ratio
+    e = _distance_grid(float(np.log(c) - np.log(lowest)), d0, g, step)
+    a = c * np.exp(-e[::-1])                      # bucket values, ascending; the last is c e^-d0
+    ends = np.searchsorted(pi, a, side="right")   # bucket i: a[i-1] < p/q <= a[i] (rounded up to a[i])
+    starts = np.concatenate([[0], ends[:-1]])
+    full = ends > starts
+    near = int(ends[-1])                          # tokens within d0 of c keep their own ratio
+    runs = near + _runs(pi[near:]) if near < pi.size else np.empty(0, dtype=np.intp)
+    values = np.concatenate([a[full], pi[runs]])
+    grp = _as_groups(values, q_h, np.concatenate([starts[full], runs]), False)
+    mv = grp.masses * values
+    if mv.sum() > total:
+        return None
+    # theta': sum_g m_g max(v_g, theta') = total, piecewise linear and increasing in theta'; its
+    # value at the breakpoint v_i is v_i M_i + (the sum above i)
+    M = np.cumsum(grp.masses)
+    above = np.cumsum(mv[::-1])[::-1] - mv
+    i = int(np.sum(values * M + above <= total)) - 1
+    if i >= 0:                                    # the groups up to i all aim at theta'
+        theta = (total - above[i]) / M[i]
+        grp = LevelTargets(np.concatenate([[theta], values[i + 1:]]),
+                           np.concatenate([[grp.counts[:i + 1].sum()], grp.counts[i + 1:]]),
+                           np.concatenate([[M[i]], grp.masses[i + 1:]]), False)
 
     def cap(Qc):
         return total - _ipow(np.maximum(q_total - Qc, 0.0), k)
@@ -220,78 +245,39 @@ def coarse_floor_ratios(p_h: np.ndarray, q_h: np.ndarray, k: int, resolution: fl
     def need(Qc):
         return _ipow(Qc, k)
 
-    for n_exact in (0, 64, 512, 4096):
-        if n_exact >= n:
-            return None
-        if n_exact == 0:
-            up = grid
-            if ascending and n > 1 and not _top_prefixes_fit(q_h, grid, cap, min(64, n - 1)):
-                continue  # the all-grid target fails on its highest ratios: skip building it
-        else:  # the n_exact highest ratios stay exact
-            up = grid.copy()
-            top = slice(n - n_exact, None) if ascending else np.argpartition(-pi, n_exact)[:n_exact]
-            up[top] = pi[top]
-        qu = q_h * up
-        qu_total = qu.sum()
-        if qu_total > total:
-            continue
-        if ascending:
-            # tokens before w keep their place; the window [w, n) (the exact tokens and the grid
-            # values above the lowest of them) is sorted on its own
-            w = 0 if n_exact == 0 else int(np.searchsorted(grid[:n - n_exact], pi[n - n_exact],
-                                                           side="right"))
-            if n_exact == 0:
-                u_s, q_s, Qc, U = up, q_h, Q0, U0
-            else:
-                o = w + np.argsort(up[w:], kind="stable")
-                u_s, q_s = np.concatenate([up[:w], up[o]]), np.concatenate([q_h[:w], q_h[o]])
-                q0, u0 = (Q0[w - 1], U0[w - 1]) if w else (0.0, 0.0)
-                Qc = np.concatenate([Q0[:w], q0 + np.cumsum(q_s[w:])])
-                U = np.concatenate([U0[:w], u0 + np.cumsum(qu[o])])
-        else:
-            order = np.argsort(up, kind="stable")
-            u_s, q_s = up[order], q_h[order]
-            Qc, U = np.cumsum(q_s), np.cumsum(qu[order])
-        tail = qu_total - U
-        i = int(np.sum(u_s * Qc + tail <= total)) - 1  # last breakpoint not above the total
-        theta = (total - tail[i]) / Qc[i] if i >= 0 else 0.0
-        known = Qc if n_exact == 0 or not ascending else Q0[:w]   # = cumsum(q_s[:m]) so far
-        if _prefixes_reachable(q_s, np.maximum(u_s, theta), cap, need, True, known):
-            return np.maximum(up, theta)
-    return None
+    return grp if _reachable(grp.masses, grp.values, cap, need) else None
 
 
-def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: float) -> np.ndarray | None:
-    """Level-``A`` target ratios with few distinct values, or ``None`` if not reachable.
-
-    On ``A = V \\ H`` optimality needs the caps ``r_y <= p_y`` and the level's total
-    ``g(q(A)) = 1 - (1 - q(A))^k``. Aim at ``min(down(p/q), theta')`` with ``down`` rounding down to
-    the grid ``(1 + resolution)^n`` and ``theta'`` fixed by the total (possible when the caps have
-    slack, ``sum_A q down(p/q) >= g(q(A))``); reachable iff its prefix sums in descending ratio
-    stay below ``g`` of the ``q``-prefix sums (docs/theory/optimal_verifier.md#reachable-selection-laws).
-    Linear time (no sort) when the tokens come in ascending ``p/q``.
-    """
+def _rounded_caps(pi: np.ndarray, q_a: np.ndarray, exact: np.ndarray, k: int, d0: float, g: float,
+                  step: float) -> LevelTargets | None:
+    """Level ``A``: ``min(down(p/q), theta')``, ``down`` rounding down towards the cut on the grid
+    of :func:`_distance_grid` (``None`` if that target is not reachable)."""
+    c = pi[0]                                     # the lowest ratio of A, next to the cut
+    if not 0 < c < np.inf:
+        return None
     s_a = q_a.sum()
     total = -np.expm1(k * np.log1p(-min(s_a, 1.0))) if s_a < 1 else 1.0
-    delta = np.log1p(resolution)
-    pi = p_a / q_a
-    with np.errstate(divide="ignore"):
-        down = np.minimum(np.exp(np.floor(np.log(pi) / delta) * delta), pi)
-    qd = q_a * down
-    if qd.sum() < total:
+    e = _distance_grid(float(np.log(pi[-1]) - np.log(c)), d0, g, step)
+    with np.errstate(over="ignore"):              # buckets beyond the largest float stay empty
+        a = c * np.exp(e)                         # bucket values, ascending; the first is c e^d0
+    starts = np.searchsorted(pi, a, side="left")  # bucket i: a[i] <= p/q < a[i+1] (rounded down)
+    ends = np.append(starts[1:], pi.size)
+    full = ends > starts
+    near = int(starts[0])                         # tokens within d0 of c keep their own ratio
+    runs = _runs(pi[:near]) if near else np.empty(0, dtype=np.intp)
+    values = np.concatenate([pi[runs], a[full]])
+    grp = _as_groups(values, q_a, np.concatenate([runs, starts[full]]), False)
+    mv = grp.masses * values
+    if mv.sum() < total:
         return None
-    ascending = _ascending(down)
-    if ascending:
-        d_s, q_s = down, q_a
-    else:
-        order = np.argsort(down, kind="stable")
-        d_s, q_s = down[order], q_a[order]
-    before = np.cumsum(q_s * d_s) - q_s * d_s           # sum_{< i} q down
-    Q_s = np.cumsum(q_s)
-    after = s_a - (Q_s - q_s)                           # q-mass of the tokens >= i
-    i = int(np.argmax(before + d_s * after >= total))   # first breakpoint reaching the total
-    theta = (total - before[i]) / after[i]
-    ratio = np.minimum(down, theta)
+    # theta': sum_g m_g min(v_g, theta') = total; at the breakpoint v_i it is (the sum below i) +
+    # v_i (the mass from i on)
+    below = np.cumsum(mv) - mv
+    after = np.cumsum(grp.masses[::-1])[::-1]
+    i = int(np.argmax(below + values * after >= total))   # the groups from i on all aim at theta'
+    theta = (total - below[i]) / after[i]
+    grp = LevelTargets(np.append(values[:i], theta), np.append(grp.counts[:i], grp.counts[i:].sum()),
+                       np.append(grp.masses[:i], after[i]), False)
 
     def cap(Qc):
         with np.errstate(divide="ignore"):
@@ -306,61 +292,58 @@ def coarse_cap_ratios(p_a: np.ndarray, q_a: np.ndarray, k: int, resolution: floa
         return np.where(small, m**k * np.expm1(k * np.log1p(np.where(small, Qc, 0.0) / m)),
                         _ipow(m + Qc, k) - m**k)
 
-    return ratio if _prefixes_reachable(q_a, ratio, cap, need, ascending, Q_s if ascending else None) else None
+    return grp if _reachable(grp.masses, grp.values, cap, need) else None
 
 
-def _ascending_order(x: np.ndarray) -> np.ndarray | None:
-    """The stable ascending order of ``x``, or ``None`` when ``x`` is already ascending. Only the
-    tail after the longest prefix that is ascending and not above the tail's minimum is sorted: the
-    coarse targets of :func:`coarse_floor_ratios` are ascending except for a short window of exact
-    ratios among the grid values near the top."""
-    desc = np.flatnonzero(x[1:] < x[:-1])
-    if desc.size == 0:
-        return None
-    d = int(desc[0]) + 1
-    w = int(np.searchsorted(x[:d], x[d:].min(), side="right"))
-    return np.concatenate([np.arange(w), w + np.argsort(x[w:], kind="stable")])
+def level_targets(p_l: np.ndarray, q_l: np.ndarray, exact: np.ndarray, k: int, top: bool,
+                  resolution: float | None = 1e-2) -> LevelTargets:
+    r"""The groups a level is fitted on: coarse targets when one is reachable, else the exact ``r*/q``.
 
+    Optimality needs only the caps ``r <= p`` on ``A`` and the floors ``r >= p`` on ``H``, with
+    the level totals ``1 - q(H)^k`` and ``q(H)^k``
+    (docs/theory/optimal_verifier.md#fitting-the-weights). So a level may aim at ``p/q`` rounded
+    *towards the cut* (down on ``A``, up on ``H``) on a grid of distances ``d = |log(p/(q c))|``
+    from the ratio ``c`` of the level's token next to the cut, with a threshold ``theta'`` fixed
+    by the total: ``min(down(p/q), theta')`` on ``A``, ``max(up(p/q), theta')`` on ``H``. The
+    constraints of the level's polytope are nearly tight next to the cut (the cut is optimal, so
+    ``p(S)`` there is within second order of the polytope's ``g``) and have slack growing with the
+    distance from it, so the grid (:func:`_distance_grid`) keeps the tokens within ``d0`` of the cut
+    exact and spaces the others geometrically (factor ``g``) in ``d`` up to a step of ``steps *
+    resolution``. The grids of :data:`COARSE_GRIDS` are tried coarsest first; the first whose
+    target is reachable (checked exactly at the group ends, :func:`_reachable`) and has fewer
+    groups than ``r*`` wins. At ``V = 49152`` this leaves tens of groups per level (k = 8, flat
+    Dirichlet: ~75 on ``H``, ~15 on ``A``) instead of thousands.
 
-def _groups(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(target, return_inverse=True)`` by runs of the sorted target (:func:`_ascending_order`:
-    linear time when ``target`` is ascending, a short window sorted otherwise)."""
-    if not target.size:
-        return np.unique(target, return_inverse=True)
-    order = _ascending_order(target)
-    xs = target if order is None else target[order]
-    new = np.empty(xs.size, dtype=bool)
-    new[0] = True
-    np.not_equal(xs[1:], xs[:-1], out=new[1:])
-    gid = np.cumsum(new) - 1
-    if order is not None:
-        inv = np.empty_like(gid)
-        inv[order] = gid
-        gid = inv
-    return xs[new], gid
+    Parameters
+    ----------
+    p_l, q_l : arrays ``[n]``
+        the level's tokens (``q > 0``) in ascending ``p/q``, as the selection scan orders them.
+    exact : array ``[n]``
+        the exact target ratios ``r*/q`` (ascending).
+    k : int
+        number of drafts.
+    top : bool
+        the level is ``A`` (else ``H``).
+    resolution : float or None
+        the finest far step of the grids; ``None``: the exact targets.
 
-
-def n_distinct(x: np.ndarray) -> int:
-    """Number of distinct values of ``x`` (linear time when ``x`` is ascending, as the levels of the
-    selection scan's order are, or nearly so: :func:`_ascending_order`)."""
-    if not x.size:
-        return 0
-    order = _ascending_order(x)
-    xs = x if order is None else x[order]
-    return int(np.count_nonzero(xs[1:] != xs[:-1])) + 1
-
-
-def coarse_ratios(p_l: np.ndarray, q_l: np.ndarray, k: int, top: bool, resolution: float,
-                  exact: np.ndarray) -> np.ndarray:
-    """Coarse targets of a level (:func:`coarse_cap_ratios` on ``A``, :func:`coarse_floor_ratios` on
-    ``H``) at ``resolution``, 10x and 100x finer; ``exact`` if none is reachable or none has fewer
-    distinct values."""
-    make = coarse_cap_ratios if top else coarse_floor_ratios
-    for res in (resolution, resolution / 10, resolution / 100):
-        coarse = make(p_l, q_l, k, res)
+    Returns
+    -------
+    LevelTargets
+        groups in ascending target, runs of the level's order: linear time, no sort.
+    """
+    if resolution is None or k == 1 or q_l.size < 2:
+        return _exact_groups(q_l, exact)
+    with np.errstate(over="ignore"):     # a ratio beyond the float range is inf: the top bucket
+        pi = p_l / q_l
+    make = _rounded_caps if top else _rounded_floors
+    for d0, g, steps in COARSE_GRIDS:
+        coarse = make(pi, q_l, exact, k, d0, g, steps * resolution)
         if coarse is not None:
-            return coarse if n_distinct(coarse) < n_distinct(exact) else exact
-    return exact
+            if coarse.values.size < np.count_nonzero(exact[1:] != exact[:-1]) + 1:
+                return coarse
+            break
+    return _exact_groups(q_l, exact)
 
 
 @dataclass
@@ -403,10 +386,11 @@ def fit_sorted_row(ps: np.ndarray, qs: np.ndarray, ratio: np.ndarray, cut: int, 
     q_cut`` of the row (``q = 0`` tokens last).
 
     Both levels are contiguous in that order: ``H = [0, cut)`` and ``A = [cut, n)`` with ``n`` the
-    number of tokens with ``q > 0``. Each level aims at :func:`coarse_ratios` (``resolution``) or
-    the exact ``r*/q``, ascending, so its groups are the runs of equal target (:func:`_groups`).
-    Shared by :func:`importance_plan` and the torch verifier's CPU path
-    (:func:`gpu_backend.optimal.importance_plan`; ``with_aim=False``: ``aim`` left at 0).
+    number of tokens with ``q > 0``. Each level is fitted on the groups of :func:`level_targets`
+    (coarse targets at ``resolution``, or the exact ``r*/q``): runs of that order, so the fitted
+    weights are spread back by ``np.repeat``. Shared by :func:`importance_plan` and the torch
+    verifier's CPU path (:func:`gpu_backend.optimal.importance_plan`; ``with_aim=False``: ``aim``
+    left at 0).
     """
     V = ps.size
     n = int(np.count_nonzero(qs > 0))          # q = 0 tokens (ratio inf) come last
@@ -417,19 +401,15 @@ def fit_sorted_row(ps: np.ndarray, qs: np.ndarray, ratio: np.ndarray, cut: int, 
     for is_top, lo, hi in ((True, h_end, n), (False, 0, h_end)):
         if hi <= lo:
             continue
-        q_l = qs[lo:hi]
-        target = ratio[lo:hi]
-        if resolution is not None and k > 1:
-            target = coarse_ratios(ps[lo:hi], q_l, k, is_top, resolution, target)
-        ratios, inv = _groups(target)
-        masses = np.bincount(inv, q_l, ratios.size)
+        groups = level_targets(ps[lo:hi], qs[lo:hi], ratio[lo:hi], k, is_top, resolution)
+        masses = groups.masses
         floor = float(q_cut) if is_top else 0.0
-        fit = fit_levels(LevelProblems(masses[None], ratios[None], np.array([floor]), k),
+        fit = fit_levels(LevelProblems(masses[None], groups.values[None], np.array([floor]), k),
                          tol=tol, max_iter=max_iter)
-        weights[lo:hi] = fit.weights[0, inv]
-        phi[lo:hi] = fit.phi[0, inv]
+        weights[lo:hi] = np.repeat(fit.weights[0], groups.counts)
+        phi[lo:hi] = np.repeat(fit.phi[0], groups.counts)
         if with_aim:
-            aim[lo:hi] = ratios[inv]
+            aim[lo:hi] = np.repeat(groups.values, groups.counts)
         l1 += float(fit.l1_error[0])
         quad += float(masses.sum() * fit.quad_bound[0])
         iterations = max(iterations, fit.iterations)
@@ -444,8 +424,8 @@ def importance_plan(p: np.ndarray, q: np.ndarray, k: int, *, tol: float = 1e-12,
     """Fit the two-level importance rule of docs/theory/optimal_verifier.md#the-importance-rule on validated rows.
 
     ``p, q``: ``[B, V]`` row-stochastic float64 arrays (already validated). ``resolution``: the
-    levels aim at the coarse targets of :func:`coarse_cap_ratios` (``A``) and
-    :func:`coarse_floor_ratios` (``H``) when they are reachable (``None``: always the exact ``r*``);
+    levels aim at the coarse targets of :func:`level_targets` when they are reachable (``None``:
+    always the exact ``r*``);
     either keeps the acceptance at ``alpha*`` and cuts the number of distinct weights. Each row is
     fitted in the ascending-ratio order of the selection scan (:func:`fit_sorted_row`) and put back
     in token order once.

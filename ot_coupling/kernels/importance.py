@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import array_namespace, clip_max, clip_min, device
+from ._array import array_namespace, clip_max, clip_min, device, take_at
 
 
 class QuadRule(NamedTuple):
@@ -254,34 +254,42 @@ def evaluate(lam, mass, floor, k: int, t, w):
 def newton_step(lam, mass, grad, E, M, k: int, t, w):
     """Solve ``(D - A W A^T) x = -grad`` (the Laplacian Hessian) up to a constant; ``x`` per group.
 
-    By Woodbury (an ``N x N`` system) when ``G > N``, else on the ``G x G`` normalised Laplacian;
-    the gauge direction (constants) is deflated by adding its projector."""
+    ``A W^{1/2} = diag(u) E diag(s)`` with ``u = mass * lam`` and ``s = W^{1/2}`` is never formed:
+    its products are taken through ``E`` with the diagonal scalings applied to vectors, so a
+    step costs two ``[G, N]`` passes besides its matrix-vector products and one Gram matrix. By
+    Woodbury (an ``N x N`` system) when ``G > N``, else on the ``G x G`` normalised Laplacian; the
+    gauge direction (constants) is deflated by adding its projector."""
     xp = array_namespace(lam, E)
     dev = device(lam)
     tiny = xp.finfo(lam.dtype).tiny
     Wn = w * t * (k * (k - 1)) * M ** (k - 2)                          # [P, N]
-    At = (mass * lam)[:, :, None] * E * xp.sqrt(Wn)[:, None, :]       # A W^{1/2}, [P, G, N]
-    d = _bmv(At, xp.sum(At, axis=1))                                   # row sums of A W A^T
+    s = xp.sqrt(Wn)
+    u = mass * lam
+    Eu = _bvm(u, E)                                                    # E^T u, [P, N]
+    d = u * _bmv(E, Wn * Eu)                                           # row sums of A W A^T
     valid = (mass > 0) & (d > 0)
     dinv = xp.where(valid, 1.0 / xp.where(valid, d, 1.0), 0.0)
     b = xp.where(valid, -grad, 0.0)
-    G, N = At.shape[1], At.shape[2]
+    G, N = E.shape[1], E.shape[2]
     if G <= N:
-        sq = xp.sqrt(dinv)
-        S = sq[:, :, None] * At
+        su = xp.sqrt(dinv) * u                                         # S = diag(su) E diag(s)
+        Es = E * s[:, None, :]
         g = xp.where(valid, xp.sqrt(d), 0.0)
         g = g / clip_min(xp, xp.linalg.vector_norm(g, axis=1, keepdims=True), tiny)
-        C = (xp.eye(G, dtype=At.dtype, device=dev)[None] - S @ xp.matrix_transpose(S)
+        C = (xp.eye(G, dtype=E.dtype, device=dev)[None]
+             - su[:, :, None] * (Es @ xp.matrix_transpose(Es)) * su[:, None, :]
              + g[:, :, None] * g[:, None, :])
+        sq = xp.sqrt(dinv)
         step = sq * xp.linalg.solve(C, (sq * b)[:, :, None])[:, :, 0]
     else:
-        v = xp.sum(At, axis=1)
+        v = s * Eu
         v = v / clip_min(xp, xp.linalg.vector_norm(v, axis=1, keepdims=True), tiny)
-        S = xp.sqrt(dinv)[:, :, None] * At                            # S^T S = A^T D^-1 A (syrk)
-        C = (xp.eye(N, dtype=At.dtype, device=dev)[None] - xp.matrix_transpose(S) @ S
+        Er = E * (xp.sqrt(dinv) * u)[:, :, None]                       # S^T S = diag(s) Er^T Er diag(s)
+        C = (xp.eye(N, dtype=E.dtype, device=dev)[None]
+             - s[:, :, None] * (xp.matrix_transpose(Er) @ Er) * s[:, None, :]
              + v[:, :, None] * v[:, None, :])
-        y = xp.linalg.solve(C, _bvm(dinv * b, At)[:, :, None])[:, :, 0]
-        step = dinv * b + dinv * _bmv(At, y)
+        y = xp.linalg.solve(C, (s * _bvm(u * dinv * b, E))[:, :, None])[:, :, 0]
+        step = dinv * b + dinv * u * _bmv(E, s * y)
     return xp.where(xp.isfinite(step), step, dinv * b)
 
 
@@ -402,6 +410,11 @@ def _newton(xp, z, mass, ratio, floor, k: int, tol: float, max_iter: int, rule: 
             step = newton_step(hessian[0], mass, grad, *hessian[1:3], k, *hessian[3:])
         else:
             step = newton_step(lam, mass, grad, E, M, k, t, w)
+        # in the gauge where the top weight stays put, no weight is sent below its floor
+        # -MIN_LOG_WEIGHT: a group pinned there (target 0) has a Newton step of order 1/curvature,
+        # which would dominate the damping below and freeze every other group
+        ref = take_at(xp, step, xp.argmax(xp.where(valid, z, -math.inf), axis=1))
+        step = xp.maximum(step - ref[:, None], -MIN_LOG_WEIGHT - z)
         if mapped is not None:
             # a mapped step that did not lower the error switches its problem to plain Newton
             mapped = mapped & ~(err >= prev_err)
