@@ -58,6 +58,7 @@ from scipy import sparse
 from ot_coupling.validation import validate_distribution, validate_k
 
 from .closed_form import optimal_acceptance
+from .flow_plan import check_time_limit
 from .highs import new_highs
 from .iid_plan import compositions
 from .subsets import range_subsets
@@ -695,6 +696,7 @@ def sequence_optimum(target: Conditional, draft: Conditional, k: int = 2, L: int
     (docs/theory/sequence_optimum.md).
     """
     k, L = validate_k(k), validate_k(L, "L")
+    time_limit = check_time_limit(time_limit)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if method not in METHODS:

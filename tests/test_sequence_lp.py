@@ -198,3 +198,11 @@ def test_refuses_large_problem_before_building():
         sequence_optimum(t, d, 2, 2, lossless="nope")
     with pytest.raises(ValueError, match="L"):
         sequence_optimum(t, d, 2, 0)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "10"])
+def test_time_limit_is_validated(bad):
+    """``time_limit`` must be a positive finite number of seconds or None (it was ignored)."""
+    t, d = markov_pair(3, 1, False)
+    with pytest.raises(ValueError, match="time_limit"):
+        sequence_optimum(t, d, 2, 2, time_limit=bad)
