@@ -119,7 +119,7 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
     """
     dtype = p.dtype
     p64, q64 = p.to(torch.float64), q.to(torch.float64)
-    p64, q64 = p64 / p64.sum(1, keepdim=True), q64 / q64.sum(1, keepdim=True)  # exact in float64
+    p64, q64 = _renormalise(p64), _renormalise(q64)  # exact in float64
     uniq, inverse = (torch.unique(torch.cat([p64, q64], 1), dim=0, return_inverse=True)
                      if p64.shape[0] > 1 else (p64, None))  # one row: nothing to dedupe (~1 ms)
     if uniq.shape[0] < p64.shape[0]:  # repeated rows are fitted once
@@ -208,6 +208,9 @@ class TorchOptimal(TorchSelector):
 
     name = "optimal"
     draft_law = "iid"
+    #: with ``noise=None`` the ``[B, V]`` race is drawn only when some row rejects (on a CPU; CUDA
+    #: always races, to avoid a sync): the same values as an eager draw, see ``_draw_lazily``
+    lazy_noise = ("race",)
 
     def __init__(self, *, tol: float = 1e-12, max_iter: int = 60):
         self.tol = float(tol)
@@ -220,16 +223,19 @@ class TorchOptimal(TorchSelector):
         return self._plan(p_t, q_t, _check_k(k))
 
     def _plan(self, p: torch.Tensor, q: torch.Tensor, k: int) -> TorchImportancePlan:
+        """The plan of prepared rows, refitted unless ``(p, q, k)`` equal the last call's. ``p, q``
+        come from :func:`~gpu_backend.validation.prepare_pair`, fresh tensors that are never handed
+        out, so the cache keeps them without a copy."""
         c = self._cache
         if (c is None or c[2] != k or c[0].shape != p.shape or c[0].dtype != p.dtype
-                or c[0].device != p.device or not torch.equal(c[0], p) or not torch.equal(c[1], q)):
+                or c[0].device != p.device or not _equal(c[0], p) or not _equal(c[1], q)):
             plan = importance_plan(p, q, k, tol=self.tol, max_iter=self.max_iter)
             if not plan.success:  # the output law stays p (the rule uses its own marginal); say so
                 warnings.warn(f"TorchOptimal: the importance-weight fit did not converge on "
                               f"{int((~plan.converged).sum())} row(s) ({plan.message}); their "
                               f"acceptance may fall short of alpha* by up to {plan.value:.3g}",
                               RuntimeWarning, stacklevel=3)
-            self._cache = (p.clone(), q.clone(), k, plan)
+            self._cache = (p, q, k, plan)
         return self._cache[3]
 
     def acceptance(self, p, q, k: int, *, logits: bool = False) -> torch.Tensor:
@@ -239,7 +245,8 @@ class TorchOptimal(TorchSelector):
         return torch.minimum(plan.marginal, p_t).sum(1)
 
     def noise_shapes(self, batch: int, vocab: int, k: int) -> dict[str, tuple[tuple[int, ...], str]]:
-        """``select [B]`` (the weighted pick), ``coins [B]`` (accept) uniforms, ``race [B, V]`` exponentials."""
+        """``select [B]`` (the weighted pick), ``coins [B]`` (accept) uniforms, ``race [B, V]``
+        exponentials (read only when some row rejects; drawn lazily with ``noise=None``)."""
         return {"select": ((batch,), "uniform"), "coins": ((batch,), "uniform"),
                 "race": ((batch, vocab), "exponential")}
 
@@ -258,9 +265,25 @@ class TorchOptimal(TorchSelector):
         if p.device.type == "cpu" and bool(accept.all()):
             tokens = z  # no row needs its residual: skip the [B, V] race (same output; no sync on CUDA)
         else:
-            residual = race_sample(p - r, noise["race"].to(p.dtype), fallback=p)
+            residual = race_sample(p - r, noise["race"].to(p.dtype), fallback=p, sparse=True)
             tokens = torch.where(accept, z, residual)
         return tokens, membership(tokens, drafts)
+
+
+def _renormalise(x: torch.Tensor) -> torch.Tensor:
+    """``x / x.sum(1)`` per row; rows already summing to exactly 1 are returned as they are (the
+    same bits: ``x / 1 == x`` exactly in IEEE arithmetic), most rows that
+    :func:`~gpu_backend.validation.prepare_probs` renormalised once."""
+    sums = x.sum(1, keepdim=True)
+    return x if bool((sums == 1).all()) else x / sums
+
+
+def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``torch.equal`` (same shape and dtype assumed); on a CPU through numpy views of the same
+    memory, several times faster on a ``[1, 49152]`` row."""
+    if a.device.type == "cpu":
+        return bool(np.array_equal(a.detach().numpy(), b.detach().numpy()))
+    return torch.equal(a, b)
 
 
 def _check_k(k) -> int:
