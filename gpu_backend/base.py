@@ -140,14 +140,15 @@ def _draw(shapes, generator: torch.Generator | None, device, dtype: torch.dtype)
     out: Noise = {}
     for name, (shape, kind) in shapes:
         u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
-        # map to the open interval (0, 1) so logs stay finite
-        u = u.clamp_min(torch.finfo(dtype).tiny)
+        # map to the open interval (0, 1) so logs stay finite; in place (the same values as
+        # -log(u) and -log(-log(u)), without a [B, V] temporary per step)
+        u.clamp_min_(torch.finfo(dtype).tiny)
         if kind == "uniform":
             out[name] = u
         elif kind == "exponential":
-            out[name] = -torch.log(u)
+            out[name] = u.log_().neg_()
         elif kind == "gumbel":
-            out[name] = -torch.log(-torch.log(u))
+            out[name] = u.log_().neg_().log_().neg_()
         else:  # pragma: no cover - programming error in a subclass
             raise ValueError(f"unknown noise kind {kind!r}")
     return out

@@ -12,6 +12,7 @@ positive weight, even when ``w / E`` would underflow.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -42,23 +43,34 @@ def race_sample(weights: torch.Tensor, exponentials: torch.Tensor,
 
 def _race_on_support(weights: torch.Tensor, exponentials: torch.Tensor,
                      fallback: torch.Tensor | None) -> torch.Tensor:
-    """The dense race's token, from the keys ``log w - log E`` of the entries with ``w > 0`` only
-    (``fallback``'s entries for a row without any; token 0 for a row of zeros), the first index
-    among equal keys."""
+    """The dense race's token on a CPU, from the keys ``log w - log E`` of the entries with
+    ``w > 0`` only (``fallback``'s entries for a row without any; token 0 for a row of zeros), the
+    first index among equal keys. The positive entries are found by numpy on views of the same
+    memory (several times faster than ``torch.nonzero``); the keys are torch's ``log``."""
     B, V = weights.shape
-    rows, cols = (weights > 0).nonzero(as_tuple=True)
+    if B == 1:  # one row: 1-D indices and gathers
+        src = weights[0]
+        cols = np.flatnonzero(src.detach().numpy() > 0)
+        if not cols.size and fallback is not None:
+            src = fallback[0]
+            cols = np.flatnonzero(src.detach().numpy() > 0)
+        if not cols.size:
+            return torch.zeros(1, dtype=torch.long)
+        c = torch.from_numpy(cols)
+        keys = torch.log(src.index_select(0, c)) - torch.log(exponentials[0].index_select(0, c))
+        return c[int(keys.detach().numpy().argmax())].reshape(1)
     w = weights
+    rows, cols = np.nonzero(w.detach().numpy() > 0)
     if fallback is not None:
-        empty = torch.bincount(rows, minlength=B) == 0
-        if bool(empty.any()):
-            w = torch.where(empty.unsqueeze(1), fallback, weights)
-            rows, cols = (w > 0).nonzero(as_tuple=True)
-    keys = torch.log(w[rows, cols]) - torch.log(exponentials[rows, cols])
-    if B == 1:
-        return cols[keys.argmax()].reshape(1) if cols.numel() else cols.new_zeros(1)
-    best = torch.full((B,), -torch.inf, dtype=keys.dtype).scatter_reduce_(0, rows, keys, "amax")
-    hit = keys == best[rows]
-    first = torch.full((B,), V, dtype=torch.long).scatter_reduce_(0, rows[hit], cols[hit], "amin")
+        empty = np.bincount(rows, minlength=B) == 0
+        if empty.any():
+            w = torch.where(torch.from_numpy(empty).unsqueeze(1), fallback, weights)
+            rows, cols = np.nonzero(w.detach().numpy() > 0)
+    r, c = torch.from_numpy(rows), torch.from_numpy(cols)
+    keys = torch.log(w[r, c]) - torch.log(exponentials[r, c])
+    best = torch.full((B,), -torch.inf, dtype=keys.dtype).scatter_reduce_(0, r, keys, "amax")
+    hit = keys == best[r]
+    first = torch.full((B,), V, dtype=torch.long).scatter_reduce_(0, r[hit], c[hit], "amin")
     return torch.where(first < V, first, torch.zeros_like(first))
 
 
