@@ -4,7 +4,10 @@ Rows are independent problems: ``p, q`` are ``[B, V]`` (probabilities, or logits
 ``logits=True``), drafts ``[B, k]`` int64. All randomness of :meth:`TorchSelector.verify` comes
 from a dict of noise tensors (uniforms, exponentials, Gumbels) described by
 :meth:`TorchSelector.noise_shapes`; passing the same noise makes the batched code equal a per-row
-reference loop bit for bit, and with ``noise=None`` it is drawn from the ``torch.Generator``.
+reference loop bit for bit, and with ``noise=None`` it is drawn from the ``torch.Generator`` (the
+trailing entries a rule names in :attr:`TorchSelector.lazy_noise` only when it reads them, with
+the values :meth:`TorchSelector.draw_noise` would give: ``TorchOptimal``'s ``[B, V]`` race only when
+a row rejects).
 
 The numpy reference of every rule is :mod:`ot_coupling`; acceptances agree to 1e-6 in float64.
 """
@@ -65,6 +68,8 @@ class TorchSelector(ABC):
         Each lazy draw is fresh output of the generator, independent of everything drawn before,
         so the output law is unchanged (a branch that needs a draw simply draws it)."""
         shapes = list(self.noise_shapes(batch, vocab, k).items())
+        if not self.lazy_noise:
+            return _draw(shapes, generator, device, dtype)
         n_eager = len(shapes)
         while n_eager and shapes[n_eager - 1][0] in self.lazy_noise:
             n_eager -= 1
