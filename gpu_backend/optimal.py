@@ -278,7 +278,7 @@ def _renormalise(x: torch.Tensor) -> torch.Tensor:
     same bits: ``x / 1 == x`` exactly in IEEE arithmetic), most rows that
     :func:`~gpu_backend.validation.prepare_probs` renormalised once."""
     sums = x.sum(1, keepdim=True)
-    return x if bool((sums == 1).all()) else x / sums
+    return x if x.device.type == "cpu" and bool((sums == 1).all()) else x / sums  # no sync on CUDA
 
 
 def _distinct_rows(p: torch.Tensor, q: torch.Tensor) -> tuple[list[int], torch.Tensor | None]:
@@ -287,7 +287,8 @@ def _distinct_rows(p: torch.Tensor, q: torch.Tensor) -> tuple[list[int], torch.T
     (the sums of every fifth entry of ``p`` and of ``q``; equal rows have equal ones) and are then
     compared exactly, so a fingerprint that misses a repeat would only cost a second fit; tens of
     times cheaper than ``torch.unique`` on the ``[B, 2V]`` rows."""
-    pn, qn = p.detach().numpy(), q.detach().numpy()
+    pn, qn = (x.detach().numpy() if x.dtype in (torch.float32, torch.float64)
+              else x.detach().to(torch.float64).numpy() for x in (p, q))  # exact widening
     keys = np.stack([pn[:, ::5].sum(1), qn[:, ::5].sum(1)], 1).tolist()
     first: list[int] = []
     inverse: list[int] = []
