@@ -12,23 +12,66 @@ positive weight, even when ``w / E`` would underflow.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
 def race_sample(weights: torch.Tensor, exponentials: torch.Tensor,
-                fallback: torch.Tensor | None = None) -> torch.Tensor:
+                fallback: torch.Tensor | None = None, *, sparse: bool = False) -> torch.Tensor:
     """Sample one token per row of the unnormalised ``[B, V]`` weights by the exponential race.
 
     ``exponentials`` are i.i.d. ``Exp(1)`` of the same shape. Rows whose weights are all zero
     (a residual of zero mass: in exact arithmetic a branch of probability 0) race on ``fallback``
     instead (the target ``p``), so a token of zero weight is never returned when any weight is
     positive, and no NaN ever appears. Returns ``[B]`` int64 token ids in ``[0, V)``.
+
+    ``sparse=True`` (weights that are mostly zeros, such as a residual ``(p - r)^+``): on a CPU the
+    keys are computed on the positive entries only, the CPU ``log`` being ~20x slower on zeros.
+    Those keys are the same values as the dense ones, elementwise; the dense keys of the other
+    entries are ``-inf`` and cannot win against a finite key, and ties go to the lower index as with
+    ``argmax``; so the token is the same for exponentials in ``(0, inf)``, which is all
+    :meth:`~gpu_backend.base.TorchSelector.draw_noise` produces. Elsewhere (no host sync) dense.
     """
+    if sparse and weights.device.type == "cpu":
+        return _race_on_support(weights, exponentials, fallback)
     w = weights.clamp_min(0)
     if fallback is not None:
         w = torch.where((w > 0).any(dim=1, keepdim=True), w, fallback)
     keys = torch.log(w) - torch.log(exponentials)
     return keys.argmax(dim=1)
+
+
+def _race_on_support(weights: torch.Tensor, exponentials: torch.Tensor,
+                     fallback: torch.Tensor | None) -> torch.Tensor:
+    """The dense race's token on a CPU, from the keys ``log w - log E`` of the entries with
+    ``w > 0`` only (``fallback``'s entries for a row without any; token 0 for a row of zeros), the
+    first index among equal keys. The positive entries are found by numpy on views of the same
+    memory (several times faster than ``torch.nonzero``); the keys are torch's ``log``."""
+    B, V = weights.shape
+    if B == 1:  # one row: 1-D indices and gathers
+        src = weights[0]
+        cols = np.flatnonzero(src.detach().numpy() > 0)
+        if not cols.size and fallback is not None:
+            src = fallback[0]
+            cols = np.flatnonzero(src.detach().numpy() > 0)
+        if not cols.size:
+            return torch.zeros(1, dtype=torch.long)
+        c = torch.from_numpy(cols)
+        keys = torch.log(src.index_select(0, c)) - torch.log(exponentials[0].index_select(0, c))
+        return c[int(keys.detach().numpy().argmax())].reshape(1)
+    w = weights
+    rows, cols = np.nonzero(w.detach().numpy() > 0)
+    if fallback is not None:
+        empty = np.bincount(rows, minlength=B) == 0
+        if empty.any():
+            w = torch.where(torch.from_numpy(empty).unsqueeze(1), fallback, weights)
+            rows, cols = np.nonzero(w.detach().numpy() > 0)
+    r, c = torch.from_numpy(rows), torch.from_numpy(cols)
+    keys = torch.log(w[r, c]) - torch.log(exponentials[r, c])
+    best = torch.full((B,), -torch.inf, dtype=keys.dtype).scatter_reduce_(0, r, keys, "amax")
+    hit = keys == best[r]
+    first = torch.full((B,), V, dtype=torch.long).scatter_reduce_(0, r[hit], c[hit], "amin")
+    return torch.where(first < V, first, torch.zeros_like(first))
 
 
 def take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

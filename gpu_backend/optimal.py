@@ -119,24 +119,27 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
     the host, in linear time).
     """
     dtype = p.dtype
+    if p.device.type == "cpu" and p.shape[0] > 1:
+        # on a CPU, padding every row to the largest group count and node count of the batch costs
+        # more than it saves: fit row by row (identical results, the rows are independent), each
+        # distinct row pair once and from its own rows, so a row's plan is the one-row call's
+        first, inverse = _distinct_rows(p, q)
+        plans = [importance_plan(p[b:b + 1], q[b:b + 1], k, tol=tol, max_iter=max_iter, resolution=resolution)
+                 for b in first]
+        worst = max(plans, key=lambda pl: pl.status)
+        plan = TorchImportancePlan(*(torch.cat([getattr(pl, f) for pl in plans]) for f in
+                                     ("weights", "top", "marginal", "fit_error", "quad_error")),
+                                   max(pl.iterations for pl in plans),
+                                   torch.cat([pl.converged for pl in plans]), worst.status, worst.message)
+        return plan if inverse is None else plan._rows(inverse)
     p64, q64 = p.to(torch.float64), q.to(torch.float64)
-    p64, q64 = p64 / p64.sum(1, keepdim=True), q64 / q64.sum(1, keepdim=True)  # exact in float64
+    p64, q64 = _renormalise(p64), _renormalise(q64)  # exact in float64
     uniq, inverse = (torch.unique(torch.cat([p64, q64], 1), dim=0, return_inverse=True)
                      if p64.shape[0] > 1 else (p64, None))  # one row: nothing to dedupe (~1 ms)
     if uniq.shape[0] < p64.shape[0]:  # repeated rows are fitted once
         plan = importance_plan(uniq[:, : p.shape[1]].to(dtype), uniq[:, p.shape[1]:].to(dtype), k,
                                tol=tol, max_iter=max_iter, resolution=resolution)
         return plan._rows(inverse)
-    if p.device.type == "cpu" and p.shape[0] > 1:
-        # on a CPU, padding every row to the largest group count and node count of the batch costs
-        # more than it saves: fit row by row (identical results, the rows are independent)
-        plans = [importance_plan(p[b:b + 1], q[b:b + 1], k, tol=tol, max_iter=max_iter, resolution=resolution)
-                 for b in range(p.shape[0])]
-        worst = max(plans, key=lambda pl: pl.status)
-        return TorchImportancePlan(*(torch.cat([getattr(pl, f) for pl in plans]) for f in
-                                     ("weights", "top", "marginal", "fit_error", "quad_error")),
-                                   max(pl.iterations for pl in plans),
-                                   torch.cat([pl.converged for pl in plans]), worst.status, worst.message)
     B, V = p64.shape
     if p64.device.type == "cpu":
         # one row on a CPU: the numpy scan and fit (numpy views of the same memory), both levels as
@@ -211,6 +214,9 @@ class TorchOptimal(TorchSelector):
 
     name = "optimal"
     draft_law = "iid"
+    #: with ``noise=None`` the ``[B, V]`` race is drawn only when some row rejects (on a CPU; CUDA
+    #: always races, to avoid a sync): the same values as an eager draw, see ``_draw_lazily``
+    lazy_noise = ("race",)
 
     def __init__(self, *, tol: float = 1e-12, max_iter: int = 60):
         self.tol = float(tol)
@@ -223,16 +229,19 @@ class TorchOptimal(TorchSelector):
         return self._plan(p_t, q_t, _check_k(k))
 
     def _plan(self, p: torch.Tensor, q: torch.Tensor, k: int) -> TorchImportancePlan:
+        """The plan of prepared rows, refitted unless ``(p, q, k)`` equal the last call's. ``p, q``
+        come from :func:`~gpu_backend.validation.prepare_pair`, fresh tensors that are never handed
+        out, so the cache keeps them without a copy."""
         c = self._cache
         if (c is None or c[2] != k or c[0].shape != p.shape or c[0].dtype != p.dtype
-                or c[0].device != p.device or not torch.equal(c[0], p) or not torch.equal(c[1], q)):
+                or c[0].device != p.device or not _equal(c[0], p) or not _equal(c[1], q)):
             plan = importance_plan(p, q, k, tol=self.tol, max_iter=self.max_iter)
             if not plan.success:  # the output law stays p (the rule uses its own marginal); say so
                 warnings.warn(f"TorchOptimal: the importance-weight fit did not converge on "
                               f"{int((~plan.converged).sum())} row(s) ({plan.message}); their "
                               f"acceptance may fall short of alpha* by up to {plan.value:.3g}",
                               RuntimeWarning, stacklevel=3)
-            self._cache = (p.clone(), q.clone(), k, plan)
+            self._cache = (p, q, k, plan)
         return self._cache[3]
 
     def acceptance(self, p, q, k: int, *, logits: bool = False) -> torch.Tensor:
@@ -242,7 +251,8 @@ class TorchOptimal(TorchSelector):
         return torch.minimum(plan.marginal, p_t).sum(1)
 
     def noise_shapes(self, batch: int, vocab: int, k: int) -> dict[str, tuple[tuple[int, ...], str]]:
-        """``select [B]`` (the weighted pick), ``coins [B]`` (accept) uniforms, ``race [B, V]`` exponentials."""
+        """``select [B]`` (the weighted pick), ``coins [B]`` (accept) uniforms, ``race [B, V]``
+        exponentials (read only when some row rejects; drawn lazily with ``noise=None``)."""
         return {"select": ((batch,), "uniform"), "coins": ((batch,), "uniform"),
                 "race": ((batch, vocab), "exponential")}
 
@@ -261,9 +271,49 @@ class TorchOptimal(TorchSelector):
         if p.device.type == "cpu" and bool(accept.all()):
             tokens = z  # no row needs its residual: skip the [B, V] race (same output; no sync on CUDA)
         else:
-            residual = race_sample(p - r, noise["race"].to(p.dtype), fallback=p)
+            residual = race_sample(p - r, noise["race"].to(p.dtype), fallback=p, sparse=True)
             tokens = torch.where(accept, z, residual)
         return tokens, membership(tokens, drafts)
+
+
+def _renormalise(x: torch.Tensor) -> torch.Tensor:
+    """``x / x.sum(1)`` per row; rows already summing to exactly 1 are returned as they are (the
+    same bits: ``x / 1 == x`` exactly in IEEE arithmetic), most rows that
+    :func:`~gpu_backend.validation.prepare_probs` renormalised once."""
+    sums = x.sum(1, keepdim=True)
+    return x if x.device.type == "cpu" and bool((sums == 1).all()) else x / sums  # no sync on CUDA
+
+
+def _distinct_rows(p: torch.Tensor, q: torch.Tensor) -> tuple[list[int], torch.Tensor | None]:
+    """The first index of each distinct row pair ``(p[b], q[b])`` of CPU rows, and the index into
+    that list of every row (``None`` when all rows are distinct). Candidates share a fingerprint
+    (the sums of every fifth entry of ``p`` and of ``q``; equal rows have equal ones) and are then
+    compared exactly, so a fingerprint that misses a repeat would only cost a second fit; tens of
+    times cheaper than ``torch.unique`` on the ``[B, 2V]`` rows."""
+    pn, qn = (x.detach().numpy() if x.dtype in (torch.float32, torch.float64)
+              else x.detach().to(torch.float64).numpy() for x in (p, q))  # exact widening
+    keys = np.stack([pn[:, ::5].sum(1), qn[:, ::5].sum(1)], 1).tolist()
+    first: list[int] = []
+    inverse: list[int] = []
+    seen: dict[tuple[float, float], list[int]] = {}
+    for b, key in enumerate(map(tuple, keys)):
+        for j in seen.get(key, ()):
+            if np.array_equal(pn[first[j]], pn[b]) and np.array_equal(qn[first[j]], qn[b]):
+                inverse.append(j)
+                break
+        else:
+            seen.setdefault(key, []).append(len(first))
+            inverse.append(len(first))
+            first.append(b)
+    return first, (None if len(first) == len(inverse) else torch.tensor(inverse))
+
+
+def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``torch.equal`` (same shape and dtype assumed); on a CPU through numpy views of the same
+    memory, several times faster on a ``[1, 49152]`` row."""
+    if a.device.type == "cpu":
+        return bool(np.array_equal(a.detach().numpy(), b.detach().numpy()))
+    return torch.equal(a, b)
 
 
 def _check_k(k) -> int:

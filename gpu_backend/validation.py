@@ -23,7 +23,8 @@ def prepare_probs(x, name: str = "p", *, logits: bool = False) -> torch.Tensor:
     ``logits=True``: ``x`` are logits (``-inf`` allowed, masked tokens); a row with NaN, ``+inf`` or
     all ``-inf`` raises. Otherwise ``x`` are probabilities: finite, >= 0, rows summing to 1 within
     :data:`SUM_TOL` (:data:`HALF_SUM_TOL` for fp16/bf16 input); rows are renormalised. 1-D input
-    is treated as one row.
+    is treated as one row. The result is always a new tensor, never the memory of ``x`` (callers
+    such as ``TorchOptimal``'s plan cache keep it without a copy).
     """
     t = torch.as_tensor(x)
     if not t.dtype.is_floating_point:
@@ -34,29 +35,41 @@ def prepare_probs(x, name: str = "p", *, logits: bool = False) -> torch.Tensor:
         raise ValueError(f"{name} must have shape [B, V] or [V], got {tuple(torch.as_tensor(x).shape)}")
     tol = HALF_SUM_TOL.get(t.dtype, SUM_TOL[compute_dtype(t.dtype)])
     t = t.to(compute_dtype(t.dtype))
-    # one fused pass on the valid path (NaN fails every comparison); diagnose only on failure
-    ok = (t < torch.inf) if logits else ((t >= 0) & (t < torch.inf))
-    if not bool(ok.all()):
-        if torch.isnan(t).any():
-            row = int(torch.isnan(t).any(dim=1).nonzero()[0])
-            raise ValueError(f"{name} contains NaN in row {row}")
-        if logits:
-            raise ValueError(f"{name} logits contain +inf")
-        if not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains inf")
-        row = int((t < 0).any(dim=1).nonzero()[0])
-        raise ValueError(f"{name} has negative mass in row {row}")
     if logits:
-        dead = torch.isneginf(t).all(dim=1)
+        # valid path: one row-max pass (amax propagates NaN, so NaN and +inf both fail `< inf`)
+        top = t.amax(dim=1) if t.numel() else t.new_zeros(t.shape[0])
+        if not bool((top < torch.inf).all()):
+            _diagnose_entries(t, name, logits)
+        dead = top == -torch.inf
         if dead.any():
             raise ValueError(f"{name} logits are all -inf in row {int(dead.nonzero()[0])}")
         return torch.softmax(t, dim=1)
+    # valid path: the row sums and one min pass. A minimum >= 0 (amin propagates NaN) rules out NaN
+    # and negative entries; non-negative entries whose row sums lie within `tol` of 1 are finite.
+    # Anything else is diagnosed in the order NaN, inf, negative, row sum.
     sums = t.sum(dim=1, keepdim=True)
-    bad = (sums - 1).abs() > tol
-    if bad.any():
+    if t.numel() and not bool((t.amin() >= 0) & ((sums - 1).abs() <= tol).all()):
+        _diagnose_entries(t, name, logits)
+        bad = (sums - 1).abs() > tol
         row = int(bad.squeeze(1).nonzero()[0])
         raise ValueError(f"{name} row {row} must sum to 1, sums to {float(sums[row]):.10g}")
     return t / sums
+
+
+def _diagnose_entries(t: torch.Tensor, name: str, logits: bool) -> None:
+    """Raise the error for the first kind of bad entry of ``t`` (NaN, then +inf for logits or any
+    inf for probabilities, then negative mass). Called only when the fast check failed: logits
+    then always raise; probabilities return when every entry is fine (the row sums are off)."""
+    if torch.isnan(t).any():
+        row = int(torch.isnan(t).any(dim=1).nonzero()[0])
+        raise ValueError(f"{name} contains NaN in row {row}")
+    if logits:  # no NaN, so some entry is +inf
+        raise ValueError(f"{name} logits contain +inf")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains inf")
+    if (t < 0).any():
+        row = int((t < 0).any(dim=1).nonzero()[0])
+        raise ValueError(f"{name} has negative mass in row {row}")
 
 
 def prepare_pair(p, q, *, logits: bool = False, names: tuple[str, str] = ("p", "q")
