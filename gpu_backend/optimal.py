@@ -95,12 +95,18 @@ def _groups(rs: torch.Tensor, qs: torch.Tensor, level: torch.Tensor):
     return gid, mass, torch.where(mass > 0, ratio, torch.ones_like(ratio))
 
 
+def _on_host(x: torch.Tensor) -> bool:
+    """Whether rows on ``x``'s device are fitted row by row on the host (a CPU), else batched on the
+    device (tests switch this off to run the batched device path on a CPU)."""
+    return x.device.type == "cpu"
+
+
 def _fit_chunk(mass: torch.Tensor, ratio: torch.Tensor, floor: torch.Tensor, k: int, tol: float,
                max_iter: int) -> LevelFit:
     """The shared fit :func:`ot_coupling.kernels.importance.fit_levels` on the rows' device: on CUDA
     with torch, on a CPU with numpy views of the same memory (no copy), whose per-operation overhead
     is several times lower than torch's on the small ``[G, N]`` arrays of one level."""
-    if mass.device.type != "cpu":
+    if not _on_host(mass):
         return fit_levels(LevelProblems(mass, ratio, floor, k), tol=tol, max_iter=max_iter)
     fit = fit_levels(LevelProblems(mass.numpy(), ratio.numpy(), floor.numpy(), k), tol=tol,
                      max_iter=max_iter)
@@ -119,7 +125,7 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
     the host, in linear time).
     """
     dtype = p.dtype
-    if p.device.type == "cpu" and p.shape[0] > 1:
+    if _on_host(p) and p.shape[0] > 1:
         # on a CPU, padding every row to the largest group count and node count of the batch costs
         # more than it saves: fit row by row (identical results, the rows are independent), each
         # distinct row pair once and from its own rows, so a row's plan is the one-row call's
@@ -141,7 +147,7 @@ def importance_plan(p: torch.Tensor, q: torch.Tensor, k: int, *, tol: float = 1e
                                tol=tol, max_iter=max_iter, resolution=resolution)
         return plan._rows(inverse)
     B, V = p64.shape
-    if p64.device.type == "cpu":
+    if _on_host(p64):
         # one row on a CPU: the numpy scan and fit (numpy views of the same memory), both levels as
         # slices of the ascending-ratio order, put back in token order by one scatter
         scan = selection_scan(p64.numpy(), q64.numpy(), k, marginal=False)
