@@ -349,13 +349,13 @@ def level_targets(p_l: np.ndarray, q_l: np.ndarray, exact: np.ndarray, k: int, t
 @dataclass
 class SortedRowFit:
     """:func:`fit_sorted_row`'s result: ``weights``, ``phi`` (``r(lam)/q``) and ``aim`` (target
-    ratio) ``[V]`` in the row's ascending-ratio order; ``top_start, top_end`` (level ``A`` is
+    ratio, or ``None``) ``[V]`` in the row's ascending-ratio order; ``top_start, top_end`` (level ``A`` is
     ``[top_start, top_end)``, level ``H`` is ``[0, top_start)``); ``l1_error`` and ``quad`` summed
     over the levels, ``iterations`` (largest), ``converged``, worst ``status`` / ``message``."""
 
     weights: np.ndarray
     phi: np.ndarray
-    aim: np.ndarray
+    aim: np.ndarray | None
     top_start: int
     top_end: int
     l1_error: float
@@ -365,15 +365,19 @@ class SortedRowFit:
     status: int
     message: str
 
-    def in_token_order(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def in_token_order(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
         """``weights, phi, aim, top`` ``[V]`` in token order, for the row's ascending-ratio
-        ``order`` (``top``: membership of level ``A``)."""
+        ``order`` (a permutation; ``top``: membership of level ``A``; ``aim`` is ``None`` when the
+        fit was made without it)."""
         V = order.size
-        weights, phi, aim, top = np.zeros(V), np.zeros(V), np.zeros(V), np.zeros(V, dtype=bool)
+        weights, phi, top = np.empty(V), np.empty(V), np.zeros(V, dtype=bool)
         weights[order] = self.weights
         phi[order] = self.phi
-        aim[order] = self.aim
         top[order[self.top_start:self.top_end]] = True
+        if self.aim is None:
+            return weights, phi, None, top
+        aim = np.empty(V)
+        aim[order] = self.aim
         return weights, phi, aim, top
 
 
@@ -390,12 +394,13 @@ def fit_sorted_row(ps: np.ndarray, qs: np.ndarray, ratio: np.ndarray, cut: int, 
     (coarse targets at ``resolution``, or the exact ``r*/q``): runs of that order, so the fitted
     weights are spread back by ``np.repeat``. Shared by :func:`importance_plan` and the torch
     verifier's CPU path (:func:`gpu_backend.optimal.importance_plan`; ``with_aim=False``: ``aim``
-    left at 0).
+    is ``None``).
     """
     V = ps.size
     n = int(np.count_nonzero(qs > 0))          # q = 0 tokens (ratio inf) come last
     h_end = min(int(cut), n)
-    weights, phi, aim = np.zeros(V), np.zeros(V), np.zeros(V)
+    weights, phi = np.zeros(V), np.zeros(V)
+    aim = np.zeros(V) if with_aim else None
     l1 = quad = 0.0
     iterations, converged, status, message = 0, True, 0, STATUS_MESSAGES[0]
     for is_top, lo, hi in ((True, h_end, n), (False, 0, h_end)):
