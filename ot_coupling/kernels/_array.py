@@ -7,6 +7,8 @@ Every kernel of :mod:`ot_coupling.kernels` takes its namespace from its inputs,
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from array_api_compat import array_namespace as _compat_namespace
 from array_api_compat import device, is_numpy_namespace, is_torch_namespace
@@ -85,27 +87,73 @@ def take_at(xp, x, j):
     return take_rows(xp, x, j[:, None])[:, 0]
 
 
+@functools.lru_cache(maxsize=8)
+def _column_ids(V: int):
+    """``arange(V)`` as int64, read-only (cached: the packed sort ors it into every row)."""
+    ids = np.arange(V, dtype=np.int64)
+    ids.flags.writeable = False
+    return ids
+
+
+def _packed_argsort(xn):
+    """Stable-order candidate of each row of a float32/float64 ``[B, V]`` numpy array by one SIMD
+    sort of int64 words ``(key bits, column)``, or ``None`` for other dtypes or too many columns.
+
+    Each word holds the key's bit pattern (``x + 0`` first, so ``-0`` and ``+0`` share one) in its
+    high bits and the column in its low ``ceil(log2 V)`` bits (float64 loses that many low mantissa
+    bits; float32 keeps all 32). For non-negative keys, bit patterns order as the floats, so the
+    words sort by (key, column) as long as no two distinct keys of a row share their truncated bits:
+    :func:`stable_sort_rows` checks the result and sorts the rows where that fails again stably.
+    """
+    B, V = xn.shape
+    if xn.dtype == np.float64:
+        nb = max(1, (V - 1).bit_length())
+        if nb > 40:
+            return None
+        words = np.add(xn, 0.0).view(np.int64)
+        np.bitwise_and(words, ~((1 << nb) - 1), out=words)
+    elif xn.dtype == np.float32:
+        if V > 2 ** 31:
+            return None
+        nb = 32
+        words = np.add(xn, np.float32(0.0)).view(np.int32).astype(np.int64)
+        np.left_shift(words, 32, out=words)
+    else:
+        return None
+    np.bitwise_or(words, _column_ids(V), out=words)
+    words.sort(axis=1)
+    np.bitwise_and(words, (1 << nb) - 1, out=words)
+    return words                                         # the columns, as int64 (numpy's argsort dtype)
+
+
 def stable_sort_rows(xp, x):
     """``(order, x[order])`` with ``order`` the stable ascending argsort of each row of ``x [B, V]``
-    (``argsort(x, axis=1, stable=True)``), computed by numpy's SIMD quicksort on the host when every
-    row's keys are distinct.
+    (``argsort(x, axis=1, stable=True)``), computed by numpy's SIMD sort on the host.
 
-    Distinct keys have one sorted permutation, so any sort gives the stable order (checked on the
-    sorted keys, which are returned); rows with a tie (e.g. several ``q = 0`` keyed ``inf``) are
-    sorted again stably. At ``V = 49152`` the unstable numpy sort takes 0.7 ms against 4.4 ms for
-    the stable numpy or torch sorts (one CPU thread), which was the largest single cost of the
-    optimal verifier's per-row fast path. Numpy arrays and CPU tensors go through numpy (no copy);
-    other devices use the backend's stable sort.
+    Float rows are sorted as int64 words ``(key bits, column)`` (:func:`_packed_argsort`), which
+    orders ties by column as a stable sort does; the result is the stable order exactly when the
+    sorted keys of the row do not decrease (checked with ``>=``, which also fails on NaN), and rows
+    where it fails (two keys equal in their high bits, negative keys, NaN) are sorted again stably.
+    At ``V = 49152`` this takes about 0.8 ms against 4.4-5.8 ms for the stable numpy or torch sorts
+    and 1.3 ms for numpy's unstable argsort plus a tie check (one CPU thread), on the optimal
+    verifier's per-row fast path. Numpy arrays and CPU tensors go through numpy (no copy); other
+    devices use the backend's stable sort.
     """
     if is_torch_namespace(xp) and x.device.type != "cpu":
         order = xp.argsort(x, axis=1, stable=True)
         return order, take_rows(xp, x, order)
     xn = x.numpy() if is_torch_namespace(xp) else x
-    order = np.argsort(xn, axis=1)
-    xs = take_rows(np, xn, order)
-    if np.any(xs[:, 1:] == xs[:, :-1]):
+    order = _packed_argsort(xn) if xn.ndim == 2 and xn.shape[1] > 1 else None
+    if order is None:
         order = np.argsort(xn, axis=1, kind="stable")
         xs = take_rows(np, xn, order)
+    else:
+        xs = take_rows(np, xn, order)
+        bad = ~np.all(xs[:, 1:] >= xs[:, :-1], axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            order[rows] = np.argsort(xn[rows], axis=1, kind="stable")
+            xs[rows] = np.take_along_axis(xn[rows], order[rows], axis=1)
     if is_torch_namespace(xp):
         return xp.asarray(order, device=device(x)), xp.asarray(xs, device=device(x))
     return order, xs

@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import array_namespace, device, one_minus_power, stable_sort_rows, take_at, take_rows
+from ._array import (array_namespace, device, is_torch_namespace, one_minus_power, stable_sort_rows, take_at,
+                     take_rows)
 
 
 class SelectionScan(NamedTuple):
@@ -62,6 +63,38 @@ def _suffix_sums(xp, x):
     return xp.flip(xp.cumulative_sum(xp.flip(x, axis=1), axis=1, include_initial=True), axis=1)
 
 
+def _at_most_one(xp, x):
+    """``minimum(x, 1)`` (numpy: in place; ``x`` is a fresh sum)."""
+    return np.minimum(x, 1.0, out=x) if xp is np else xp.minimum(x, 1.0)
+
+
+def _power_minus_one(xp, x, k: int):
+    """``(1 - x)^k - 1``: :func:`one_minus_power` without its final sign change, the same operations
+    (numpy: in one buffer)."""
+    if is_torch_namespace(xp):
+        return xp.expm1(k * xp.log1p(-x.clamp(0.0, 1.0)))
+    if xp is not np:
+        return -one_minus_power(xp, x, k)
+    t = np.maximum(x, 0.0)
+    np.minimum(t, 1.0, out=t)
+    np.negative(t, out=t)
+    with np.errstate(divide="ignore"):
+        np.log1p(t, out=t)                                # log1p(-1) = -inf at H = {} is right
+    np.multiply(t, k, out=t)
+    return np.expm1(t, out=t)
+
+
+def _clip_split(xp, x, j0: int, low, high):
+    """``concat([maximum(x[:, :j0], low), minimum(x[:, j0:], high)], axis=1)`` for ``[B, 1]``
+    ``low, high`` (numpy: both halves written into one buffer)."""
+    if xp is np:
+        out = np.empty(x.shape, dtype=np.result_type(x, low, high))
+        np.maximum(x[:, :j0], low, out=out[:, :j0])
+        np.minimum(x[:, j0:], high, out=out[:, j0:])
+        return out
+    return xp.concat([xp.maximum(x[:, :j0], low), xp.minimum(x[:, j0:], high)], axis=1)
+
+
 def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     """The optimal selection law ``r* = q clip(p/q, theta_B, theta_A)`` of ``[B, V]`` rows
     (validated distributions), its cut and thresholds, in ascending-ratio order (module docstring).
@@ -69,6 +102,12 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     The prefix values ``p(H_j) + 1 - q(H_j)^k`` are those of :func:`solvers.closed_form.optimal_cut`
     (``"iid"``): same sums in the same order, so ``alpha`` and the cut are identical to it.
     ``marginal=False`` skips ``r`` (the importance rule needs only the ratios).
+
+    Only the sums the thresholds read are formed: ``p`` from the left and ``q`` from the right over
+    all columns (the cut), ``q`` from the left up to the largest cut of the batch and ``p`` from the
+    right down to the smallest (each sum as a whole would give the same numbers there). When every
+    row has the same cut and no ``q = 0`` token (one row of a softmax), the masks of ``H`` and of
+    ``q = 0`` drop out.
     """
     xp = array_namespace(P, Q)
     V = P.shape[1]
@@ -80,47 +119,64 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     order, ks = stable_sort_rows(xp, key)
     ps, qs = take_rows(xp, P, order), take_rows(xp, Q, order)
     finite = qs > 0
-    pis_f = xp.where(finite, ks, 0.0)                                   # sorted p/q (0 where q = 0)
+    all_finite = bool(xp.all(finite))
+    pis_f = ks if all_finite else xp.where(finite, ks, 0.0)           # sorted p/q (0 where q = 0)
     Pc = _prefix_sums(xp, ps)                                           # p(first j tokens)
-    Qc = xp.minimum(_prefix_sums(xp, qs), 1.0)
-    Ps = _suffix_sums(xp, ps)                                           # p(tokens j..V-1)
-    Qs = xp.minimum(_suffix_sums(xp, qs), 1.0)
-    cover = one_minus_power(xp, Qs, k)                                  # 1 - q(H_j)^k, exact for tiny tails
-    vals = Pc + cover
+    Qs = _at_most_one(xp, _suffix_sums(xp, qs))                        # q(tokens j..V-1)
+    e = _power_minus_one(xp, Qs, k)                                     # -(1 - q(H_j)^k), exact for tiny tails
+    vals = Pc - e
     j = xp.argmin(vals, axis=1)                                         # first minimiser
     alpha = take_at(xp, vals, j)
-    idx = xp.arange(V, device=device(P))[None, :]
-    in_h = idx < j[:, None]
+    target_a = -take_at(xp, e, j)                                       # 1 - q(H)^k
+    lo, hi = min(int(xp.min(j)), V - 1), int(xp.max(j))
+    one_cut = lo == hi                                                  # every row cut at hi
+    if not one_cut:
+        idx = xp.arange(V, device=device(P))[None, :]
+        in_h = idx < j[:, None]
 
     # theta_A: F(th) = sum_{i >= j, q_i > 0} min(p_i, th q_i) = 1 - q(H)^k; F piecewise linear,
     # increasing; its value at the breakpoint th = pis_i is (Ps_j - Ps_{i+1}) + pis_i Qs_{i+1}
-    target_a = take_at(xp, cover, j)
-    Ps_j = take_at(xp, Ps, j)
     # (q = 0 tokens, ratio inf, count as reached; tokens of H never). Only the columns from the
     # smallest cut of the batch on can reach it, only those below the largest cut are in some H.
-    lo, hi = min(int(xp.min(j)), V - 1), int(xp.max(j))
-    f_at = (Ps_j[:, None] - Ps[:, lo + 1:]) + pis_f[:, lo:] * Qs[:, lo + 1:]
-    reached = ((f_at >= target_a[:, None]) | ~finite[:, lo:]) & ~in_h[:, lo:]
-    ia = lo + xp.argmax(xp.astype(reached, xp.int8), axis=1)           # first breakpoint reaching it
+    Ps = _suffix_sums(xp, ps[:, lo:])                                   # Ps[:, c]: p(tokens lo + c..V-1)
+    Ps_j = take_at(xp, Ps, j - lo)
+    f_at = (Ps_j[:, None] - Ps[:, 1:]) + pis_f[:, lo:] * Qs[:, lo + 1:]
+    reached = f_at >= target_a[:, None]
+    if not all_finite:
+        reached = reached | ~finite[:, lo:]
+    if not one_cut:
+        reached = reached & ~in_h[:, lo:]
+    first = xp.argmax(reached if xp is np else xp.astype(reached, xp.int8), axis=1)
+    ia = lo + first                                                     # first breakpoint reaching it
     denom = take_at(xp, Qs, ia)
-    ok = xp.any(reached, axis=1) & take_at(xp, finite, ia) & (denom > 0)   # else no cap binds (round-off)
-    th_a = xp.where(ok, (target_a - (Ps_j - take_at(xp, Ps, ia))) / xp.where(ok, denom, 1.0), math.inf)
+    ok = take_at(xp, reached, first) & take_at(xp, finite, ia) & (denom > 0)   # else no cap binds (round-off)
+    th_a = xp.where(ok, (target_a - (Ps_j - take_at(xp, Ps, first))) / xp.where(ok, denom, 1.0), math.inf)
 
     # theta_B: G(th) = sum_{i < j} max(p_i, th q_i) = q(H)^k, G piecewise linear increasing
+    Qc = _at_most_one(xp, _prefix_sums(xp, qs[:, :max(hi, 1)]))        # q(first j tokens), j <= hi
     q_cut = take_at(xp, Qc, j)
     target_b = q_cut ** k
     Pc_j = take_at(xp, Pc, j)
     g_at = pis_f[:, :hi] * Qc[:, 1:hi + 1] + (Pc_j[:, None] - Pc[:, 1:hi + 1])
-    ib = xp.sum(xp.astype((g_at <= target_b[:, None]) & in_h[:, :hi], xp.int64), axis=1) - 1
+    below = g_at <= target_b[:, None]
+    if not one_cut:
+        below = below & in_h[:, :hi]
+    ib = xp.count_nonzero(below, axis=1) - 1
     ib = xp.where(ib > 0, ib, 0) + 1                                    # last breakpoint not above it
     Qc_b = take_at(xp, Qc, ib)
     th_b = xp.where(j > 0, (target_b - Pc_j + take_at(xp, Pc, ib)) / xp.where(Qc_b > 0, Qc_b, 1.0), 0.0)
 
-    ratio = xp.where(finite, xp.where(in_h, xp.maximum(pis_f, th_b[:, None]),
-                                      xp.minimum(pis_f, th_a[:, None])), 0.0)
+    tb, ta = th_b[:, None], th_a[:, None]
+    if one_cut:                                                         # H = the first hi columns
+        ratio = _clip_split(xp, pis_f, hi, tb, ta)
+        if not all_finite:
+            ratio = xp.where(finite, ratio, 0.0)
+    else:
+        ratio = xp.where(finite, xp.where(in_h, xp.maximum(pis_f, tb), xp.minimum(pis_f, ta)), 0.0)
     r = None
     if marginal:
-        r = xp.where(finite, xp.where(in_h, xp.maximum(ps, th_b[:, None] * qs),
-                                      xp.minimum(ps, th_a[:, None] * xp.where(finite, qs, 1.0))), 0.0)
+        if one_cut:
+            in_h = xp.arange(V, device=device(P))[None, :] < hi
+        r = xp.where(finite, xp.where(in_h, xp.maximum(ps, tb * qs),
+                                      xp.minimum(ps, ta * xp.where(finite, qs, 1.0))), 0.0)
     return SelectionScan(order, j, alpha, ps, qs, ratio, r, th_a, th_b, q_cut)
-
