@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import (array_namespace, device, is_torch_namespace, one_minus_power, stable_sort_rows, take_at,
-                     take_rows)
+from ._array import (array_namespace, device, is_torch_namespace, one_minus_power, scratch, stable_sort_rows,
+                     take_at, take_rows)
 
 
 class SelectionScan(NamedTuple):
@@ -41,26 +41,43 @@ class SelectionScan(NamedTuple):
     q_cut: Any
 
 
-def _prefix_sums(xp, x):
+def _prefix_sums(xp, x, slot=None):
     """``out[:, j] = sum(x[:, :j])`` for ``j = 0..V`` (``cumulative_sum(..., include_initial=True)``;
-    numpy: ``cumsum`` into a preallocated buffer, 3x faster than numpy's own ``include_initial``)."""
+    numpy: ``cumsum`` into a preallocated buffer, 3x faster than numpy's own ``include_initial``, the
+    :func:`~ot_coupling.kernels._array.scratch` buffer ``slot`` when given)."""
     if xp is np:
-        out = np.empty((x.shape[0], x.shape[1] + 1), dtype=x.dtype)
+        shape = (x.shape[0], x.shape[1] + 1)
+        out = _buffer(slot, shape, x.dtype)
         out[:, 0] = 0.0
         np.cumsum(x, axis=1, out=out[:, 1:])
         return out
     return xp.cumulative_sum(x, axis=1, include_initial=True)
 
 
-def _suffix_sums(xp, x):
+def _suffix_sums(xp, x, slot=None):
     """``out[:, j] = sum(x[:, j:])`` for ``j = 0..V`` (summed from the tail: tiny tails stay exact)."""
     if xp is np:
         V = x.shape[1]
-        out = np.empty((x.shape[0], V + 1), dtype=x.dtype)
+        out = _buffer(slot, (x.shape[0], V + 1), x.dtype)
         out[:, V] = 0.0
         np.cumsum(x[:, ::-1], axis=1, out=out[:, V - 1::-1] if V else out[:, :0])
         return out
     return xp.flip(xp.cumulative_sum(xp.flip(x, axis=1), axis=1, include_initial=True), axis=1)
+
+
+def _buffer(slot, shape, dtype):
+    """numpy: the scratch buffer ``slot`` (``None``: a new array)."""
+    out = None if slot is None else scratch(np, slot, shape, dtype)
+    return np.empty(shape, dtype=dtype) if out is None else out
+
+
+def _op(xp, name: str, a, b, slot: str, dtype=None):
+    """``xp.<name>(a, b)`` (an elementwise array-API function); numpy: into the scratch buffer
+    ``slot``, which ``a`` may be (exactly), ``b`` not."""
+    if xp is not np:
+        return getattr(xp, name)(a, b)
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    return getattr(np, name)(a, b, out=scratch(np, slot, shape, dtype or np.result_type(a, b)))
 
 
 def _at_most_one(xp, x):
@@ -68,14 +85,14 @@ def _at_most_one(xp, x):
     return np.minimum(x, 1.0, out=x) if xp is np else xp.minimum(x, 1.0)
 
 
-def _power_minus_one(xp, x, k: int):
+def _power_minus_one(xp, x, k: int, slot: str):
     """``(1 - x)^k - 1``: :func:`one_minus_power` without its final sign change, the same operations
-    (numpy: in one buffer)."""
+    (numpy: in the scratch buffer ``slot``)."""
     if is_torch_namespace(xp):
         return xp.expm1(k * xp.log1p(-x.clamp(0.0, 1.0)))
     if xp is not np:
         return -one_minus_power(xp, x, k)
-    t = np.maximum(x, 0.0)
+    t = np.maximum(x, 0.0, out=scratch(np, slot, x.shape, x.dtype))
     np.minimum(t, 1.0, out=t)
     np.negative(t, out=t)
     with np.errstate(divide="ignore"):
@@ -84,9 +101,22 @@ def _power_minus_one(xp, x, k: int):
     return np.expm1(t, out=t)
 
 
+def _ratio_key(xp, P, Q):
+    """``p/q`` where ``q > 0``, else ``inf`` (numpy: one pass, float64, in the scratch buffer ``"key"``)."""
+    finite = Q > 0
+    if xp is np:
+        key = scratch(np, "key", P.shape, np.float64)
+        if key is None:
+            key = np.full(P.shape, math.inf)
+        else:
+            key.fill(math.inf)
+        return np.divide(P, Q, out=key, where=finite)
+    return xp.where(finite, P / xp.where(finite, Q, 1.0), math.inf)
+
+
 def _clip_split(xp, x, j0: int, low, high):
     """``concat([maximum(x[:, :j0], low), minimum(x[:, j0:], high)], axis=1)`` for ``[B, 1]``
-    ``low, high`` (numpy: both halves written into one buffer)."""
+    ``low, high`` (numpy: both halves written into one new array)."""
     if xp is np:
         out = np.empty(x.shape, dtype=np.result_type(x, low, high))
         np.maximum(x[:, :j0], low, out=out[:, :j0])
@@ -107,24 +137,21 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     all columns (the cut), ``q`` from the left up to the largest cut of the batch and ``p`` from the
     right down to the smallest (each sum as a whole would give the same numbers there). When every
     row has the same cut and no ``q = 0`` token (one row of a softmax), the masks of ``H`` and of
-    ``q = 0`` drop out.
+    ``q = 0`` drop out. numpy keeps the intermediates of small batches in per-thread
+    :func:`~ot_coupling.kernels._array.scratch` buffers (no page faults); the results are new arrays.
     """
     xp = array_namespace(P, Q)
-    V = P.shape[1]
-    finite_all = Q > 0
-    if xp is np:                                  # p/q where q > 0, else inf: one pass
-        key = np.divide(P, Q, out=np.full(P.shape, math.inf), where=finite_all)
-    else:
-        key = xp.where(finite_all, P / xp.where(finite_all, Q, 1.0), math.inf)
-    order, ks = stable_sort_rows(xp, key)
+    B, V = P.shape
+    key = _ratio_key(xp, P, Q)
+    order, ks = stable_sort_rows(xp, key, keys_out=scratch(xp, "ks", key.shape, key.dtype))
     ps, qs = take_rows(xp, P, order), take_rows(xp, Q, order)
-    finite = qs > 0
+    finite = _op(xp, "greater", qs, 0.0, "finite", bool)
     all_finite = bool(xp.all(finite))
     pis_f = ks if all_finite else xp.where(finite, ks, 0.0)           # sorted p/q (0 where q = 0)
-    Pc = _prefix_sums(xp, ps)                                           # p(first j tokens)
-    Qs = _at_most_one(xp, _suffix_sums(xp, qs))                        # q(tokens j..V-1)
-    e = _power_minus_one(xp, Qs, k)                                     # -(1 - q(H_j)^k), exact for tiny tails
-    vals = Pc - e
+    Pc = _prefix_sums(xp, ps, "Pc")                                     # p(first j tokens)
+    Qs = _at_most_one(xp, _suffix_sums(xp, qs, "Qs"))                  # q(tokens j..V-1)
+    e = _power_minus_one(xp, Qs, k, "e")                                # -(1 - q(H_j)^k), exact for tiny tails
+    vals = _op(xp, "subtract", Pc, e, "vals")
     j = xp.argmin(vals, axis=1)                                         # first minimiser
     alpha = take_at(xp, vals, j)
     target_a = -take_at(xp, e, j)                                       # 1 - q(H)^k
@@ -138,10 +165,12 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     # increasing; its value at the breakpoint th = pis_i is (Ps_j - Ps_{i+1}) + pis_i Qs_{i+1}
     # (q = 0 tokens, ratio inf, count as reached; tokens of H never). Only the columns from the
     # smallest cut of the batch on can reach it, only those below the largest cut are in some H.
-    Ps = _suffix_sums(xp, ps[:, lo:])                                   # Ps[:, c]: p(tokens lo + c..V-1)
+    # (scratch slots "vals" and "e" are free from here)
+    Ps = _suffix_sums(xp, ps[:, lo:], "key")                            # Ps[:, c]: p(tokens lo + c..V-1)
     Ps_j = take_at(xp, Ps, j - lo)
-    f_at = (Ps_j[:, None] - Ps[:, 1:]) + pis_f[:, lo:] * Qs[:, lo + 1:]
-    reached = f_at >= target_a[:, None]
+    f_at = _op(xp, "subtract", Ps_j[:, None], Ps[:, 1:], "vals")
+    f_at = _op(xp, "add", f_at, _op(xp, "multiply", pis_f[:, lo:], Qs[:, lo + 1:], "e"), "vals")
+    reached = _op(xp, "greater_equal", f_at, target_a[:, None], "mask", bool)
     if not all_finite:
         reached = reached | ~finite[:, lo:]
     if not one_cut:
@@ -153,12 +182,13 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     th_a = xp.where(ok, (target_a - (Ps_j - take_at(xp, Ps, first))) / xp.where(ok, denom, 1.0), math.inf)
 
     # theta_B: G(th) = sum_{i < j} max(p_i, th q_i) = q(H)^k, G piecewise linear increasing
-    Qc = _at_most_one(xp, _prefix_sums(xp, qs[:, :max(hi, 1)]))        # q(first j tokens), j <= hi
+    Qc = _at_most_one(xp, _prefix_sums(xp, qs[:, :max(hi, 1)], "key"))  # q(first j tokens), j <= hi
     q_cut = take_at(xp, Qc, j)
     target_b = q_cut ** k
     Pc_j = take_at(xp, Pc, j)
-    g_at = pis_f[:, :hi] * Qc[:, 1:hi + 1] + (Pc_j[:, None] - Pc[:, 1:hi + 1])
-    below = g_at <= target_b[:, None]
+    g_at = _op(xp, "multiply", pis_f[:, :hi], Qc[:, 1:hi + 1], "vals")
+    g_at = _op(xp, "add", g_at, _op(xp, "subtract", Pc_j[:, None], Pc[:, 1:hi + 1], "e"), "vals")
+    below = _op(xp, "less_equal", g_at, target_b[:, None], "mask", bool)
     if not one_cut:
         below = below & in_h[:, :hi]
     ib = xp.count_nonzero(below, axis=1) - 1
