@@ -72,12 +72,16 @@ def _buffer(slot, shape, dtype):
 
 
 def _op(xp, name: str, a, b, slot: str, dtype=None):
-    """``xp.<name>(a, b)`` (an elementwise array-API function); numpy: into the scratch buffer
-    ``slot``, which ``a`` may be (exactly), ``b`` not."""
+    """``xp.<name>(a, b)`` (an elementwise array-API function of ``[B, n]`` or ``[B, 1]`` arrays or a
+    scalar ``b``); numpy: into the scratch buffer ``slot``, which ``a`` may be (exactly), ``b`` not."""
     if xp is not np:
         return getattr(xp, name)(a, b)
-    shape = np.broadcast_shapes(np.shape(a), np.shape(b))
-    return getattr(np, name)(a, b, out=scratch(np, slot, shape, dtype or np.result_type(a, b)))
+    if type(b) is float:
+        shape, dtype = a.shape, dtype or a.dtype
+    else:
+        shape, dtype = max(a.shape, b.shape), dtype or np.result_type(a, b)
+    out = scratch(np, slot, shape, dtype)
+    return getattr(np, name)(a, b, out=out)
 
 
 def _at_most_one(xp, x):
@@ -150,7 +154,7 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     pis_f = ks if all_finite else xp.where(finite, ks, 0.0)           # sorted p/q (0 where q = 0)
     Pc = _prefix_sums(xp, ps, "Pc")                                     # p(first j tokens)
     Qs = _at_most_one(xp, _suffix_sums(xp, qs, "Qs"))                  # q(tokens j..V-1)
-    e = _power_minus_one(xp, Qs, k, "e")                                # -(1 - q(H_j)^k), exact for tiny tails
+    e = _power_minus_one(xp, Qs, k, "e")                                # -(1 - q(H_j)^k), exact for tiny tail
     vals = _op(xp, "subtract", Pc, e, "vals")
     j = xp.argmin(vals, axis=1)                                         # first minimiser
     alpha = take_at(xp, vals, j)
