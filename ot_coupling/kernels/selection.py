@@ -106,16 +106,27 @@ def _power_minus_one(xp, x, k: int, slot: str):
 
 
 def _ratio_key(xp, P, Q):
-    """``p/q`` where ``q > 0``, else ``inf`` (numpy: one pass, float64, in the scratch buffer ``"key"``)."""
-    finite = Q > 0
+    """``(key, all_positive)``: ``key = p/q`` where ``q > 0``, else ``inf`` (numpy: float64, in the
+    scratch buffer ``"key"``, one division), and whether every ``q > 0`` (then no masking)."""
+    positive = _op(xp, "greater", Q, 0.0, "finite", bool)
+    all_positive = bool(xp.all(positive))
     if xp is np:
         key = scratch(np, "key", P.shape, np.float64)
         if key is None:
-            key = np.full(P.shape, math.inf)
-        else:
-            key.fill(math.inf)
-        return np.divide(P, Q, out=key, where=finite)
-    return xp.where(finite, P / xp.where(finite, Q, 1.0), math.inf)
+            key = np.empty(P.shape)
+        if all_positive:
+            return np.divide(P, Q, out=key), True
+        key.fill(math.inf)
+        return np.divide(P, Q, out=key, where=positive), False
+    return xp.where(positive, P / xp.where(positive, Q, 1.0), math.inf), all_positive
+
+
+def _count_true(xp, mask):
+    """``count_nonzero(mask, axis=1)`` (numpy, one row: the vectorised count of the whole array;
+    with ``axis`` numpy counts by a sum over a copy)."""
+    if xp is np and mask.shape[0] == 1:
+        return np.full(1, np.count_nonzero(mask), dtype=np.int64)
+    return xp.count_nonzero(mask, axis=1)
 
 
 def _clip_split(xp, x, j0: int, low, high):
@@ -146,11 +157,10 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     """
     xp = array_namespace(P, Q)
     B, V = P.shape
-    key = _ratio_key(xp, P, Q)
+    key, all_finite = _ratio_key(xp, P, Q)                             # all_finite: every q > 0
     order, ks = stable_sort_rows(xp, key, keys_out=scratch(xp, "ks", key.shape, key.dtype))
     ps, qs = take_rows(xp, P, order), take_rows(xp, Q, order)
-    finite = _op(xp, "greater", qs, 0.0, "finite", bool)
-    all_finite = bool(xp.all(finite))
+    finite = None if all_finite else qs > 0
     pis_f = ks if all_finite else xp.where(finite, ks, 0.0)           # sorted p/q (0 where q = 0)
     Pc = _prefix_sums(xp, ps, "Pc")                                     # p(first j tokens)
     Qs = _at_most_one(xp, _suffix_sums(xp, qs, "Qs"))                  # q(tokens j..V-1)
@@ -182,7 +192,9 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     first = xp.argmax(reached if xp is np else xp.astype(reached, xp.int8), axis=1)
     ia = lo + first                                                     # first breakpoint reaching it
     denom = take_at(xp, Qs, ia)
-    ok = take_at(xp, reached, first) & take_at(xp, finite, ia) & (denom > 0)   # else no cap binds (round-off)
+    ok = take_at(xp, reached, first) & (denom > 0)                     # else no cap binds (round-off)
+    if not all_finite:
+        ok = ok & take_at(xp, finite, ia)
     th_a = xp.where(ok, (target_a - (Ps_j - take_at(xp, Ps, first))) / xp.where(ok, denom, 1.0), math.inf)
 
     # theta_B: G(th) = sum_{i < j} max(p_i, th q_i) = q(H)^k, G piecewise linear increasing
@@ -195,7 +207,7 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     below = _op(xp, "less_equal", g_at, target_b[:, None], "mask", bool)
     if not one_cut:
         below = below & in_h[:, :hi]
-    ib = xp.count_nonzero(below, axis=1) - 1
+    ib = _count_true(xp, below) - 1
     ib = xp.where(ib > 0, ib, 0) + 1                                    # last breakpoint not above it
     Qc_b = take_at(xp, Qc, ib)
     th_b = xp.where(j > 0, (target_b - Pc_j + take_at(xp, Pc, ib)) / xp.where(Qc_b > 0, Qc_b, 1.0), 0.0)
@@ -203,14 +215,16 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     tb, ta = th_b[:, None], th_a[:, None]
     if one_cut:                                                         # H = the first hi columns
         ratio = _clip_split(xp, pis_f, hi, tb, ta)
-        if not all_finite:
-            ratio = xp.where(finite, ratio, 0.0)
     else:
-        ratio = xp.where(finite, xp.where(in_h, xp.maximum(pis_f, tb), xp.minimum(pis_f, ta)), 0.0)
+        ratio = xp.where(in_h, xp.maximum(pis_f, tb), xp.minimum(pis_f, ta))
+    if not all_finite:
+        ratio = xp.where(finite, ratio, 0.0)
     r = None
     if marginal:
         if one_cut:
             in_h = xp.arange(V, device=device(P))[None, :] < hi
-        r = xp.where(finite, xp.where(in_h, xp.maximum(ps, tb * qs),
-                                      xp.minimum(ps, ta * xp.where(finite, qs, 1.0))), 0.0)
+        r = xp.where(in_h, xp.maximum(ps, tb * qs),
+                     xp.minimum(ps, ta * (qs if all_finite else xp.where(finite, qs, 1.0))))
+        if not all_finite:
+            r = xp.where(finite, r, 0.0)
     return SelectionScan(order, j, alpha, ps, qs, ratio, r, th_a, th_b, q_cut)
