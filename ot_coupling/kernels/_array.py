@@ -185,7 +185,8 @@ def stable_sort_rows(xp, x, *, keys_out=None):
     Float rows are sorted as int64 words ``(key bits, column)`` (:func:`_packed_argsort`), which
     orders ties by column as a stable sort does; the result is the stable order exactly when the
     sorted keys of the row do not decrease (checked with ``>=``, which also fails on NaN), and rows
-    where it fails (two keys equal in their high bits, negative keys, NaN) are sorted again stably.
+    where it fails (two keys equal in their high bits, negative keys, NaN) are finished by a stable
+    sort of their nearly sorted keys (a stable sort of the row for NaN).
     At ``V = 49152`` this takes about half the time of numpy's unstable argsort plus a tie check
     (0.7 against 1.4 ms, one CPU thread, same run) and needs no stable re-sort (4-6 ms) for ties;
     small arrays use numpy's stable sort directly. Numpy arrays and CPU tensors go through numpy
@@ -206,10 +207,17 @@ def stable_sort_rows(xp, x, *, keys_out=None):
         B, V = xs.shape
         rising = np.greater_equal(xs[:, 1:], xs[:, :-1], out=scratch(np, "sort_check", (B, V - 1), bool))
         bad = ~np.all(rising, axis=1)
-        if bad.any():
-            rows = np.flatnonzero(bad)
-            order[rows] = np.argsort(xn[rows], axis=1, kind="stable")
-            xs[rows] = np.take_along_axis(xn[rows], order[rows], axis=1)
+        for b in np.flatnonzero(bad):
+            # keys equal in their high bits but not in all (or negative, or NaN): the packed order is
+            # sorted by (high bits, column), so a stable sort of its nearly sorted keys (fast on runs)
+            # finishes it, ties staying in column order; NaN keys (their order is by their bits, not
+            # by column) need a stable sort of the row
+            fix = np.argsort(xs[b], kind="stable")
+            if np.isnan(xs[b, fix[-1]]):
+                order[b] = np.argsort(xn[b], kind="stable")
+            else:
+                order[b] = order[b, fix]
+            xs[b] = xn[b, order[b]]
     if is_torch_namespace(xp):
         return xp.asarray(order, device=device(x)), xp.asarray(xs, device=device(x))
     return order, xs
