@@ -179,7 +179,7 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     # increasing; its value at the breakpoint th = pis_i is (Ps_j - Ps_{i+1}) + pis_i Qs_{i+1}
     # (q = 0 tokens, ratio inf, count as reached; tokens of H never). Only the columns from the
     # smallest cut of the batch on can reach it, only those below the largest cut are in some H.
-    # (scratch slots "vals" and "e" are free from here)
+    # (scratch slots "key", "vals" and "e" are free from here)
     Ps = _suffix_sums(xp, ps[:, lo:], "key")                            # Ps[:, c]: p(tokens lo + c..V-1)
     Ps_j = take_at(xp, Ps, j - lo)
     f_at = _op(xp, "subtract", Ps_j[:, None], Ps[:, 1:], "vals")
