@@ -107,9 +107,11 @@ def _power_minus_one(xp, x, k: int, slot: str):
 
 def _ratio_key(xp, P, Q):
     """``(key, all_positive)``: ``key = p/q`` where ``q > 0``, else ``inf`` (numpy: float64, in the
-    scratch buffer ``"key"``, one division), and whether every ``q > 0`` (then no masking)."""
+    scratch buffer ``"key"``, one division), and whether every ``q > 0`` (then no masking; off the
+    host always ``False``: the answer would cost a device sync before the sort)."""
     positive = _op(xp, "greater", Q, 0.0, "finite", bool)
-    all_positive = bool(xp.all(positive))
+    on_host = xp is np or (is_torch_namespace(xp) and Q.device.type == "cpu")
+    all_positive = on_host and bool(xp.all(positive))
     if xp is np:
         key = scratch(np, "key", P.shape, np.float64)
         if key is None:
