@@ -284,6 +284,21 @@ def test_selection_scan_results_outlive_the_next_call():
         assert np.array_equal(x, y)
 
 
+def test_selection_scan_threads_do_not_share_scratch():
+    """Scans running in several threads at once (numpy releases the GIL inside ufuncs) give the
+    serial results bitwise: the scratch buffers are per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    P, Q = _rows(8, 20000, seed=45)
+    serial = [K_sel.selection_scan(P[b:b + 1], Q[b:b + 1], 4) for b in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            threaded = list(pool.map(lambda b: K_sel.selection_scan(P[b:b + 1], Q[b:b + 1], 4), range(8)))
+            for one, two in zip(serial, threaded):
+                for x, y in zip(one, two):
+                    assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+
+
 def test_selection_scan_float32(nx):
     P, Q = _rows(8, 200, seed=50)
     P[4:7], Q[4:7] = P[7], Q[7]
