@@ -76,11 +76,11 @@ def positive(xp, x):
 
 def take_rows(xp, x, idx, out=None):
     """``x[b, idx[b, i]]`` (``take_along_axis`` on axis 1). torch uses ``gather`` directly (the compat
-    wrapper adds a remainder and a where per call, 25% of the selection scan's time at V = 49152);
-    one numpy row uses a flat ``take`` (3x faster than ``take_along_axis``; long rows of a batch one
-    ``take`` each, 2x faster), into ``out`` when given
-    (a numpy buffer of the result's shape; ``idx`` then unchecked, as numpy buffers a checked
-    ``take`` into ``out``; other cases ignore ``out`` and return a new array)."""
+    wrapper adds a remainder and a where per call, 25% of the selection scan's time at V = 49152).
+    numpy: one row by a flat ``take`` (3x faster than ``take_along_axis``), into ``out`` when given
+    (a buffer of the result's shape; ``idx`` is then not bounds-checked, as numpy buffers a checked
+    ``take`` into ``out``); long rows of a batch by one ``take`` per row (2x faster). Other cases
+    ignore ``out`` and return a new array."""
     if is_torch_namespace(xp):
         return x.gather(1, idx)
     if x.shape[0] == 1:
@@ -152,7 +152,7 @@ def _packed_argsort(xn):
     high bits and the column in its low ``ceil(log2 V)`` bits (float64 loses that many low mantissa
     bits; float32 keeps all 32). For non-negative keys, bit patterns order as the floats, so the
     words sort by (key, column) as long as no two distinct keys of a row share their truncated bits:
-    :func:`stable_sort_rows` checks the result and sorts the rows where that fails again stably.
+    :func:`stable_sort_rows` checks the result and finishes the rows where that fails.
     """
     B, V = xn.shape
     if xn.dtype == np.float64:
