@@ -386,3 +386,33 @@ def test_stable_sort_rows_is_the_stable_order(nx):
         expect = np.argsort(x, axis=1, kind="stable")
         np.testing.assert_array_equal(nx.np(order), expect)
         np.testing.assert_array_equal(nx.np(xs), np.take_along_axis(x, expect, axis=1))
+
+
+def test_stable_sort_rows_packed_sort_falls_back_where_it_must(nx):
+    """Long rows go through the packed (key bits, column) sort: ties (``p = 0`` and ``q = 0`` keys,
+    repeated ratios) come out in column order, and rows it cannot order (keys equal in their high
+    bits, negative keys, ``-0`` next to ``+0``, NaN) are sorted again stably, alone in a batch."""
+    from ot_coupling.kernels._array import array_namespace, stable_sort_rows
+
+    rng = np.random.default_rng(4)
+    V = 5000
+    distinct = rng.random((2, V)) * 10.0 ** rng.uniform(-300, 0, (2, V))
+    tied = np.round(rng.random((2, V)) * 20) / 20
+    tied[:, ::7] = np.inf
+    tied[:, 1::9] = 0.0
+    near = 1.0 + rng.integers(0, 4, (2, V)) * 2.0 ** -50      # distinct only in the low 2 bits
+    signed = rng.standard_normal((2, V))
+    signed[:, ::5], signed[:, 1::5] = -0.0, 0.0
+    rows = [distinct, tied, near, np.concatenate([distinct, near, tied]), distinct[:1], near[:1]]
+    if nx.name != "torch-cuda":                              # the host sort's order of -0, +0 and NaN
+        nan = rng.random((2, V))
+        nan[:, ::11] = np.nan
+        rows += [signed, nan, np.concatenate([distinct, signed])]
+    for x in rows:
+        for dtype in (np.float64, np.float32):
+            xd = x.astype(dtype)
+            xt = nx.of(xd)
+            order, xs = stable_sort_rows(array_namespace(xt), xt)
+            expect = np.argsort(xd, axis=1, kind="stable")
+            np.testing.assert_array_equal(nx.np(order), expect)
+            np.testing.assert_array_equal(nx.np(xs), np.take_along_axis(xd, expect, axis=1))

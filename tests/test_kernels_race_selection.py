@@ -249,6 +249,56 @@ def test_selection_scan_matches_the_numpy_cut(nx):
         assert abs(float(nx.np(scan.alpha)[b]) - cut.value) <= TOL64
 
 
+def test_selection_scan_one_row_is_its_row_of_a_batch(nx):
+    """Every field of one row's scan (one cut: the masks of ``H`` drop out; numpy: scratch buffers)
+    is bitwise that row of the batch's scan (cuts differ: the masked path), for rows with ``q = 0``
+    and ``p = 0`` tokens and tied ratios too; ``cut`` and ``alpha`` are bitwise those of the
+    closed form."""
+    from solvers.closed_form import _cut_iid
+
+    P, Q = _rows(8, 20000, seed=43)
+    P[7] = np.round(P[7] * 20000 * 3) + 1.0                  # tied ratios
+    Q[7] = np.round(Q[7] * 20000 * 3) + 1.0
+    P[7], Q[7] = P[7] / P[7].sum(), Q[7] / Q[7].sum()
+    fields = ("order", "cut", "alpha", "ps", "qs", "ratio", "r", "theta_a", "theta_b", "q_cut")
+    batch = K_sel.selection_scan(nx.of(P), nx.of(Q), 8)
+    for b in range(P.shape[0]):
+        row = K_sel.selection_scan(nx.of(P[b:b + 1]), nx.of(Q[b:b + 1]), 8)
+        for name in fields:
+            got, want = nx.np(getattr(row, name))[0], nx.np(getattr(batch, name))[b]
+            assert got.tobytes() == want.tobytes(), (b, name)
+        if nx.name == "numpy":
+            cut = _cut_iid(P[b], Q[b], 8)
+            assert int(row.cut[0]) == cut.cut.size and float(row.alpha[0]) == cut.value
+
+
+def test_selection_scan_results_outlive_the_next_call():
+    """The numpy scan keeps its intermediates in per-thread scratch buffers: no result is one of
+    them (a second call leaves the first call's arrays as they were)."""
+    P, Q = _rows(8, 20000, seed=44)
+    first = K_sel.selection_scan(P[4:5], Q[4:5], 3)
+    saved = [None if x is None else np.array(x, copy=True) for x in first]
+    K_sel.selection_scan(P[5:6], Q[5:6], 5)
+    K_sel.selection_scan(P[3:4], Q[3:4], 2, marginal=False)
+    for x, y in zip(first, saved):
+        assert np.array_equal(x, y)
+
+
+def test_selection_scan_threads_do_not_share_scratch():
+    """Scans running in several threads at once (numpy releases the GIL inside ufuncs) give the
+    serial results bitwise: the scratch buffers are per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    P, Q = _rows(8, 20000, seed=45)
+    serial = [K_sel.selection_scan(P[b:b + 1], Q[b:b + 1], 4) for b in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            threaded = list(pool.map(lambda b: K_sel.selection_scan(P[b:b + 1], Q[b:b + 1], 4), range(8)))
+            for one, two in zip(serial, threaded):
+                for x, y in zip(one, two):
+                    assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+
+
 def test_selection_scan_float32(nx):
     P, Q = _rows(8, 200, seed=50)
     P[4:7], Q[4:7] = P[7], Q[7]
