@@ -166,7 +166,7 @@ def ratio_order(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
     Tokens with ``p = q = 0`` go last too (they change no cut value). Stable for ties.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):   # beyond floats: inf
         r = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
     return np.argsort(r, kind="stable")
 

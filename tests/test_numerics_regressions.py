@@ -196,3 +196,31 @@ def test_enumerate_refuses_huge_tuple_counts_before_work():
     with pytest.raises(ValueError, match="draft tuples"):
         get_selector("rrs_wor").enumerate(np.full(40, 1 / 40), np.full(40, 1 / 40), 5)   # 40!/35! tuples
     assert time.perf_counter() - start < 5
+
+
+def test_draft_ratio_beyond_the_float_range():
+    """A token with q = 4.9e-322 and p = 0.52 has p/q = inf (overflow). The selection scan's cap
+    search multiplied that ratio by the empty q-mass after it (inf * 0 = NaN), found no cap and
+    returned theta_A = inf, so r* put p = 0.52 on a token drafted with probability 1e-321 and the
+    importance fit returned NaN weights and a NaN acceptance (status 2). Found by a stress run."""
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    from gpu_backend.optimal import TorchOptimal
+    from ot_coupling.kernels.selection import selection_scan
+    from solvers.importance_weights import importance_plan
+
+    p = np.array([1.480045390869322e-310, 1.480045390869322e-310, 0.4768090373856822,
+                  0.5231909626143177, 1.480045390869322e-310])
+    q = np.array([0.031334969835247264, 0.010130205418123019, 0.35898973095896858,
+                  4.9406564584124654e-322, 0.59954509378766119])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # no overflow / invalid warnings either
+        for k in (2, 8, 64):
+            scan = selection_scan(p[None], q[None], k)
+            assert np.isfinite(scan.theta_a).all() and scan.r[0, -1] <= k * q[3] * (1 + 1e-12)
+            want = optimal_acceptance(p, q, k)
+            plan = importance_plan(p[None], q[None], k)
+            assert plan.status == 0 and abs(np.minimum(plan.marginal[0], p).sum() - want) <= 1e-15
+            acc = TorchOptimal().acceptance(torch.tensor(p), torch.tensor(q), k)
+            assert abs(float(acc) - want) <= 1e-15

@@ -116,10 +116,11 @@ def _ratio_key(xp, P, Q):
         key = scratch(np, "key", P.shape, np.float64)
         if key is None:
             key = np.empty(P.shape)
-        if all_positive:
-            return np.divide(P, Q, out=key), True
-        key.fill(math.inf)
-        return np.divide(P, Q, out=key, where=positive), False
+        with np.errstate(over="ignore"):          # p/q beyond the float range is inf: sorted last
+            if all_positive:
+                return np.divide(P, Q, out=key), True
+            key.fill(math.inf)
+            return np.divide(P, Q, out=key, where=positive), False
     return xp.where(positive, P / xp.where(positive, Q, 1.0), math.inf), all_positive
 
 
@@ -185,7 +186,10 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     Ps = _suffix_sums(xp, ps[:, lo:], "key")                            # Ps[:, c]: p(tokens lo + c..V-1)
     Ps_j = take_at(xp, Ps, j - lo)
     f_at = _op(xp, "subtract", Ps_j[:, None], Ps[:, 1:], "vals")
-    f_at = _op(xp, "add", f_at, _op(xp, "multiply", pis_f[:, lo:], Qs[:, lo + 1:], "e"), "vals")
+    # pis_i Qs_{i+1} is 0 where no q-mass follows, also for a ratio that overflowed to inf
+    with np.errstate(invalid="ignore"):                                # inf * 0, replaced by 0
+        tail = xp.where(Qs[:, lo + 1:] > 0, _op(xp, "multiply", pis_f[:, lo:], Qs[:, lo + 1:], "e"), 0.0)
+    f_at = _op(xp, "add", f_at, tail, "vals")
     reached = _op(xp, "greater_equal", f_at, target_a[:, None], "mask", bool)
     if not all_finite:
         reached = reached | ~finite[:, lo:]
