@@ -133,9 +133,11 @@ def _ipow(x: np.ndarray, k: int) -> np.ndarray:
 
 #: the roundings tried for a level's coarse targets, coarsest first: ``(d0, g, steps)`` of
 #: :func:`_distance_grid` with the far step ``steps * resolution`` (:func:`level_targets`)
-COARSE_GRIDS = ((1e-3, 1.5, 5.0), (1e-4, 1.25, 3.0), (1e-5, 1.1, 1.0))
-#: the grid's evenly spaced steps before it doubles (:func:`_distance_grid`)
-_LINEAR_STEPS = 2000
+COARSE_GRIDS = ((1e-3, 1.5, 5.0), (1e-4, 1.25, 3.0), (1e-5, 1.1, 1.0), (1e-6, 1.05, 0.1),
+                (1e-7, 1.02, 0.01))
+#: the distance from the cut (in ``log`` ratio) up to which the grid is evenly spaced
+#: (:func:`_distance_grid`)
+_LINEAR_REACH = 60.0
 
 
 class LevelTargets(NamedTuple):
@@ -168,17 +170,22 @@ def _exact_groups(q_l: np.ndarray, exact: np.ndarray) -> LevelTargets:
     return _as_groups(exact[starts], q_l, starts, True)
 
 
-def _distance_grid(d_max: float, d0: float, g: float, step: float) -> np.ndarray:
+def _distance_grid(d_max: float, d0: float, g: float, step: float, max_points: int) -> np.ndarray | None:
     """Distances ``e_0 = d0 < e_1 < ...`` in ``log`` ratio from the cut, up to the first one
-    ``>= d_max``: geometric (factor ``g``) while the spacing is below ``step``, then spaced
-    ``step`` for :data:`_LINEAR_STEPS` steps, then doubling (ratios ``e^-20`` and further from the
-    cut, whose rounding moves the level's sums by less than that)."""
+    ``>= d_max``: geometric (factor ``g``) while the spacing is below ``step``, then spaced ``step``
+    up to :data:`_LINEAR_REACH`, then doubling (ratios ``e^-60`` of the cut's and beyond, whose
+    rounding moves the level's sums by less than ``e^-30`` of them). ``None`` if that takes more
+    than ``max_points`` points (a grid finer than the tokens it groups)."""
     d_max = min(d_max, 2000.0)     # beyond any ratio of floats (1e-308 to 1e308: 1420)
     d1 = max(step / (g - 1.0), d0)
     geo = d0 * g ** np.arange(int(np.log(d1 / d0) / np.log(g)) + 1)
     if geo[-1] >= d_max:
         return geo[: int(np.searchsorted(geo, d_max)) + 1]
-    lin = geo[-1] + step * np.arange(1, min(int(np.ceil((d_max - geo[-1]) / step)), _LINEAR_STEPS) + 1)
+    reach = min(d_max, max(_LINEAR_REACH, geo[-1]))
+    count = int(np.ceil((reach - geo[-1]) / step))
+    if geo.size + count > max_points:
+        return None
+    lin = geo[-1] + step * np.arange(1, count + 1)
     if lin[-1] >= d_max:
         return np.concatenate([geo, lin])
     far = lin[-1] * 2.0 ** np.arange(1, int(np.ceil(np.log2(d_max / lin[-1]))) + 1)
@@ -206,28 +213,42 @@ def _reachable(masses: np.ndarray, values: np.ndarray, cap, need) -> bool:
     return t <= 0 or bool(np.all(np.cumsum(masses[:t] * values[:t]) >= need(np.cumsum(masses[:t]))))
 
 
-def _rounded_floors(pi: np.ndarray, q_h: np.ndarray, exact: np.ndarray, k: int, d0: float, g: float,
-                    step: float) -> LevelTargets | None:
+def _rounded_floors(p_h: np.ndarray, q_h: np.ndarray, pi: np.ndarray, exact: np.ndarray, k: int,
+                    d0: float, g: float, step: float) -> tuple[LevelTargets | None, bool]:
     """Level ``H``: ``max(up(p/q), theta')``, ``up`` rounding up towards the cut on the grid of
-    :func:`_distance_grid` (``None`` if that target is not reachable)."""
+    :func:`_distance_grid`, for the tokens far from the cut whose raises the level's slack can
+    take (the others aim at ``r*/q``). ``(None, _)`` if that target is not reachable; the flag
+    says whether every token beyond ``d0`` was rounded."""
     c = pi[-1]                                    # the highest ratio of H, next to the cut
     if not 0 < c < np.inf:
-        return None
+        return None, True
     q_total = q_h.sum()
     total = q_total**k
     lowest = pi[np.searchsorted(pi, 0.0, side="right")]   # the smallest positive ratio
-    e = _distance_grid(float(np.log(c) - np.log(lowest)), d0, g, step)
+    e = _distance_grid(float(np.log(c) - np.log(lowest)), d0, g, step, 4 * pi.size)
+    if e is None:
+        return None, True
     a = c * np.exp(-e[::-1])                      # bucket values, ascending; the last is c e^-d0
     ends = np.searchsorted(pi, a, side="right")   # bucket i: a[i-1] < p/q <= a[i] (rounded up to a[i])
     starts = np.concatenate([[0], ends[:-1]])
     full = ends > starts
-    near = int(ends[-1])                          # tokens within d0 of c keep their own ratio
-    runs = near + _runs(pi[near:]) if near < pi.size else np.empty(0, dtype=np.intp)
-    values = np.concatenate([a[full], pi[runs]])
+    near = int(ends[-1])                          # tokens within d0 of c keep r*/q
+    # theta' exists iff sum q up(p/q) <= total, i.e. iff the raises q up - p add up to at most the
+    # slack total - p(H): round whole buckets from the far end while they do
+    raises = np.cumsum(q_h[:near] * np.repeat(a[full], (ends - starts)[full]) - p_h[:near])
+    slack = total - p_h.sum()
+    complete = not (near and raises[-1] > slack)
+    if not complete:
+        last = int(np.searchsorted(raises, slack, side="right"))       # tokens [0, last) fit
+        near = int(starts[np.searchsorted(starts, last, side="right") - 1])
+        ends = np.minimum(ends, near)
+        full = ends > starts
+    runs = near + _runs(exact[near:]) if near < pi.size else np.empty(0, dtype=np.intp)
+    values = np.concatenate([a[full], exact[runs]])
     grp = _as_groups(values, q_h, np.concatenate([starts[full], runs]), False)
     mv = grp.masses * values
     if mv.sum() > total:
-        return None
+        return None, complete
     # theta': sum_g m_g max(v_g, theta') = total, piecewise linear and increasing in theta'; its
     # value at the breakpoint v_i is v_i M_i + (the sum above i)
     M = np.cumsum(grp.masses)
@@ -245,31 +266,47 @@ def _rounded_floors(pi: np.ndarray, q_h: np.ndarray, exact: np.ndarray, k: int, 
     def need(Qc):
         return _ipow(Qc, k)
 
-    return grp if _reachable(grp.masses, grp.values, cap, need) else None
+    return (grp if _reachable(grp.masses, grp.values, cap, need) else None), complete
 
 
-def _rounded_caps(pi: np.ndarray, q_a: np.ndarray, exact: np.ndarray, k: int, d0: float, g: float,
-                  step: float) -> LevelTargets | None:
+def _rounded_caps(p_a: np.ndarray, q_a: np.ndarray, pi: np.ndarray, exact: np.ndarray, k: int,
+                  d0: float, g: float, step: float) -> tuple[LevelTargets | None, bool]:
     """Level ``A``: ``min(down(p/q), theta')``, ``down`` rounding down towards the cut on the grid
-    of :func:`_distance_grid` (``None`` if that target is not reachable)."""
+    of :func:`_distance_grid`, for the tokens far from the cut whose cuts the level's slack can
+    take (the others aim at ``r*/q``). ``(None, _)`` if that target is not reachable; the flag
+    says whether every token beyond ``d0`` was rounded."""
     c = pi[0]                                     # the lowest ratio of A, next to the cut
     if not 0 < c < np.inf:
-        return None
+        return None, True
     s_a = q_a.sum()
     total = -np.expm1(k * np.log1p(-min(s_a, 1.0))) if s_a < 1 else 1.0
-    e = _distance_grid(float(np.log(pi[-1]) - np.log(c)), d0, g, step)
+    e = _distance_grid(float(np.log(pi[-1]) - np.log(c)), d0, g, step, 4 * pi.size)
+    if e is None:
+        return None, True
     with np.errstate(over="ignore"):              # buckets beyond the largest float stay empty
         a = c * np.exp(e)                         # bucket values, ascending; the first is c e^d0
     starts = np.searchsorted(pi, a, side="left")  # bucket i: a[i] <= p/q < a[i+1] (rounded down)
     ends = np.append(starts[1:], pi.size)
     full = ends > starts
-    near = int(starts[0])                         # tokens within d0 of c keep their own ratio
-    runs = _runs(pi[:near]) if near else np.empty(0, dtype=np.intp)
-    values = np.concatenate([pi[runs], a[full]])
+    near = int(starts[0])                         # tokens within d0 of c keep r*/q
+    # theta' exists iff sum q down(p/q) >= total, i.e. iff the cuts p - q down add up to at most
+    # the slack p(A) - total: round whole buckets from the far end while they do
+    cuts = np.cumsum((p_a[near:] - q_a[near:] * np.repeat(a[full], (ends - starts)[full]))[::-1])
+    slack = p_a.sum() - total
+    complete = not (cuts.size and cuts[-1] > slack)
+    if not complete:
+        last = pi.size - int(np.searchsorted(cuts, slack, side="right"))   # tokens [last, n) fit
+        i = int(np.searchsorted(starts, last, side="left"))
+        near = int(starts[i]) if i < starts.size else pi.size
+        starts = np.maximum(starts, near)
+        ends = np.append(starts[1:], pi.size)
+        full = ends > starts
+    runs = _runs(exact[:near]) if near else np.empty(0, dtype=np.intp)
+    values = np.concatenate([exact[runs], a[full]])
     grp = _as_groups(values, q_a, np.concatenate([runs, starts[full]]), False)
     mv = grp.masses * values
     if mv.sum() < total:
-        return None
+        return None, complete
     # theta': sum_g m_g min(v_g, theta') = total; at the breakpoint v_i it is (the sum below i) +
     # v_i (the mass from i on)
     below = np.cumsum(mv) - mv
@@ -292,7 +329,7 @@ def _rounded_caps(pi: np.ndarray, q_a: np.ndarray, exact: np.ndarray, k: int, d0
         return np.where(small, m**k * np.expm1(k * np.log1p(np.where(small, Qc, 0.0) / m)),
                         _ipow(m + Qc, k) - m**k)
 
-    return grp if _reachable(grp.masses, grp.values, cap, need) else None
+    return (grp if _reachable(grp.masses, grp.values, cap, need) else None), complete
 
 
 def level_targets(p_l: np.ndarray, q_l: np.ndarray, exact: np.ndarray, k: int, top: bool,
@@ -337,12 +374,15 @@ def level_targets(p_l: np.ndarray, q_l: np.ndarray, exact: np.ndarray, k: int, t
     with np.errstate(over="ignore"):     # a ratio beyond the float range is inf: the top bucket
         pi = p_l / q_l
     make = _rounded_caps if top else _rounded_floors
-    for d0, g, steps in COARSE_GRIDS:
-        coarse = make(pi, q_l, exact, k, d0, g, steps * resolution)
-        if coarse is not None:
-            if coarse.values.size < np.count_nonzero(exact[1:] != exact[:-1]) + 1:
-                return coarse
+    best = None
+    for d0, g, steps in COARSE_GRIDS:       # coarse to fine; a grid that rounds every token ends it
+        coarse, complete = make(p_l, q_l, pi, exact, k, d0, g, steps * resolution)
+        if coarse is not None and (best is None or coarse.values.size < best.values.size):
+            best = coarse
+        if complete and coarse is not None:
             break
+    if best is not None and best.values.size < np.count_nonzero(exact[1:] != exact[:-1]) + 1:
+        return best
     return _exact_groups(q_l, exact)
 
 

@@ -80,8 +80,10 @@ def test_fit_is_exact_and_needs_few_steps(alpha):
 # ---- the per-row fast path in the selection scan's order (issue 13, fitspeed2) ----
 
 def _law(rng, kind: str, V: int):
-    if kind == "softmax":
+    if kind in ("softmax", "near"):
         z = rng.normal(0.0, 3.0, (2, V))
+        if kind == "near":                  # a draft close to the target, as LLM pairs are: H's
+            z[1] = z[0] + rng.normal(0.0, rng.choice([0.3, 1.0]), V)   # floors nearly tight
         e = np.exp(z - z.max(1, keepdims=True))
         return e[0] / e[0].sum(), e[1] / e[1].sum()
     p, q = rng.dirichlet(np.full(V, float(kind)), 2)
@@ -92,7 +94,7 @@ def _law(rng, kind: str, V: int):
     return p, q
 
 
-@pytest.mark.parametrize("kind", ["1", "0.05", "softmax"])
+@pytest.mark.parametrize("kind", ["1", "0.05", "softmax", "near"])
 def test_level_targets_keep_caps_floors_totals_and_reachability(kind):
     """The coarse targets of both levels are runs of the scan's order with their masses; they keep
     the floors ``r >= p`` on H and the caps ``r <= p`` on A with the level totals, lie in the
@@ -131,7 +133,7 @@ def test_level_targets_keep_caps_floors_totals_and_reachability(kind):
         assert abs(np.minimum(r, ps).sum() - want) < 1e-13
         # the check's own prefix sums and coverage 1 - (1 - Q)^k err by up to ~kV ulps of 1
         assert selection_law_violation(r[np.argsort(s.order[0])], q, k) <= k * V * 2.0**-52
-    assert coarse >= 12                    # most levels are coarse
+    assert coarse >= (12 if kind != "near" else 6)   # most levels are coarse (fewer with tight floors)
 
 
 def test_reachable_agrees_with_brute_force_over_all_subsets():
