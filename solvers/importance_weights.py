@@ -346,10 +346,13 @@ def level_targets(p_l: np.ndarray, q_l: np.ndarray, exact: np.ndarray, k: int, t
     ``p(S)`` there is within second order of the polytope's ``g``) and have slack growing with the
     distance from it, so the grid (:func:`_distance_grid`) keeps the tokens within ``d0`` of the cut
     exact and spaces the others geometrically (factor ``g``) in ``d`` up to a step of ``steps *
-    resolution``. The grids of :data:`COARSE_GRIDS` are tried coarsest first; the first whose
-    target is reachable (checked exactly at the group ends, :func:`_reachable`) and has fewer
-    groups than ``r*`` wins. At ``V = 49152`` this leaves tens of groups per level (k = 8, flat
-    Dirichlet: ~75 on ``H``, ~15 on ``A``) instead of thousands.
+    resolution``. Only whole buckets from the end far from the cut are rounded, as many as the
+    level's slack (``q(H)^k - p(H)`` on ``H``, ``p(A) - g(q(A))`` on ``A``) can absorb; the others
+    aim at ``r*/q``. The grids of :data:`COARSE_GRIDS` are tried coarsest first, up to the first
+    that rounds every token, and the reachable target (checked exactly at the group ends,
+    :func:`_reachable`) with the fewest groups wins if it has fewer than ``r*``. At ``V = 49152``
+    this leaves tens of groups per level (k = 8, flat Dirichlet: ~75 on ``H``, ~15 on ``A``) instead
+    of thousands; language-model pairs at ``k >= 4`` have little slack and keep thousands.
 
     Parameters
     ----------
