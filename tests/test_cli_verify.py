@@ -37,11 +37,17 @@ ARGV = ["verify", "--pair", "bytes", "--steps", "2", "--k", "1,2", "--selectors"
 
 @pytest.fixture
 def stand_in_harness(monkeypatch):
-    """``load_pair`` and ``verify_real_models`` replaced: ``specot verify`` only writes its outputs."""
+    """``load_pair`` and ``verify_real_models`` replaced: ``specot verify`` only writes its outputs
+    (and torch's thread count, which the command sets for the process, is restored after)."""
+    import torch
+
     from gpu_backend import harness, models
 
     monkeypatch.setattr(models, "load_pair", lambda name: SimpleNamespace(vocab_size=3))
     monkeypatch.setattr(harness, "verify_real_models", lambda *a, **k: copy.deepcopy(RESULT))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def _leftovers(out) -> list[str]:

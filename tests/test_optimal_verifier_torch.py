@@ -3,6 +3,8 @@ numpy reference and the closed form, bitwise batched == per-row with injected no
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -112,9 +114,16 @@ def test_full_vocabulary_torch():
     P, Q = rng.dirichlet(np.full(49152, 0.05), size=8), rng.dirichlet(np.full(49152, 0.05), size=8)
     P, Q = P[4:6], Q[4:6]
     sel = TorchOptimal()
-    acc = sel.acceptance(torch.tensor(P), torch.tensor(Q), 8).numpy()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        acc = sel.acceptance(torch.tensor(P), torch.tensor(Q), 8).numpy()
     assert np.abs(acc - [optimal_acceptance(P[b], Q[b], 8) for b in range(2)]).max() <= 1e-9
-    assert float(sel.plan(torch.tensor(P), torch.tensor(Q), 8).quad_error.max()) <= 1e-12
+    plan = sel.plan(torch.tensor(P), torch.tensor(Q), 8)
+    assert float(plan.quad_error.max()) <= 1e-12
+    # whether the boundary row converges or stalls (at an L1 error of 7e-10) depends on the last
+    # bit of torch's row sums, i.e. on its thread count; a stall is always reported, never silent
+    assert float(plan.fit_error.max()) <= 1e-9
+    assert (plan.status != 0) == any(issubclass(w.category, RuntimeWarning) for w in caught)
 
 
 @pytest.mark.slow
