@@ -23,12 +23,15 @@ over a grid of selectors, ``k`` and ``gamma``.
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from ot_coupling.files import atomic_write_bytes, atomic_write_text
 
 from .engine import CachedLM, Sampling, SpeculativeDecoder
 from .models import ModelPair, corpus_prompts, load_pair
@@ -331,7 +334,7 @@ class _StepStore:
             for path in (self.steps_path, self.dist_path):
                 if path.exists():
                     path.unlink()
-        self.settings_path.write_text(json.dumps(settings, indent=2))
+        atomic_write_text(self.settings_path, json.dumps(settings, indent=2))
 
     def load_distributions(self):
         if not self.dist_path.exists():
@@ -341,10 +344,10 @@ class _StepStore:
                 data["tokens"].tolist())
 
     def save_distributions(self, P, Q, prompt_ids, tokens) -> None:
-        tmp = self.dist_path.with_suffix(".tmp.npz")
-        np.savez(tmp, P=P.numpy(), Q=Q.numpy(), prompt_ids=np.asarray(prompt_ids, dtype=np.int64),
+        buf = io.BytesIO()
+        np.savez(buf, P=P.numpy(), Q=Q.numpy(), prompt_ids=np.asarray(prompt_ids, dtype=np.int64),
                  tokens=np.asarray(tokens, dtype=np.int64))
-        tmp.replace(self.dist_path)
+        atomic_write_bytes(self.dist_path, buf.getvalue())
 
     def finished(self) -> dict[int, list[dict]]:
         import json

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
+
+from ot_coupling.files import atomic_write_text  # noqa: F401  (the writer of every layer)
 
 
 def parse_vector(text: str, name: str) -> np.ndarray:
@@ -123,25 +124,3 @@ def to_jsonable(obj):
 
 def dump_json(obj) -> str:
     return json.dumps(to_jsonable(obj), indent=2)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and :func:`os.replace`:
-    a reader (or a later run) sees the old file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:  # written as given
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path

@@ -367,3 +367,32 @@ def test_optimal_empirical_fits_its_plan_once_per_step(tiny_pair, monkeypatch):
     res = verify_real_models(tiny_pair, steps=2, ks=(2,), selectors=("optimal",), n_samples=30, seed=0)
     assert len(calls) == 2  # one fit per step, not one per sampled row
     assert all(r["selectors"]["optimal"]["method"] == "closed_form" for r in res["records"])
+
+
+def test_step_store_writes_settings_and_distributions_atomically(tmp_path, monkeypatch):
+    """``settings.json`` and ``distributions.npz`` go through a unique temporary file and
+    ``os.replace``: a failed write leaves the previous file whole and no temporary file behind
+    (``settings.json`` was written in place, and every run used the same temporary name)."""
+    import os
+
+    from gpu_backend.harness import _StepStore
+
+    runs, other = tmp_path / "run", tmp_path / "other"
+    store = _StepStore(runs, {"steps": 2}, resume=False)
+    _StepStore(other, {"steps": 2}, resume=False)
+    P, Q = torch.full((2, 3), 1 / 3, dtype=torch.float64), torch.full((2, 3), 1 / 3, dtype=torch.float64)
+    store.save_distributions(P, Q, [1, 2], [3, 4])
+    before = (runs / "distributions.npz").read_bytes()
+
+    def fail(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError):
+        store.save_distributions(2 * P, Q, [1, 2], [3, 4])
+    with pytest.raises(OSError):
+        _StepStore(other, {"steps": 3}, resume=False)
+    assert (runs / "distributions.npz").read_bytes() == before
+    assert json.loads((other / "settings.json").read_text()) == {"steps": 2}
+    assert sorted(p.name for p in runs.iterdir()) == ["distributions.npz", "settings.json"]
+    assert sorted(p.name for p in other.iterdir()) == ["settings.json"]
