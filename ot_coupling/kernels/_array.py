@@ -8,7 +8,6 @@ Every kernel of :mod:`ot_coupling.kernels` takes its namespace from its inputs,
 from __future__ import annotations
 
 import functools
-import math
 import threading
 
 import numpy as np
