@@ -166,6 +166,7 @@ def _as_groups(values: np.ndarray, q_l: np.ndarray, starts: np.ndarray, exact: b
 
 
 def _exact_groups(q_l: np.ndarray, exact: np.ndarray) -> LevelTargets:
+    """The exact target ``r*/q`` (ascending) as groups: its runs of equal ratio."""
     starts = _runs(exact)
     return _as_groups(exact[starts], q_l, starts, True)
 
