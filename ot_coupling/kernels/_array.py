@@ -44,11 +44,21 @@ def as_float64(xp, x):
     return x if x.dtype == xp.float64 else xp.astype(x, xp.float64)
 
 
-def one_minus_power(xp, x, k: int):
+def one_minus_power(xp, x, k: int, out=None):
     """``1 - (1 - x)^k`` without cancellation for small ``x`` (``-expm1(k log1p(-x))``, ``x`` clipped
-    to ``[0, 1]``; ``x = 1`` gives 1)."""
+    to ``[0, 1]``; ``x = 1`` gives 1). ``out``: a numpy buffer of ``x``'s shape to compute in (the
+    same operations in place; e.g. a :func:`scratch` buffer), ignored by other backends."""
     if is_torch_namespace(xp):
         return -xp.expm1(k * xp.log1p(-x.clamp(0.0, 1.0)))   # log1p(-1) = -inf gives exactly 1
+    if xp is np and out is not None:
+        t = np.maximum(x, 0.0, out=out)
+        np.minimum(t, 1.0, out=t)
+        np.negative(t, out=t)
+        with np.errstate(divide="ignore"):
+            np.log1p(t, out=t)
+        np.multiply(t, k, out=t)
+        np.expm1(t, out=t)
+        return np.negative(t, out=t)
     with np.errstate(divide="ignore"):
         return -xp.expm1(k * xp.log1p(-clip_max(xp, clip_min(xp, x, 0.0), 1.0)))
 

@@ -89,22 +89,6 @@ def _at_most_one(xp, x):
     return np.minimum(x, 1.0, out=x) if xp is np else xp.minimum(x, 1.0)
 
 
-def _power_minus_one(xp, x, k: int, slot: str):
-    """``(1 - x)^k - 1``: :func:`one_minus_power` without its final sign change, the same operations
-    (numpy: in the scratch buffer ``slot``)."""
-    if is_torch_namespace(xp):
-        return xp.expm1(k * xp.log1p(-x.clamp(0.0, 1.0)))
-    if xp is not np:
-        return -one_minus_power(xp, x, k)
-    t = np.maximum(x, 0.0, out=scratch(np, slot, x.shape, x.dtype))
-    np.minimum(t, 1.0, out=t)
-    np.negative(t, out=t)
-    with np.errstate(divide="ignore"):
-        np.log1p(t, out=t)                                # log1p(-1) = -inf at H = {} is right
-    np.multiply(t, k, out=t)
-    return np.expm1(t, out=t)
-
-
 def _ratio_key(xp, P, Q):
     """``(key, all_positive)``: ``key = p/q`` where ``q > 0``, else ``inf`` (numpy: float64, in the
     scratch buffer ``"key"``, one division), and whether every ``q > 0`` (then no masking; off the
@@ -167,11 +151,11 @@ def selection_scan(P, Q, k: int, *, marginal: bool = True) -> SelectionScan:
     pis_f = ks if all_finite else xp.where(finite, ks, 0.0)           # sorted p/q (0 where q = 0)
     Pc = _prefix_sums(xp, ps, "Pc")                                     # p(first j tokens)
     Qs = _at_most_one(xp, _suffix_sums(xp, qs, "Qs"))                  # q(tokens j..V-1)
-    e = _power_minus_one(xp, Qs, k, "e")                                # -(1 - q(H_j)^k), exact for tiny tail
-    vals = _op(xp, "subtract", Pc, e, "vals")
+    cover = one_minus_power(xp, Qs, k, out=scratch(xp, "e", Qs.shape, Qs.dtype))   # 1 - q(H_j)^k, exact for tiny tails
+    vals = _op(xp, "add", Pc, cover, "vals")
     j = xp.argmin(vals, axis=1)                                         # first minimiser
     alpha = take_at(xp, vals, j)
-    target_a = -take_at(xp, e, j)                                       # 1 - q(H)^k
+    target_a = take_at(xp, cover, j)                                    # 1 - q(H)^k
     lo, hi = min(int(xp.min(j)), V - 1), int(xp.max(j))
     one_cut = lo == hi                                                  # every row cut at hi
     if not one_cut:
