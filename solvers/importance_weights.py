@@ -91,6 +91,7 @@ from ot_coupling.kernels.importance import (  # noqa: F401  (the kernel layer; r
     quadrature_nodes,
 )
 
+from ot_coupling.kernels._array import one_minus_power, power_gap
 from ot_coupling.kernels.selection import selection_scan
 
 
@@ -280,7 +281,7 @@ def _rounded_caps(p_a: np.ndarray, q_a: np.ndarray, pi: np.ndarray, exact: np.nd
     if not 0 < c < np.inf:
         return None, True
     s_a = q_a.sum()
-    total = -np.expm1(k * np.log1p(-min(s_a, 1.0))) if s_a < 1 else 1.0
+    total = float(one_minus_power(np, s_a, k))
     e = _distance_grid(float(np.log(pi[-1]) - np.log(c)), d0, g, step, 4 * pi.size)
     if e is None:
         return None, True
@@ -318,17 +319,12 @@ def _rounded_caps(p_a: np.ndarray, q_a: np.ndarray, pi: np.ndarray, exact: np.nd
                        np.append(grp.masses[:i], after[i]), False)
 
     def cap(Qc):
-        with np.errstate(divide="ignore"):
-            return -np.expm1(k * np.log1p(-np.minimum(Qc, 1.0)))
+        return one_minus_power(np, Qc, k)
 
     m = max(1.0 - s_a, 0.0)   # q(H): drafts there never preempt
 
-    def need(Qc):             # g(q(A)) - g(q(A) - Qc) = (m + Qc)^k - m^k, no cancellation
-        if m == 0.0:
-            return _ipow(Qc, k)
-        small = Qc <= m       # expm1 form where the difference would cancel, direct elsewhere
-        return np.where(small, m**k * np.expm1(k * np.log1p(np.where(small, Qc, 0.0) / m)),
-                        _ipow(m + Qc, k) - m**k)
+    def need(Qc):             # g(q(A)) - g(q(A) - Qc) = (m + Qc)^k - m^k
+        return power_gap(np, m, Qc, k)
 
     return (grp if _reachable(grp.masses, grp.values, cap, need) else None), complete
 

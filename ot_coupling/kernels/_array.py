@@ -30,7 +30,7 @@ def array_namespace(*xs):
     return xp
 
 __all__ = ["array_namespace", "device", "is_numpy_namespace", "is_torch_namespace", "full_like",
-           "one_minus_power", "as_float64", "scalar", "stable_sort_rows", "take_rows", "take_at", "scratch",
+           "one_minus_power", "power_gap", "as_float64", "scalar", "stable_sort_rows", "take_rows", "take_at", "scratch",
            "SCRATCH_MAX_ELEMENTS", "SCRATCH_MIN_ELEMENTS"]
 
 
@@ -61,6 +61,15 @@ def one_minus_power(xp, x, k: int, out=None):
         return np.negative(t, out=t)
     with np.errstate(divide="ignore"):
         return -xp.expm1(k * xp.log1p(-clip_max(xp, clip_min(xp, x, 0.0), 1.0)))
+
+
+def power_gap(xp, m, x, k: int):
+    """``(m + x)^k - m^k`` for ``m, x >= 0`` without cancellation: ``m^k expm1(k log1p(x/m))`` where
+    ``0 < x <= m`` (the gap is small against the powers), the direct difference elsewhere."""
+    small = (x <= m) & (m > 0)
+    ms = xp.where(small, m, 1.0)
+    return xp.where(small, ms ** k * xp.expm1(k * xp.log1p(xp.where(small, x, 0.0) / ms)),
+                    (m + x) ** k - m ** k)
 
 
 def scalar(x) -> float:

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import array_namespace, clip_max, clip_min, device, take_at
+from ._array import array_namespace, clip_max, clip_min, device, one_minus_power, power_gap, take_at
 
 
 class QuadRule(NamedTuple):
@@ -458,13 +458,8 @@ def group_range(mass, floor, k: int):
     f = floor[:, None]
     m0 = xp.sum(mass, axis=1, keepdims=True) + f
     m0 = xp.where(m0 > 0, m0, 1.0)   # an empty level (padding) has no range to speak of
-    small = Q <= f          # (f + Q)^k - f^k without cancellation
-    fs = xp.where(small, f, 1.0)
-    lo_small = fs ** k * xp.expm1(k * xp.log1p(xp.where(small, Q, 0.0) / fs)) / Q
-    lo = xp.where(small, lo_small, ((Q + f) ** k - f ** k) / Q)
-    x = clip_max(xp, Q / m0, 1.0)
-    full = x >= 1.0
-    hi = xp.where(full, m0 ** k / Q, -(m0 ** k) * xp.expm1(k * xp.log1p(-xp.where(full, 0.0, x))) / Q)
+    lo = power_gap(xp, f, Q, k) / Q
+    hi = m0 ** k * one_minus_power(xp, Q / m0, k) / Q
     return lo, hi
 
 
